@@ -1,0 +1,284 @@
+"""Configuration: shipped YAML defaults + a lab's override file + environment.
+
+Resolution order (later wins): ``configs/defaults.yaml`` shipped with ctdna, then the
+file given by ``--config`` or ``CTDNA_CONFIG`` (deep-merged), then environment variables
+(``CTDNA_DB_URL``, ``CTDNA_SMTP_*``, ``CTDNA_MAIL_FROM``, ``CTDNA_OUTBOX``,
+``CTDNA_REPORTS_DIR``). The merged mapping is validated by the pydantic schema below;
+unknown keys are errors, so a typo in a threshold name never passes silently.
+
+Every assessment and report records :attr:`Settings.version` and
+:meth:`Settings.fingerprint` so that an alert can be reproduced with the exact config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.errors import ConfigError
+
+Fraction = float  # a number in [0, 1]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AssaySettings(_Strict):
+    """Defaults for one assay (selected by the manifest's ``assay`` column)."""
+
+    lod_vaf: Fraction = Field(0.005, ge=0, le=1, description="Limit of detection, VAF fraction")
+    description: str = ""
+    cnv_kind: Literal["plasma_cn", "absolute_cn", "fold_change", "log2_ratio"] = Field(
+        "plasma_cn", description="What copy_number values from this assay mean"
+    )
+    met_amp_min_tumor_fraction: Fraction | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Below this tumor fraction an absent CNV call is not evaluable "
+        "(FoundationOne Liquid CDx: 21.7% TF for CN amplification, Woodhouse 2020)",
+    )
+
+
+class LodSettings(_Strict):
+    """How a draw's limit of detection is chosen when the manifest gives none."""
+
+    min_alt_reads: int = Field(
+        5, ge=1, description="LoD from depth = min_alt_reads / median depth of the draw"
+    )
+    default_assay: str = "default"
+
+
+class RulesSettings(_Strict):
+    """Thresholds, windows and confirmation of the rule set (clinical-evidence.md section 6)."""
+
+    baseline_window_days: int = Field(14, ge=0, description="Baseline: last draw <= N days before start")
+    baseline_after_start_days: int = Field(
+        0, ge=0, description="A draw up to N days after the start still counts as baseline"
+    )
+    confirm_min_days: int = Field(14, ge=0, description="Confirmation draw at least N days later")
+    confirm_max_days: int = Field(90, ge=1, description="... and at most N days later")
+    early_window_start_week: float = Field(3, ge=0)
+    early_window_end_week: float = Field(10, ge=0)
+    clearance_by_week: float = Field(10, ge=0, description="E1: clearance by week 10 (ctMoniTR)")
+    deep_decrease: Fraction = Field(0.90, ge=0, le=1, description="E2: >= 90% decrease")
+    partial_decrease: Fraction = Field(0.50, ge=0, le=1, description="E3: < 50% decrease fails")
+    second_landmark_start_week: float = Field(12, ge=0, description="E4 window start")
+    second_landmark_end_week: float = Field(16, ge=0, description="E4 window end")
+    rise_from_nadir_fold: float = Field(10.0, gt=1, description="P2/P3: >= 1-log rise")
+    never_cleared_warning_fold: float = Field(2.0, gt=1, description="P3 warning: >= 2x rise")
+    min_alt_reads_detected: int = Field(
+        2, ge=1, description="A call with fewer supporting reads is not 'detected'"
+    )
+    significance_alpha: Fraction = Field(
+        0.05, gt=0, lt=1, description="Fisher exact test on read counts between draws"
+    )
+    met_pcn_warning: float = Field(2.1, gt=0, description="R3: MET plasma CN reporting floor")
+    met_pcn_failure: float = Field(2.7, gt=0, description="R3: MET plasma CN >= 2.7 (PMC10552597)")
+    met_fold_change_warning: float = Field(1.3, gt=0, description="R3 for fold-change assays")
+    met_fold_change_failure: float = Field(2.0, gt=0)
+    chip_genes: tuple[str, ...] = (
+        "DNMT3A", "TET2", "ASXL1", "PPM1D", "JAK2", "SF3B1", "SRSF2", "CBL", "GNB1", "GNAS",
+    )
+
+    @field_validator("chip_genes", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return tuple(str(v).upper() for v in value) if value is not None else value
+
+
+class CadenceSettings(_Strict):
+    """Rule C1: when the next draw is due."""
+
+    first_draw_weeks: tuple[float, float] = (3, 6)
+    second_draw_weeks: tuple[float, float] = (8, 10)
+    maintenance_interval_weeks: tuple[float, float] = (8, 12)
+    after_warning_interval_weeks: float = 4
+    overdue_grace_days: int = 7
+
+
+class SmtpSettings(_Strict):
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    password: str | None = Field(None, repr=False)
+    tls: Literal["starttls", "ssl", "none"] = "starttls"
+    timeout_seconds: float = 30
+
+
+class NotifySettings(_Strict):
+    mail_from: str = "ctdna-surveillance@localhost"
+    fallback_address: str = "lab-fallback@localhost"
+    ops_address: str = "lab-ops@localhost"
+    subject_prefix: str = "[ctDNA surveillance]"
+    report_base_url: str | None = Field(
+        None, description="Where care teams open reports (e.g. https://lis.example/ctdna/)"
+    )
+    outbox: str = "outbox"
+    max_emails_per_run: int = Field(200, ge=1, description="Safety rail against mass mailing")
+    smtp: SmtpSettings = SmtpSettings()
+
+
+class ScheduleSettings(_Strict):
+    cron: str = "0 6 * * 1-5"
+    timezone: str = "Europe/Berlin"
+
+
+class PathSettings(_Strict):
+    reports: str = "reports"
+    quarantine: str = "quarantine"
+
+
+class Settings(_Strict):
+    """The validated, resolved configuration."""
+
+    version: str = Field(..., description="Declared config version, printed in every report")
+    assays: dict[str, AssaySettings]
+    lod: LodSettings = LodSettings()
+    rules: RulesSettings = RulesSettings()
+    cadence: CadenceSettings = CadenceSettings()
+    care_teams: dict[str, list[str]] = Field(default_factory=dict)
+    notify: NotifySettings = NotifySettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    paths: PathSettings = PathSettings()
+    database_url: str | None = None
+
+    def assay(self, name: str | None) -> AssaySettings:
+        """Settings of ``name`` (case-insensitive), else of the default assay."""
+        if name:
+            key = name.strip().lower()
+            for assay_name, settings in self.assays.items():
+                if assay_name.lower() == key:
+                    return settings
+        return self.assays.get(self.lod.default_assay, AssaySettings())
+
+    def fingerprint(self) -> str:
+        """Short SHA-256 of the resolved configuration (secrets excluded)."""
+        data = self.model_dump(mode="json")
+        data["notify"]["smtp"]["password"] = None
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def version_label(self) -> str:
+        """``<declared version>+<fingerprint>``: what assessments record."""
+        return f"{self.version}+{self.fingerprint()}"
+
+
+def configs_dir() -> Path:
+    """Folder of the shipped defaults (repository ``configs/`` or the wheel's copy)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "configs", here / "_configs"):
+        if (candidate / "defaults.yaml").is_file():
+            return candidate
+    raise ConfigError("shipped configs/defaults.yaml not found; is ctdna installed correctly?")
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError("config file not found", path=path) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file ({exc.strerror})", path=path) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else None
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"invalid YAML: {problem}", path=path, record=where) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("top level must be a mapping", path=path)
+    return data
+
+
+def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if env.get("CTDNA_DB_URL"):
+        out["database_url"] = env["CTDNA_DB_URL"]
+    smtp: dict[str, Any] = {}
+    for key in ("host", "port", "user", "password", "tls"):
+        value = env.get(f"CTDNA_SMTP_{key.upper()}")
+        if value:
+            smtp[key] = value.lower() if key == "tls" else value
+    notify: dict[str, Any] = {}
+    if smtp:
+        notify["smtp"] = smtp
+    if env.get("CTDNA_MAIL_FROM"):
+        notify["mail_from"] = env["CTDNA_MAIL_FROM"]
+    if env.get("CTDNA_OUTBOX"):
+        notify["outbox"] = env["CTDNA_OUTBOX"]
+    if notify:
+        out["notify"] = notify
+    if env.get("CTDNA_REPORTS_DIR"):
+        out["paths"] = {"reports": env["CTDNA_REPORTS_DIR"]}
+    return out
+
+
+def load_settings(
+    config_file: str | Path | None = None, env: dict[str, str] | None = None
+) -> Settings:
+    """Load and validate the configuration.
+
+    Parameters
+    ----------
+    config_file
+        A lab override file; when None, ``CTDNA_CONFIG`` is used if set.
+    env
+        Environment mapping (defaults to ``os.environ``); injectable for tests.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable YAML, unknown keys or out-of-range values, naming the field.
+    """
+    env = dict(os.environ) if env is None else env
+    defaults_path = configs_dir() / "defaults.yaml"
+    merged = _read_yaml(defaults_path)
+    override_path = config_file or env.get("CTDNA_CONFIG") or None
+    source = defaults_path
+    if override_path:
+        source = Path(override_path)
+        merged = _deep_merge(merged, _read_yaml(source))
+    merged = _deep_merge(merged, _env_overrides(env))
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(first["msg"], path=source, field=field) from exc
+
+
+def parse_iso_date(value: str, *, path: str | Path | None, record: str | int | None, field: str) -> date:
+    """Parse ``YYYY-MM-DD`` strictly, raising an :class:`InputError` that names the field."""
+    from pipeline.errors import InputError
+
+    text = str(value).strip()
+    try:
+        if len(text) != 10:
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InputError(
+            f"unparseable date {text!r} (expected YYYY-MM-DD)", path=path, record=record, field=field
+        ) from None

@@ -1,0 +1,95 @@
+"""Typed errors. Library code raises these; the CLI maps them to exit codes.
+
+Every error that concerns an input names the file, the record (or line) and the field,
+so that a lab bioinformatician can fix the input without reading a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+
+class CtdnaError(Exception):
+    """Base class of every error ctdna raises on purpose."""
+
+    exit_code = EXIT_FAILURE
+
+
+class InputError(CtdnaError):
+    """Bad input from the lab: one clear line, exit status 2.
+
+    Parameters
+    ----------
+    message
+        What is wrong, in words a lab scientist understands.
+    path
+        The offending file, when there is one.
+    record
+        Where in the file: ``"record 12"``, ``"line 4"``, ``"header"``.
+    field
+        The field or column concerned (``"FORMAT/AF"``, ``"collection_date"``).
+    """
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        record: str | int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.path = str(path) if path is not None else None
+        self.record = f"record {record}" if isinstance(record, int) else record
+        self.field = field
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        """Render ``file: record: field: message`` on one line, skipping unknown parts."""
+        parts = [p for p in (self.path, self.record) if p]
+        if self.field:
+            parts.append(f"field {self.field}")
+        parts.append(self.message)
+        return ": ".join(parts).replace("\n", " ")
+
+
+class InvalidVariantFileError(InputError):
+    """A VCF/BCF or variant table that cannot be read or fails validation."""
+
+
+class ManifestError(InputError):
+    """A sample manifest or therapy history that cannot be used."""
+
+
+class GenomeBuildError(InputError):
+    """The genome build is unknown or cannot be detected (never guessed)."""
+
+
+class ConfigError(InputError):
+    """An invalid configuration file or environment override."""
+
+
+class KnowledgeBaseError(CtdnaError):
+    """The knowledge base data are inconsistent (a defect in shipped data)."""
+
+
+class AmendRequiredError(InputError):
+    """Changed content under an existing sample_id without ``--amend``."""
+
+
+class NotFoundError(InputError):
+    """A requested patient, sample or file does not exist."""
+
+
+class StoreError(CtdnaError):
+    """The longitudinal store cannot be reached or migrated."""
+
+
+class DeliveryError(CtdnaError):
+    """An alert email could not be delivered (retryable: the alert stays pending)."""

@@ -1,0 +1,97 @@
+"""Column contracts shared by the layers.
+
+Readers (``pipeline.io``) return a *calls* frame per sample; the knowledge base adds
+recognition columns; the store keeps *observations* (calls + sample context).
+Units: every ``vaf`` is a fraction in [0, 1] (never percent), NaN when the caller gave
+no usable abundance. Percent exists only at the edges (vendor tables, reports) and is
+always declared there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: Variant types of the contract (``../shared/spec/interfaces.md``), plus ``sv`` for
+#: structural records that are not recognised as a fusion or CNV.
+VARIANT_TYPES = ("snv", "mnv", "indel", "cnv", "fusion", "sv")
+
+#: Knowledge-base categories written to ``observations.category``.
+CATEGORIES = (
+    "alk_resistance",  # ALK kinase-domain resistance mutation
+    "bypass",  # ALK-independent resistance (MET amp, KRAS/NRAS, MAP2K1, ...)
+    "driver",  # the ALK fusion itself (truncal marker)
+    "transformation",  # TP53 / RB1: small-cell transformation markers
+    "chip",  # clonal haematopoiesis genes: excluded from the ctDNA level
+    "other",
+)
+
+#: Columns of the frame every reader returns (one row per ALT allele / CNV / fusion call).
+CALL_COLUMNS: dict[str, str] = {
+    "record_index": "int64",  # 1-based record (VCF) or data line (table) number, for errors
+    "chrom": "object",  # as written in the file ("chr2" or "2"); None for table rows without it
+    "pos": "Int64",  # 1-based, as in the VCF
+    "ref": "object",
+    "alt": "object",  # one allele; symbolic (<DUP>) and breakend strings kept verbatim
+    "variant_type": "object",  # one of VARIANT_TYPES
+    "gene": "object",  # gene symbol from annotation/table, else None (knowledge base fills)
+    "protein_change": "object",  # raw HGVS p. / short protein name from annotation/table
+    "vaf": "float64",  # fraction 0-1, NaN when unknown
+    "vaf_source": "object",  # e.g. FORMAT/AF, FORMAT/AD, strelka_tier1, FORMAT/FREQ(percent)
+    "alt_reads": "Int64",
+    "depth": "Int64",
+    "filter": "object",  # "PASS" or the filter names joined by ";"
+    "copy_number": "float64",  # plasma/absolute copy number for CNV rows
+    "fusion_partner": "object",  # 5' partner gene for fusion rows (EML4, ...)
+    "mate_chrom": "object",  # breakend mate for BND/INV rows
+    "mate_pos": "Int64",
+    "annotation": "object",  # raw CSQ/ANN entries joined by "," (for audit and recognition)
+}
+
+#: Columns the knowledge base adds (``pipeline.knowledge.recognize``).
+RECOGNITION_COLUMNS: dict[str, str] = {
+    "gene": "object",
+    "alteration": "object",  # G1202R, G1202del, T1151dup, amplification, EML4-ALK fusion
+    "category": "object",  # one of CATEGORIES
+    "kb_id": "object",  # knowledge-base entry id, None when not in the knowledge base
+}
+
+
+def empty_calls() -> pd.DataFrame:
+    """Return an empty calls frame with the contract's columns and dtypes."""
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in CALL_COLUMNS.items()})
+
+
+def conform_calls(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add missing contract columns and coerce dtypes, keeping extra columns.
+
+    Parameters
+    ----------
+    frame
+        A reader's raw output.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The frame with every column of :data:`CALL_COLUMNS`, in contract order first.
+    """
+    out = frame.copy()
+    for column, dtype in CALL_COLUMNS.items():
+        if column not in out.columns:
+            out[column] = pd.Series([None] * len(out), dtype="object")
+        if dtype == "float64":
+            out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
+        elif dtype == "Int64":
+            out[column] = pd.to_numeric(out[column], errors="coerce").astype("Int64")
+        elif dtype == "int64":
+            out[column] = pd.to_numeric(out[column], errors="coerce").fillna(0).astype("int64")
+        else:
+            out[column] = out[column].astype("object").where(out[column].notna(), None)
+    extra = [c for c in out.columns if c not in CALL_COLUMNS]
+    return out[list(CALL_COLUMNS) + extra].reset_index(drop=True)
+
+
+def vaf_in_range(vaf: pd.Series, tolerance: float = 1e-6) -> np.ndarray:
+    """Boolean mask: VAF is NaN or within [0, 1] (float32 tolerance, see pysam notes)."""
+    values = vaf.to_numpy(dtype="float64", na_value=np.nan)
+    return np.isnan(values) | ((values >= -tolerance) & (values <= 1 + tolerance))

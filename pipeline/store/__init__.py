@@ -1,0 +1,1 @@
+"""The longitudinal store (SQLAlchemy; SQLite by default, PostgreSQL supported)."""
