@@ -15,14 +15,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, InputError
 
 Fraction = float  # a number in [0, 1]
 
@@ -60,7 +68,9 @@ class LodSettings(_Strict):
 class RulesSettings(_Strict):
     """Thresholds, windows and confirmation of the rule set (clinical-evidence.md section 6)."""
 
-    baseline_window_days: int = Field(14, ge=0, description="Baseline: last draw <= N days before start")
+    baseline_window_days: int = Field(
+        14, ge=0, description="Baseline: last draw <= N days before start"
+    )
     baseline_after_start_days: int = Field(
         0, ge=0, description="A draw up to N days after the start still counts as baseline"
     )
@@ -88,11 +98,40 @@ class RulesSettings(_Strict):
     chip_genes: tuple[str, ...] = (
         "DNMT3A", "TET2", "ASXL1", "PPM1D", "JAK2", "SF3B1", "SRSF2", "CBL", "GNB1", "GNAS",
     )
+    high_risk_baseline_genes: tuple[str, ...] = Field(
+        ("TP53",), description="B2: a baseline mutation in these genes is a high-risk profile"
+    )
+    high_risk_fusion_variant_pattern: str = Field(
+        r"(?i)\b(?:v|variant\s*)3[ab]?\b",
+        description="B2: regex on the fusion alteration text naming EML4-ALK variant 3",
+    )
 
-    @field_validator("chip_genes", mode="before")
+    @field_validator("chip_genes", "high_risk_baseline_genes", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return tuple(str(v).upper() for v in value) if value is not None else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RulesSettings:
+        # Windows and thresholds that contradict each other would make a rule unreachable
+        # or fire on every draw; refuse them at load time (clinical-evidence.md section 6).
+        pairs = (
+            ("confirm_min_days", "confirm_max_days"),
+            ("early_window_start_week", "early_window_end_week"),
+            ("second_landmark_start_week", "second_landmark_end_week"),
+            ("partial_decrease", "deep_decrease"),
+            ("never_cleared_warning_fold", "rise_from_nadir_fold"),
+            ("met_pcn_warning", "met_pcn_failure"),
+            ("met_fold_change_warning", "met_fold_change_failure"),
+        )
+        for low, high in pairs:
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low} ({getattr(self, low)}) must not exceed {high}")
+        try:
+            re.compile(self.high_risk_fusion_variant_pattern)
+        except re.error as exc:
+            raise ValueError(f"high_risk_fusion_variant_pattern is not a regex: {exc}") from exc
+        return self
 
 
 class CadenceSettings(_Strict):
@@ -101,8 +140,22 @@ class CadenceSettings(_Strict):
     first_draw_weeks: tuple[float, float] = (3, 6)
     second_draw_weeks: tuple[float, float] = (8, 10)
     maintenance_interval_weeks: tuple[float, float] = (8, 12)
-    after_warning_interval_weeks: float = 4
-    overdue_grace_days: int = 7
+    after_warning_interval_weeks: float = Field(4, gt=0)
+    overdue_grace_days: int = Field(7, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CadenceSettings:
+        # Each window is (earliest, latest) in weeks; C1 reads the first as "due" and the
+        # second as "overdue after" (clinical-evidence.md section 6, rule C1).
+        for name in ("first_draw_weeks", "second_draw_weeks", "maintenance_interval_weeks"):
+            low, high = getattr(self, name)
+            if low < 0 or low > high:
+                raise ValueError(f"{name} must be (earliest, latest) with 0 <= earliest <= latest")
+        if self.first_draw_weeks[1] > self.second_draw_weeks[0]:
+            raise ValueError("first_draw_weeks must end before second_draw_weeks starts")
+        if self.maintenance_interval_weeks[0] <= 0:
+            raise ValueError("maintenance_interval_weeks must be positive")
+        return self
 
 
 class SmtpSettings(_Strict):
@@ -125,6 +178,14 @@ class NotifySettings(_Strict):
     outbox: str = "outbox"
     max_emails_per_run: int = Field(200, ge=1, description="Safety rail against mass mailing")
     smtp: SmtpSettings = SmtpSettings()
+    test_mode: bool = Field(
+        False, description="Non-production: 'TEST' subject marker and banner (notes section 4.2.7)"
+    )
+    reply_to: str | None = Field(None, description="Monitored lab mailbox for replies")
+    allowed_domains: list[str] = Field(
+        default_factory=list,
+        description="Recipient domains allowed (empty: any); notes section 4.2.3",
+    )
 
 
 class ScheduleSettings(_Strict):
@@ -269,9 +330,16 @@ def load_settings(
         raise ConfigError(first["msg"], path=source, field=field) from exc
 
 
-def parse_iso_date(value: str, *, path: str | Path | None, record: str | int | None, field: str) -> date:
-    """Parse ``YYYY-MM-DD`` strictly, raising an :class:`InputError` that names the field."""
-    from pipeline.errors import InputError
+def parse_iso_date(
+    value: str,
+    *,
+    path: str | Path | None,
+    record: str | int | None,
+    field: str,
+    kind: type[InputError] | None = None,
+) -> date:
+    """Parse ``YYYY-MM-DD`` strictly, raising ``kind`` (an :class:`InputError`) naming the field."""
+    error_type = kind or InputError
 
     text = str(value).strip()
     try:
@@ -279,6 +347,6 @@ def parse_iso_date(value: str, *, path: str | Path | None, record: str | int | N
             raise ValueError
         return date.fromisoformat(text)
     except ValueError:
-        raise InputError(
+        raise error_type(
             f"unparseable date {text!r} (expected YYYY-MM-DD)", path=path, record=record, field=field
         ) from None

@@ -1,0 +1,1 @@
+"""The ``ctdna`` command line: argument parsing and exit codes only."""

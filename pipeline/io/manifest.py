@@ -1,0 +1,293 @@
+"""Sample manifests and therapy histories (CSV, UTF-8, header row).
+
+Validate first (PCGR practice): every row is checked before anything is stored, and one
+bad manifest row is rejected on its own while the good rows proceed. A therapy history is
+all-or-nothing, because a partial therapy history would silently change which line of
+therapy every rule evaluates.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.config import parse_iso_date
+from pipeline.errors import InputError, ManifestError
+
+MANIFEST_REQUIRED = ("sample_id", "patient_id", "collection_date", "path")
+MANIFEST_OPTIONAL = (
+    "vcf_sample", "genome_build", "care_team", "lod_vaf", "assay", "tumor_fraction", "profile",
+)
+THERAPY_REQUIRED = ("patient_id", "drug", "start_date")
+THERAPY_OPTIONAL = ("end_date", "line")
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One validated manifest row (one plasma draw)."""
+
+    manifest_path: Path
+    line: int  # physical line in the manifest (header = line 1)
+    sample_id: str
+    patient_id: str
+    collection_date: date
+    path: Path  # resolved against the manifest's folder
+    vcf_sample: str | None = None
+    genome_build: str | None = None
+    care_team: str | None = None
+    lod_vaf: float | None = None  # fraction 0-1
+    assay: str | None = None
+    tumor_fraction: float | None = None  # fraction 0-1
+    profile: str | None = None  # vendor column-mapping profile for tables
+
+
+@dataclass
+class RowRejection:
+    """A manifest row that was not ingested, with its one-line reason."""
+
+    path: str
+    error: str
+    sample_id: str | None = None
+    line: int | None = None
+
+
+@dataclass
+class ManifestReadResult:
+    rows: list[ManifestRow] = field(default_factory=list)
+    rejected: list[RowRejection] = field(default_factory=list)
+
+
+def _read_csv_text(path: Path, kind: type[InputError]) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise kind("file not found", path=path) from None
+    except OSError as exc:
+        raise kind(f"cannot read file ({exc.strerror})", path=path) from None
+    if not raw.strip():
+        raise kind("file is empty", path=path)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise kind(f"not UTF-8 (byte {exc.start})", path=path) from None
+
+
+def read_csv_header(path: Path) -> list[str]:
+    """Return the normalised header of a CSV file (empty list when unreadable)."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            first = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+    return [c.strip().lower() for c in first]
+
+
+def is_manifest(path: Path) -> bool:
+    """True when the CSV header has the four required manifest columns (contract)."""
+    return set(MANIFEST_REQUIRED) <= set(read_csv_header(path))
+
+
+def is_therapy_history(path: Path) -> bool:
+    """True when the CSV header has the three required therapy columns (contract)."""
+    header = set(read_csv_header(path))
+    return set(THERAPY_REQUIRED) <= header and not set(MANIFEST_REQUIRED) <= header
+
+
+def _records(text: str, path: Path, required: tuple[str, ...], kind: type[InputError]):
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [c.strip().lower() for c in next(reader)]
+    except StopIteration:
+        raise kind("file is empty", path=path) from None
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise kind(
+            f"missing required column(s) {', '.join(missing)} (header: {', '.join(header)})",
+            path=path, record="line 1",
+        )
+    duplicated = [c for c, n in Counter(header).items() if n > 1 and c]
+    if duplicated:
+        raise kind(f"duplicated column(s) {', '.join(duplicated)}", path=path, record="line 1")
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(header):
+            yield line, None, f"{len(row)} fields but the header has {len(header)}"
+            continue
+        values = {name: (row[i].strip() if i < len(row) else "") for i, name in enumerate(header)}
+        yield line, values, None
+
+
+def _optional_fraction(value: str, *, path: Path, line: int, field_name: str) -> float | None:
+    if value == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise ManifestError(
+            f"not a number: {value!r}", path=path, record=f"line {line}", field=field_name
+        ) from None
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise ManifestError(
+            f"{value} is outside 0-1 (a fraction is required, not a percent)",
+            path=path, record=f"line {line}", field=field_name,
+        )
+    return number
+
+
+def read_manifest(path: str | Path) -> ManifestReadResult:
+    """Read and validate a sample manifest.
+
+    Parameters
+    ----------
+    path
+        The manifest CSV. Variant-file paths are resolved against its folder.
+
+    Returns
+    -------
+    ManifestReadResult
+        Valid rows, and rejected rows with one-line reasons (file, line, field).
+
+    Raises
+    ------
+    ManifestError
+        When the file as a whole is unusable (missing, empty, missing columns).
+    """
+    manifest = Path(path)
+    text = _read_csv_text(manifest, ManifestError)
+    result = ManifestReadResult()
+    candidates: list[ManifestRow] = []
+    for line, values, problem in _records(text, manifest, MANIFEST_REQUIRED, ManifestError):
+        if values is None:
+            result.rejected.append(RowRejection(str(manifest), f"{manifest}: line {line}: {problem}",
+                                                line=line))
+            continue
+        try:
+            candidates.append(_manifest_row(manifest, line, values))
+        except InputError as exc:
+            result.rejected.append(
+                RowRejection(str(manifest), exc.one_line(), values.get("sample_id") or None, line)
+            )
+    counts = Counter(row.sample_id for row in candidates)
+    for row in candidates:
+        if counts[row.sample_id] > 1:
+            lines = ", ".join(str(r.line) for r in candidates if r.sample_id == row.sample_id)
+            error = ManifestError(
+                f"sample_id {row.sample_id!r} appears {counts[row.sample_id]} times "
+                f"(lines {lines}); each draw needs a unique sample_id",
+                path=manifest, record=f"line {row.line}", field="sample_id",
+            )
+            result.rejected.append(
+                RowRejection(str(manifest), error.one_line(), row.sample_id, row.line)
+            )
+        else:
+            result.rows.append(row)
+    return result
+
+
+def _manifest_row(manifest: Path, line: int, values: dict[str, str]) -> ManifestRow:
+    record = f"line {line}"
+    for column in MANIFEST_REQUIRED:
+        if not values.get(column):
+            raise ManifestError("required value is empty", path=manifest, record=record,
+                                field=column)
+    variant_path = (manifest.parent / values["path"]).resolve()
+    if not variant_path.is_file():
+        raise ManifestError(
+            f"variant file {values['path']!r} does not exist (resolved to {variant_path})",
+            path=manifest, record=record, field="path",
+        )
+    collection = parse_iso_date(values["collection_date"], path=manifest, record=record,
+                                field="collection_date", kind=ManifestError)
+    return ManifestRow(
+        manifest_path=manifest,
+        line=line,
+        sample_id=values["sample_id"],
+        patient_id=values["patient_id"],
+        collection_date=collection,
+        path=variant_path,
+        vcf_sample=values.get("vcf_sample") or None,
+        genome_build=values.get("genome_build") or None,
+        care_team=values.get("care_team") or None,
+        lod_vaf=_optional_fraction(values.get("lod_vaf", ""), path=manifest, line=line,
+                                   field_name="lod_vaf"),
+        assay=values.get("assay") or None,
+        tumor_fraction=_optional_fraction(values.get("tumor_fraction", ""), path=manifest,
+                                          line=line, field_name="tumor_fraction"),
+        profile=values.get("profile") or None,
+    )
+
+
+def read_therapies(path: str | Path) -> pd.DataFrame:
+    """Read and validate a therapy history; all rows or none.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``patient_id, line, drug, start_date, end_date`` (dates as ``datetime.date``); when
+        ``line`` is absent it is numbered per patient in start-date order.
+
+    Raises
+    ------
+    ManifestError
+        Naming the file, line and field of the first problem.
+    """
+    source = Path(path)
+    text = _read_csv_text(source, ManifestError)
+    rows: list[dict[str, object]] = []
+    for line, values, problem in _records(text, source, THERAPY_REQUIRED, ManifestError):
+        record = f"line {line}"
+        if values is None:
+            raise ManifestError(str(problem), path=source, record=record)
+        for column in THERAPY_REQUIRED:
+            if not values.get(column):
+                raise ManifestError("required value is empty", path=source, record=record,
+                                    field=column)
+        start = parse_iso_date(values["start_date"], path=source, record=record,
+                               field="start_date", kind=ManifestError)
+        end = None
+        if values.get("end_date"):
+            end = parse_iso_date(values["end_date"], path=source, record=record, field="end_date",
+                                 kind=ManifestError)
+            if end < start:
+                raise ManifestError(f"end_date {end} is before start_date {start}",
+                                    path=source, record=record, field="end_date")
+        line_number: int | None = None
+        if values.get("line"):
+            try:
+                line_number = int(values["line"])
+            except ValueError:
+                raise ManifestError(f"not a whole number: {values['line']!r}", path=source,
+                                    record=record, field="line") from None
+            if line_number < 1:
+                raise ManifestError("must be 1 or more", path=source, record=record, field="line")
+        rows.append({"patient_id": values["patient_id"], "drug": values["drug"].strip().lower(),
+                     "start_date": start, "end_date": end, "line": line_number,
+                     "_line": line})
+    frame = pd.DataFrame(rows, columns=["patient_id", "drug", "start_date", "end_date", "line",
+                                        "_line"])
+    if frame.empty:
+        raise ManifestError("no therapy rows", path=source)
+    frame = frame.sort_values(["patient_id", "start_date", "_line"], kind="stable")
+    missing_line = frame["line"].isna()
+    if missing_line.any():
+        if not missing_line.all():
+            first = int(frame.loc[missing_line, "_line"].iloc[0])
+            raise ManifestError("line must be given on every row or on none", path=source,
+                                record=f"line {first}", field="line")
+        frame["line"] = frame.groupby("patient_id").cumcount() + 1
+    frame["line"] = frame["line"].astype(int)
+    duplicated = frame.duplicated(["patient_id", "line"], keep="first")
+    if duplicated.any():
+        first = frame.loc[duplicated].iloc[0]
+        raise ManifestError(f"patient {first['patient_id']} has line {first['line']} twice",
+                            path=source, record=f"line {int(first['_line'])}", field="line")
+    return frame.drop(columns="_line").reset_index(drop=True)

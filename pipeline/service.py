@@ -1,0 +1,162 @@
+"""Use cases shared by the CLI and the Prefect flows (no Prefect, no argument parsing).
+
+Each function works on whole batches: the store is read once into frames, the rules run
+vectorised over the cohort, and the results are written back in bulk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import pipeline
+from pipeline.assessment import Assessment
+from pipeline.config import Settings
+from pipeline.knowledge import KnowledgeBase
+from pipeline.store.repository import Store, now_utc
+
+#: ``ctdna observations --json`` fields (contract order), then extensions.
+OBSERVATION_JSON_FIELDS = (
+    "sample_id", "patient_id", "collection_date", "chrom", "pos", "ref", "alt", "gene",
+    "alteration", "variant_type", "vaf", "alt_reads", "depth", "filter", "detected", "category",
+    "lod_vaf", "vaf_source", "copy_number", "fusion_partner", "kb_id",
+)
+
+
+def _plain(value: Any) -> Any:
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def observations_records(store: Store, patient_id: str) -> list[dict[str, Any]]:
+    """Every stored observation of the patient (current sample versions), as JSON-ready dicts."""
+    if store.patient(patient_id) is None:
+        from pipeline.errors import NotFoundError
+
+        raise NotFoundError(f"unknown patient {patient_id!r}", field="--patient")
+    frame = store.observations_frame([patient_id])
+    return [
+        {name: _plain(row[name]) for name in OBSERVATION_JSON_FIELDS}
+        for row in frame.to_dict("records")
+    ]
+
+
+@dataclass
+class EvaluationResult:
+    """One patient's assessment, where it is stored, and what came before it."""
+
+    assessment: Assessment
+    assessment_id: int | None
+    care_team: str | None
+    previous_status: str | None
+
+
+def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
+                      patient_ids: list[str] | None, as_of: date | None = None, *,
+                      persist: bool = True) -> list[EvaluationResult]:
+    """Evaluate the rules for the given patients (all when None) and store the assessments.
+
+    The stored row records the exact sample rows (versions) the rules read, the config and
+    knowledge-base versions, so that any alert can be explained and reproduced later.
+    """
+    from pipeline.rules import evaluate_cohort
+
+    ids = patient_ids if patient_ids is not None else store.patient_ids()
+    if not ids:
+        return []
+    observations = store.observations_frame(ids)
+    samples = store.samples_frame(ids)
+    therapies = store.therapies_frame(ids)
+    assessments = evaluate_cohort(observations, samples, therapies, settings, kb,
+                                  as_of=as_of or date.today(), patient_ids=ids)
+    previous = store.assessments_frame(latest_only=True)
+    previous_status = dict(zip(previous.get("patient_id", []), previous.get("status", []),
+                               strict=False))
+    pk_by_sample = dict(zip(samples["sample_id"], samples["sample_pk"], strict=False))
+    results = []
+    evaluated_at = now_utc()
+    for assessment in assessments:
+        patient = store.patient(assessment.patient_id) or {}
+        assessment_id = None
+        if persist:
+            pks = [int(pk_by_sample[s]) for s in assessment.draws_used if s in pk_by_sample]
+            assessment_id = store.save_assessment(assessment.contract_json(), sample_pks=pks,
+                                                  evaluated_at=evaluated_at)
+        results.append(EvaluationResult(assessment, assessment_id, patient.get("care_team"),
+                                        previous_status.get(assessment.patient_id)))
+    return results
+
+
+def alert_history(store: Store, patient_id: str) -> list[dict[str, Any]]:
+    """Every alert of every stored assessment of the patient, oldest first."""
+    frame = store.assessments_frame(patient_id)
+    history: list[dict[str, Any]] = []
+    for row in frame.to_dict("records"):
+        payload = row["payload"]
+        for alert in payload.get("alerts", []):
+            history.append({
+                "evaluated_at": row["evaluated_at"], "as_of": row["as_of"],
+                "status": row["status"], "rule_id": alert["rule_id"], "tier": alert["tier"],
+                "title": alert["title"], "config_version": row["config_version"],
+                "kb_version": row["kb_version"],
+            })
+    return history
+
+
+def reports_dir(settings: Settings, override: Path | None = None) -> Path:
+    folder = Path(override or settings.paths.reports)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def patient_report_name(patient_id: str) -> str:
+    """File name of a patient's report (pseudonymous ID, filesystem-safe)."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in patient_id)
+    return f"patient-{safe}.html"
+
+
+def write_patient_report(store: Store, settings: Settings, kb: KnowledgeBase, patient_id: str,
+                         out: Path, *, assessment: Assessment | None = None) -> Path:
+    """Render and write the clinician report of one patient."""
+    from pipeline.report.render import render_patient_report, write_html
+
+    if assessment is None:
+        assessment = evaluate_patients(store, settings, kb, [patient_id], persist=False)[0].assessment
+    html = render_patient_report(
+        patient_id,
+        store.observations_frame([patient_id]),
+        store.samples_frame([patient_id]),
+        store.therapies_frame([patient_id]),
+        assessment,
+        alert_history(store, patient_id),
+        settings,
+        kb.sources(),
+    )
+    return write_html(out, html)
+
+
+def write_cohort_report(store: Store, settings: Settings, kb: KnowledgeBase, out: Path, *,
+                        today: date | None = None) -> Path:
+    """Render and write the lab's cohort overview."""
+    from pipeline.report.render import cohort_rows, render_cohort_report, write_html
+
+    results = evaluate_patients(store, settings, kb, None, today, persist=False)
+    rows = cohort_rows([r.assessment for r in results], store.samples_frame(),
+                       settings, today=today or date.today())
+    html = render_cohort_report(rows, settings, generated_at=datetime.now())
+    return write_html(out, html)
+
+
+def pipeline_version() -> str:
+    return pipeline.__version__
