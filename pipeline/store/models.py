@@ -149,3 +149,19 @@ alert_notifications = sa.Table(
     sa.Column("transport", sa.String(16), nullable=True),  # smtp | eml
     sa.Column("content", sa.JSON, nullable=False),  # what the message says (for re-send)
 )
+
+# Files seen in the lab's inbox. The inbox is never modified (the lab owns it); instead a
+# fingerprint (content hash of the manifest plus size and mtime of every file it names)
+# tells a scheduled run which manifests are new or changed since they were processed.
+inbox_files = sa.Table(
+    "inbox_files",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # manifest | therapies
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),  # ok | partial | rejected
+    sa.UniqueConstraint("path", "fingerprint", name="uq_inbox_fingerprint"),
+)

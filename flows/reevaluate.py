@@ -1,0 +1,71 @@
+"""Re-evaluation after a config or knowledge-base change (whole cohort or some patients)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+
+from flows.surveillance import RunSummary, _report_locations
+from flows.tasks import (
+    TASK_OPTIONS,
+    context,
+    deliver_alerts_task,
+    enqueue_alerts_task,
+    evaluate_task,
+    new_run_id,
+    write_reports_task,
+)
+from pipeline.ingest import reannotate
+
+
+@task(name="reannotate", **TASK_OPTIONS)
+def reannotate_task(patient_ids: list[str] | None) -> int:
+    """Re-run recognition on stored observations with the current knowledge base."""
+    settings, store, kb = context()
+    return reannotate(store, settings, kb, patient_ids)
+
+
+@task(name="select-patients", **TASK_OPTIONS)
+def select_patients_task(patient_ids: list[str] | None) -> list[str]:
+    _settings, store, _kb = context()
+    known = store.patient_ids()
+    return known if not patient_ids else [p for p in patient_ids if p in set(known)]
+
+
+@flow(name="reevaluate")
+def reevaluate(
+    patient_ids: list[str] | None = None,
+    reannotate_observations: bool = True,
+    reports: str | None = None,
+    outbox: str | None = None,
+    notify: bool = True,
+) -> RunSummary:
+    """Re-annotate (optional), re-evaluate, re-report and notify what changed.
+
+    Alerts already notified with the same findings are not sent again (ledger); a status
+    that changed because of the new config or knowledge base is notified.
+    """
+    logger = get_run_logger()
+    settings, _store, _kb = context()
+    run_id = new_run_id()
+    summary = RunSummary(run_id=run_id)
+    patients = select_patients_task(patient_ids)
+    if reannotate_observations:
+        updated = reannotate_task(patients)
+        logger.info("re-annotated %d observation(s)", updated)
+    results = evaluate_task(patients)
+    summary.patients_evaluated = len(results)
+    reports_dir = str(Path(reports or settings.paths.reports).resolve())
+    summary.reports_dir = reports_dir
+    report_paths = write_reports_task(results, reports_dir)
+    summary.reports_written = len(report_paths)
+    summary.notifications_created = enqueue_alerts_task(
+        results, _report_locations(settings.notify.report_base_url, report_paths))
+    if notify:
+        state = deliver_alerts_task(run_id, outbox, return_state=True)
+        if state.is_completed():
+            summary.emails_sent = state.result()["sent"]
+        else:
+            summary.emails_pending = True
+    return summary

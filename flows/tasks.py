@@ -1,0 +1,152 @@
+"""Prefect tasks wrapping the core use cases.
+
+Granularity: one task per inbox file (a manifest is a batch) or per whole-cohort step;
+per-variant work is vectorised inside ``pipeline``. Tasks receive paths and IDs, never
+open handles, and persist no results (results could carry patient data; engineering-notes
+§4.3). Only I/O gets retries: email delivery. Database and config locations come from the
+environment (``CTDNA_DB_URL``, ``CTDNA_CONFIG``), never from flow parameters, so that no
+credential is stored in Prefect's database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from pipeline.config import Settings, load_settings
+from pipeline.errors import DeliveryError, InputError
+from pipeline.ingest import IngestReport, ingest_manifest, ingest_rows, ingest_therapies
+from pipeline.ingest import prepare_sample as _prepare_sample
+from pipeline.inbox import InboxScan, mark_processed, quarantine, scan_inbox
+from pipeline.io.manifest import RowRejection, read_manifest, read_therapies
+from pipeline.knowledge import KnowledgeBase, load_knowledge_base
+from pipeline.service import EvaluationResult, evaluate_patients, patient_report_name
+from pipeline.service import write_cohort_report, write_patient_report
+from pipeline.store.repository import Store
+
+TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+def context() -> tuple[Settings, Store, KnowledgeBase]:
+    """Settings, store and knowledge base from the environment of this worker."""
+    settings = load_settings()
+    return settings, Store(settings.database_url), load_knowledge_base()
+
+
+@task(name="scan-inbox", **TASK_OPTIONS)
+def scan_inbox_task(inbox: str, force: bool, dry_run: bool) -> InboxScan:
+    _settings, store, _kb = context()
+    return scan_inbox(Path(inbox), None if dry_run else store, force=force)
+
+
+@task(name="ingest-therapies", **TASK_OPTIONS)
+def ingest_therapies_task(path: str, fingerprint: str, run_id: str, dry_run: bool,
+                          quarantine_dir: str) -> IngestReport:
+    settings, store, _kb = context()
+    try:
+        if dry_run:
+            rows = read_therapies(path)
+            return IngestReport(therapies=len(rows))
+        report = ingest_therapies(path, store)
+    except InputError as exc:
+        report = IngestReport(rejected=[RowRejection(path, exc.one_line())])
+        if not dry_run:
+            quarantine(Path(path), exc.one_line(), Path(quarantine_dir))
+            mark_processed(store, Path(path), "therapies", fingerprint, "rejected", run_id)
+        return report
+    mark_processed(store, Path(path), "therapies", fingerprint, "ok", run_id)
+    return report
+
+
+@task(name="ingest-manifest", **TASK_OPTIONS)
+def ingest_manifest_task(path: str, fingerprint: str, run_id: str, dry_run: bool,
+                         sample_ids: list[str] | None, quarantine_dir: str) -> IngestReport:
+    """Ingest one delivered batch; bad files are quarantined while the rest proceeds."""
+    settings, store, kb = context()
+    selected = set(sample_ids) if sample_ids else None
+    try:
+        if dry_run:
+            parsed = read_manifest(path)
+            report = IngestReport(rejected=list(parsed.rejected))
+            for row in parsed.rows:
+                if selected is None or row.sample_id in selected:
+                    try:
+                        _prepare_sample(row, settings, kb)
+                        report.ingested.append(row.sample_id)
+                    except InputError as exc:
+                        report.rejected.append(RowRejection(str(row.path), exc.one_line(),
+                                                            row.sample_id, row.line))
+            return report
+        report = ingest_manifest(path, store, settings, kb, sample_ids=selected, run_id=run_id)
+    except InputError as exc:  # the manifest as a whole is unusable
+        report = IngestReport(rejected=[RowRejection(path, exc.one_line())])
+    if not dry_run:
+        for rejection in report.rejected:
+            quarantine(Path(rejection.path), rejection.error, Path(quarantine_dir))
+        outcome = "ok" if not report.rejected else (
+            "partial" if report.ingested or report.unchanged else "rejected")
+        mark_processed(store, Path(path), "manifest", fingerprint, outcome, run_id)
+    return report
+
+
+@task(name="evaluate", **TASK_OPTIONS)
+def evaluate_task(patient_ids: list[str] | None) -> list[EvaluationResult]:
+    settings, store, kb = context()
+    return evaluate_patients(store, settings, kb, patient_ids)
+
+
+@task(name="write-reports", **TASK_OPTIONS)
+def write_reports_task(results: list[EvaluationResult], reports_dir: str) -> dict[str, str]:
+    """Write the touched patients' reports and the cohort page; returns patient → path."""
+    settings, store, kb = context()
+    folder = Path(reports_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[str, str] = {}
+    for result in results:
+        patient_id = result.assessment.patient_id
+        path = write_patient_report(store, settings, kb, patient_id,
+                                    folder / patient_report_name(patient_id),
+                                    assessment=result.assessment)
+        written[patient_id] = str(path)
+    write_cohort_report(store, settings, kb, folder / "cohort.html")
+    return written
+
+
+@task(name="enqueue-alerts", **TASK_OPTIONS)
+def enqueue_alerts_task(results: list[EvaluationResult], report_paths: dict[str, str]) -> int:
+    """Add new notifications to the ledger (idempotent per patient, rule and findings)."""
+    from pipeline.notify import enqueue_for_assessment
+
+    settings, store, _kb = context()
+    created = 0
+    for result in results:
+        created += len(enqueue_for_assessment(
+            store.engine, result.assessment, result.assessment_id, result.care_team, settings,
+            report_location=report_paths.get(result.assessment.patient_id)))
+    return created
+
+
+@task(name="deliver-alerts", retries=2, retry_delay_seconds=[10, 60], **TASK_OPTIONS)
+def deliver_alerts_task(run_id: str, outbox: str | None) -> dict[str, int]:
+    """Deliver every pending notification; raises (and is retried) while any is still pending.
+
+    The ledger keeps undelivered alerts pending, so a later run delivers them even when
+    every retry of this run fails (outbox pattern).
+    """
+    from pipeline.notify import deliver_pending, transport_from_settings
+
+    settings, store, _kb = context()
+    transport = transport_from_settings(settings, outbox=Path(outbox) if outbox else None)
+    report = deliver_pending(store.engine, settings, transport, run_id)
+    if report.failed:
+        raise DeliveryError(f"{report.failed} alert email(s) could not be delivered yet; "
+                            "they stay pending for the next attempt")
+    return {"sent": report.sent, "failed": report.failed}
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]

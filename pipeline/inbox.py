@@ -1,0 +1,114 @@
+"""The lab's inbox: finding new manifests without ever touching the lab's files.
+
+A manifest is any ``.csv`` under the inbox whose header has the four required manifest
+columns; a therapy history is any ``.csv`` with the three therapy columns (contract). A
+file is *new* when its fingerprint (SHA-256 of its bytes plus size and mtime of every file
+a manifest names) has not been processed before. Bad files are *copied* to quarantine with
+the reason beside them; the originals stay where the lab put them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from pipeline.io.manifest import is_manifest, is_therapy_history
+from pipeline.store import models
+from pipeline.store.repository import Store, now_utc
+
+
+@dataclass
+class InboxScan:
+    """New or changed inbox files (paths), and how many were skipped as already processed."""
+
+    manifests: list[Path] = field(default_factory=list)
+    therapies: list[Path] = field(default_factory=list)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    already_processed: int = 0
+
+
+def _referenced_files(manifest: Path) -> list[Path]:
+    try:
+        with manifest.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            names = [((row.get("path") or row.get("PATH") or "").strip()) for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+    return [manifest.parent / name for name in names if name]
+
+
+def fingerprint(path: Path, *, is_manifest_file: bool) -> str:
+    """SHA-256 of the file, plus size/mtime of each variant file a manifest names."""
+    digest = hashlib.sha256(path.read_bytes())
+    if is_manifest_file:
+        for referenced in sorted(_referenced_files(path)):
+            try:
+                stat = referenced.stat()
+                digest.update(f"{referenced}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+            except OSError:
+                digest.update(f"{referenced}:missing".encode())
+    return digest.hexdigest()
+
+
+def scan_inbox(inbox: Path, store: Store | None, *, force: bool = False) -> InboxScan:
+    """List the manifests and therapy histories under ``inbox`` that still need processing.
+
+    Parameters
+    ----------
+    inbox
+        The lab's delivery folder (searched recursively; never modified).
+    store
+        Used to skip files already processed with the same fingerprint; ``None`` (dry
+        runs) lists everything.
+    force
+        List every file, processed or not.
+    """
+    scan = InboxScan()
+    seen: set[tuple[str, str]] = set()
+    if store is not None and not force:
+        with store.engine.connect() as conn:
+            seen = {(r.path, r.fingerprint) for r in conn.execute(
+                sa.select(models.inbox_files.c.path, models.inbox_files.c.fingerprint))}
+    for path in sorted(p for p in inbox.rglob("*") if p.is_file() and p.suffix.lower() == ".csv"):
+        manifest = is_manifest(path)
+        therapy = not manifest and is_therapy_history(path)
+        if not (manifest or therapy):
+            continue
+        key = fingerprint(path, is_manifest_file=manifest)
+        if (str(path.resolve()), key) in seen:
+            scan.already_processed += 1
+            continue
+        scan.fingerprints[str(path)] = key
+        (scan.manifests if manifest else scan.therapies).append(path)
+    return scan
+
+
+def mark_processed(store: Store, path: Path, kind: str, key: str, outcome: str,
+                   run_id: str | None) -> None:
+    """Record that an inbox file was processed (idempotent under concurrent runs)."""
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(models.inbox_files.insert().values(
+                path=str(path.resolve()), kind=kind, fingerprint=key, processed_at=now_utc(),
+                run_id=run_id, outcome=outcome))
+    except IntegrityError:
+        pass  # another run recorded the same file and fingerprint first
+
+
+def quarantine(source: Path, error: str, quarantine_dir: Path) -> Path:
+    """Copy a bad input to quarantine with its reason beside it; the original is untouched."""
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+    folder = quarantine_dir / stamp
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / source.name
+    if source.is_file():
+        shutil.copy2(source, target)
+    (folder / f"{source.name}.error.txt").write_text(error + "\n", encoding="utf-8")
+    return target
