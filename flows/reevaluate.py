@@ -6,11 +6,10 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
-from flows.surveillance import RunSummary, _report_locations
+from flows.surveillance import RunSummary, _deliver, _report_locations
 from flows.tasks import (
     TASK_OPTIONS,
     context,
-    deliver_alerts_task,
     enqueue_alerts_task,
     evaluate_task,
     new_run_id,
@@ -63,9 +62,5 @@ def reevaluate(
     summary.notifications_created = enqueue_alerts_task(
         results, _report_locations(settings.notify.report_base_url, report_paths))
     if notify:
-        state = deliver_alerts_task(run_id, outbox, return_state=True)
-        if state.is_completed():
-            summary.emails_sent = state.result()["sent"]
-        else:
-            summary.emails_pending = True
+        _deliver(run_id, outbox, summary)
     return summary

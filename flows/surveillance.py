@@ -151,29 +151,35 @@ def surveillance_run(
     patients = sorted(total.patients)
     if force:
         patients = sorted(set(patients) | _patients_of(scan))
-    if not patients:
+    if patients:
+        results = evaluate_task(patients)
+        summary.patients_evaluated = len(results)
+        reports_dir = str(Path(reports or settings.paths.reports).resolve())
+        summary.reports_dir = reports_dir
+        report_paths = write_reports_task(results, reports_dir)
+        summary.reports_written = len(report_paths)
+        summary.notifications_created = enqueue_alerts_task(results, _report_locations(
+            settings.notify.report_base_url, report_paths))
+    else:
         logger.info("no patient data changed; nothing to evaluate")
-        return summary
-    results = evaluate_task(patients)
-    summary.patients_evaluated = len(results)
-    reports_dir = str(Path(reports or settings.paths.reports).resolve())
-    summary.reports_dir = reports_dir
-    report_paths = write_reports_task(results, reports_dir)
-    summary.reports_written = len(report_paths)
-    summary.notifications_created = enqueue_alerts_task(results, _report_locations(
-        settings.notify.report_base_url, report_paths))
     if notify:
-        state = deliver_alerts_task(run_id, outbox, return_state=True)
-        if state.is_completed():
-            summary.emails_sent = state.result()["sent"]
-        else:
-            summary.emails_pending = True
-            logger.warning("alert delivery incomplete; pending alerts stay in the ledger")
+        # Always: alerts left pending by an earlier SMTP outage are delivered now (outbox).
+        _deliver(run_id, outbox, summary)
     if not _smtp_configured(settings):
         summary.outbox = str(Path(outbox or settings.notify.outbox).resolve())
-    logger.info("run %s: %d patient(s) evaluated, %d notification(s) created", run_id,
-                summary.patients_evaluated, summary.notifications_created)
+    logger.info("run %s: %d patient(s) evaluated, %d notification(s) created, %d sent",
+                run_id, summary.patients_evaluated, summary.notifications_created,
+                summary.emails_sent)
     return summary
+
+
+def _deliver(run_id: str, outbox: str | None, summary: RunSummary) -> None:
+    state = deliver_alerts_task(run_id, outbox, return_state=True)
+    if state.is_completed():
+        summary.emails_sent = state.result()["sent"]
+    else:
+        summary.emails_pending = True
+        get_run_logger().warning("alert delivery incomplete; pending alerts stay in the ledger")
 
 
 def _smtp_configured(settings: Any) -> bool:
@@ -187,7 +193,7 @@ def _patients_of(scan: Any) -> set[str]:
     for path in scan.manifests:
         try:
             patients |= {row.patient_id for row in read_manifest(path).rows}
-        except Exception:  # noqa: BLE001, S112 - a broken manifest was already reported
+        except Exception:
             continue
     return patients
 

@@ -19,13 +19,18 @@ from prefect.cache_policies import NO_CACHE
 
 from pipeline.config import Settings, load_settings
 from pipeline.errors import DeliveryError, InputError
-from pipeline.ingest import IngestReport, ingest_manifest, ingest_rows, ingest_therapies
-from pipeline.ingest import prepare_sample as _prepare_sample
 from pipeline.inbox import InboxScan, mark_processed, quarantine, scan_inbox
+from pipeline.ingest import IngestReport, ingest_manifest, ingest_therapies
+from pipeline.ingest import prepare_sample as _prepare_sample
 from pipeline.io.manifest import RowRejection, read_manifest, read_therapies
 from pipeline.knowledge import KnowledgeBase, load_knowledge_base
-from pipeline.service import EvaluationResult, evaluate_patients, patient_report_name
-from pipeline.service import write_cohort_report, write_patient_report
+from pipeline.service import (
+    EvaluationResult,
+    evaluate_patients,
+    patient_report_name,
+    write_cohort_report,
+    write_patient_report,
+)
 from pipeline.store.repository import Store
 
 TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -137,15 +142,16 @@ def deliver_alerts_task(run_id: str, outbox: str | None) -> dict[str, int]:
     The ledger keeps undelivered alerts pending, so a later run delivers them even when
     every retry of this run fails (outbox pattern).
     """
-    from pipeline.notify import deliver_pending, transport_from_settings
+    from pipeline.notify import deliver_pending, store_chart_provider, transport_from_settings
 
     settings, store, _kb = context()
     transport = transport_from_settings(settings, outbox=Path(outbox) if outbox else None)
-    report = deliver_pending(store.engine, settings, transport, run_id)
-    if report.failed:
-        raise DeliveryError(f"{report.failed} alert email(s) could not be delivered yet; "
+    report = deliver_pending(store.engine, settings, transport, run_id,
+                             chart_for=store_chart_provider(store))
+    if report.failed or report.aborted:
+        raise DeliveryError(f"{len(report.failed)} alert email(s) could not be delivered yet; "
                             "they stay pending for the next attempt")
-    return {"sent": report.sent, "failed": report.failed}
+    return {"sent": len(report.sent), "failed": len(report.failed)}
 
 
 def new_run_id() -> str:

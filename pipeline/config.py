@@ -95,6 +95,9 @@ class RulesSettings(_Strict):
     met_pcn_failure: float = Field(2.7, gt=0, description="R3: MET plasma CN >= 2.7 (PMC10552597)")
     met_fold_change_warning: float = Field(1.3, gt=0, description="R3 for fold-change assays")
     met_fold_change_failure: float = Field(2.0, gt=0)
+    met_absolute_cn_failure: float = Field(
+        5.0, gt=0, description="R3 for absolute-CN assays: NGS gene copy number >= 5 (EHO 2021)"
+    )
     chip_genes: tuple[str, ...] = (
         "DNMT3A", "TET2", "ASXL1", "PPM1D", "JAK2", "SF3B1", "SRSF2", "CBL", "GNB1", "GNAS",
     )

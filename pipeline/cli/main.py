@@ -63,7 +63,7 @@ def edge(func: F) -> F:
             _fail(str(exc).replace("\n", " "), exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
-        except Exception as exc:  # noqa: BLE001 - the edge must never show a traceback to users
+        except Exception as exc:
             if os.environ.get("CTDNA_DEBUG"):
                 raise
             _fail(f"internal error ({type(exc).__name__}: {exc}); set CTDNA_DEBUG=1 for a "

@@ -1,0 +1,5 @@
+"""``python -m pipeline.cli``: the same as the ``ctdna`` console script."""
+
+from pipeline.cli.main import app
+
+app()

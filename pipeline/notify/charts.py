@@ -1,0 +1,49 @@
+"""Inline trend chart of an alert email, drawn by the report's own chart code.
+
+The chart is optional decoration of the HTML part: the report is authoritative. So a chart
+that cannot be drawn never blocks a clinical alert; :func:`pipeline.notify.ledger.deliver_pending`
+then sends the message without it and records a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import pandas as pd
+
+
+class FrameSource(Protocol):
+    """What the provider reads: the store's frames (``pipeline.store.repository.Store``)."""
+
+    def observations_frame(self, patient_ids: list[str] | None = None) -> pd.DataFrame: ...
+
+    def samples_frame(self, patient_ids: list[str] | None = None) -> pd.DataFrame: ...
+
+    def therapies_frame(self, patient_ids: list[str] | None = None) -> pd.DataFrame: ...
+
+
+def store_chart_provider(store: FrameSource) -> Callable[[str], bytes | None]:
+    """A ``patient_id -> PNG bytes`` callable for ``deliver_pending(chart_for=...)``.
+
+    Parameters
+    ----------
+    store
+        The longitudinal store (its current sample versions are charted).
+
+    Returns
+    -------
+    callable
+        Renders ``pipeline.report.charts.trend_chart_png`` for one patient (150 dpi PNG);
+        returns ``None`` for a patient without draws.
+    """
+    from pipeline.report.charts import trend_chart_png
+
+    def provider(patient_id: str) -> bytes | None:
+        ids = [patient_id]
+        samples = store.samples_frame(ids)
+        if samples.empty:
+            return None
+        return trend_chart_png(store.observations_frame(ids), samples, store.therapies_frame(ids))
+
+    return provider

@@ -1,0 +1,289 @@
+"""Email transports: SMTP relay (smtplib) or an ``.eml`` outbox folder.
+
+The external contract (interfaces.md) configures SMTP with ``CTDNA_SMTP_HOST``, ``_PORT``,
+``_USER``, ``_PASSWORD``, ``_TLS`` (``starttls|ssl|none``) and ``CTDNA_MAIL_FROM``; with no
+SMTP host, messages are written as ``.eml`` files to the outbox. We call :mod:`smtplib`
+directly instead of ``prefect-email`` because the latter's task returns (and may persist) the
+whole MIME message, body included (engineering-notes.md sections 1.9 and 4.3).
+
+TLS uses :func:`ssl.create_default_context`, i.e. certificate and host-name verification on
+(section 4.2.4). A failure raises :class:`pipeline.errors.DeliveryError`; when the relay as a
+whole is unreachable the subclass :class:`TransportUnavailableError` tells the ledger to stop
+trying further messages in this run (they stay pending for the next run).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import smtplib
+import ssl
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+from typing import Protocol
+
+from pipeline.config import Settings, SmtpSettings
+from pipeline.errors import ConfigError, DeliveryError
+from pipeline.notify.message import new_message, sender_domain
+
+_DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
+
+
+class TransportUnavailableError(DeliveryError):
+    """The relay cannot be reached or refuses the session (every message would fail)."""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """Outcome of one accepted message.
+
+    Attributes
+    ----------
+    message_id
+        The ``Message-ID`` header of the message sent.
+    refused
+        Recipients the relay refused while accepting the others (the message is sent).
+    location
+        Where an ``.eml`` file was written (outbox transport only).
+    """
+
+    message_id: str
+    refused: tuple[str, ...] = field(default_factory=tuple)
+    location: str | None = None
+
+
+class Transport(Protocol):
+    """What the ledger needs from a transport."""
+
+    name: str
+
+    def send(self, message: EmailMessage) -> SendResult:
+        """Send one message or raise :class:`DeliveryError`."""
+        ...
+
+
+def _ensure_message_id(message: EmailMessage) -> str:
+    if not message.get("Message-ID"):
+        message["Message-ID"] = make_msgid(domain=sender_domain(str(message.get("From", ""))))
+    return str(message["Message-ID"])
+
+
+class SmtpTransport:
+    """Deliver through an SMTP relay, one connection per message.
+
+    Parameters
+    ----------
+    smtp
+        ``settings.notify.smtp``: host, port (default 465 for ``ssl``, 587 for ``starttls``,
+        25 for ``none``), user/password (login only when a user is set), tls mode and the
+        socket timeout in seconds.
+    ssl_context
+        TLS context; default verifies certificates and host names. Tests may pass their own.
+
+    Raises
+    ------
+    ConfigError
+        No host, or a login configured over an unencrypted connection (the password would
+        cross the network in clear).
+    """
+
+    name = "smtp"
+
+    def __init__(self, smtp: SmtpSettings, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        if not smtp.host:
+            raise ConfigError("no SMTP host configured", field="notify.smtp.host")
+        if smtp.user and smtp.tls == "none":
+            raise ConfigError(
+                "refusing SMTP login without TLS (the password would be sent in clear); "
+                "use starttls or ssl",
+                field="notify.smtp.tls",
+            )
+        self.smtp = smtp
+        self.host = smtp.host
+        self.port = smtp.port or _DEFAULT_PORTS[smtp.tls]
+        self.ssl_context = ssl_context
+
+    def _context(self) -> ssl.SSLContext:
+        return self.ssl_context or ssl.create_default_context()
+
+    def _connect(self) -> smtplib.SMTP:
+        timeout = self.smtp.timeout_seconds
+        if self.smtp.tls == "ssl":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=timeout, context=self._context()
+            )
+        else:
+            client = smtplib.SMTP(self.host, self.port, timeout=timeout)
+        try:
+            client.ehlo()
+            if self.smtp.tls == "starttls":
+                client.starttls(context=self._context())
+                client.ehlo()
+            if self.smtp.user:
+                client.login(self.smtp.user, self.smtp.password or "")
+        except BaseException:
+            _quietly_close(client)
+            raise
+        return client
+
+    def send(self, message: EmailMessage) -> SendResult:
+        """Send ``message`` to the addresses in its ``To``/``Cc``/``Bcc`` headers.
+
+        Returns
+        -------
+        SendResult
+            The Message-ID and any recipients refused while others were accepted.
+
+        Raises
+        ------
+        TransportUnavailableError
+            Connection, TLS, greeting or authentication failure (the relay is unusable).
+        DeliveryError
+            The relay rejected this message (sender, all recipients, or the data).
+        """
+        message_id = _ensure_message_id(message)
+        where = f"{self.host}:{self.port}"
+        try:
+            client = self._connect()
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TransportUnavailableError(
+                f"SMTP {where}: authentication failed ({exc.smtp_code})"
+            ) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransportUnavailableError(f"SMTP {where}: {_describe(exc)}") from exc
+        try:
+            refused = client.send_message(message)
+        except smtplib.SMTPServerDisconnected as exc:
+            raise TransportUnavailableError(f"SMTP {where}: {_describe(exc)}") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryError(f"SMTP {where}: {_describe(exc)}") from exc
+        finally:
+            _quietly_close(client)
+        return SendResult(message_id=message_id, refused=tuple(sorted(refused)))
+
+
+def _quietly_close(client: smtplib.SMTP) -> None:
+    # QUIT after a failure may itself fail; the message outcome is already decided.
+    try:
+        client.quit()
+    except (OSError, smtplib.SMTPException):
+        client.close()
+
+
+def _describe(exc: BaseException) -> str:
+    """One line, no message content: SMTP code and server text, or the OS error."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = sorted({code for code, _ in exc.recipients.values()})
+        return f"all recipients refused (codes {codes})"
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) \
+            else str(exc.smtp_error)
+        return f"{exc.smtp_code} {' '.join(text.split())}"
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+class EmlOutboxTransport:
+    """Write each message as an RFC 5322 ``.eml`` file (CRLF line endings) to a folder.
+
+    Used when no SMTP host is configured (interfaces.md). Files are written atomically: to a
+    temporary file in the same folder, flushed and fsynced, then renamed, so a reader (or a
+    mail gateway picking files up) never sees a half-written message. Files are created with
+    mode 0600 because bodies carry the pseudonymous patient ID.
+
+    Parameters
+    ----------
+    folder
+        The outbox folder; created when missing.
+    """
+
+    name = "eml"
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def send(self, message: EmailMessage) -> SendResult:
+        """Write ``message`` to ``<folder>/<UTC time>-<ref>-<random>.eml``.
+
+        Raises
+        ------
+        DeliveryError
+            The folder cannot be created or written.
+        """
+        message_id = _ensure_message_id(message)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        label = str(message.get("X-Ctdna-Ref") or "ops")
+        label = "".join(c for c in label if c.isalnum() or c == "-") or "msg"
+        name = f"{stamp}-{label}-{secrets.token_hex(3)}.eml"
+        data = message.as_bytes(policy=policy.SMTP)
+        tmp_name: str | None = None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".eml")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            target = self.folder / name
+            os.replace(tmp_name, target)
+            tmp_name = None
+        except OSError as exc:
+            raise DeliveryError(
+                f"{self.folder}: cannot write .eml ({exc.strerror or type(exc).__name__})"
+            ) from exc
+        finally:
+            if tmp_name is not None and os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+        return SendResult(message_id=message_id, location=str(target))
+
+
+def transport_from_settings(settings: Settings, *, outbox: str | Path | None = None
+                            ) -> SmtpTransport | EmlOutboxTransport:
+    """SMTP when ``notify.smtp.host`` is set, else the ``.eml`` outbox.
+
+    Parameters
+    ----------
+    settings
+        Resolved settings.
+    outbox
+        Outbox folder overriding ``notify.outbox`` (``ctdna run --outbox DIR``); only used
+        when no SMTP host is configured.
+    """
+    if settings.notify.smtp.host:
+        return SmtpTransport(settings.notify.smtp)
+    return EmlOutboxTransport(outbox if outbox is not None else settings.notify.outbox)
+
+
+def send_ops_message(settings: Settings, transport: Transport, subject: str, body: str
+                     ) -> SendResult:
+    """Mail a pipeline/operations message (run failed, routing fell back) to ``ops_address``.
+
+    The caller must keep PHI out: counts, run IDs, care-team names and alert references only
+    (engineering-notes.md section 4.3). The subject is reduced to one line.
+
+    Parameters
+    ----------
+    settings
+        ``notify.ops_address``, ``mail_from``, ``subject_prefix`` and ``test_mode`` are read.
+    transport
+        Where to send it.
+    subject
+        Short description, e.g. ``"nightly run failed"``.
+    body
+        Plain text.
+
+    Raises
+    ------
+    DeliveryError
+        The transport failed.
+    """
+    prefix = " ".join(settings.notify.subject_prefix.split())
+    marker = "[TEST] " if settings.notify.test_mode else ""
+    line = " ".join(subject.split())
+    msg = new_message(settings, [settings.notify.ops_address], f"{marker}{prefix} [ops] {line}")
+    msg.set_content(body if body.endswith("\n") else body + "\n")
+    return transport.send(msg)

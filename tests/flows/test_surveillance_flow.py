@@ -1,0 +1,144 @@
+"""The surveillance flow end to end under Prefect, with a real SMTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.flow
+
+DEMO_PATIENTS = ("DEMO-001", "DEMO-002", "DEMO-003", "DEMO-004")
+TEAM_A = {"thoracic-oncology-a@hospital.example"}
+TEAM_B = {"thoracic-oncology-b@hospital.example", "tumor-board@hospital.example"}
+FALLBACK = {"molecular-lab@hospital.example"}
+
+
+def _run(inbox: Path, **kwargs: Any) -> Any:
+    from flows.surveillance import surveillance_run
+
+    return surveillance_run(inbox=str(inbox), **kwargs)
+
+
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _forbidden_subject_tokens() -> list[str]:
+    return [*DEMO_PATIENTS, "D001", "D002", "D003", "D004", "ALK", "G1202R", "MET", "KRAS",
+            "TP53", "alectinib", "brigatinib", "lorlatinib", "progress"]
+
+
+def test_scheduled_run_end_to_end_then_nothing_new(lab_env: dict[str, Any]) -> None:
+    inbox, handler = lab_env["inbox"], lab_env["handler"]
+    before = _tree_digest(inbox)
+    summary = _run(inbox, reports=str(lab_env["tmp"] / "reports"))
+    assert summary.ingested == 13 and not summary.rejected
+    assert summary.patients_evaluated == 4
+    assert summary.reports_written == 4
+    reports = lab_env["tmp"] / "reports"
+    assert (reports / "cohort.html").is_file()
+    assert {p.name for p in reports.glob("patient-*.html")} == {
+        f"patient-{p}.html" for p in DEMO_PATIENTS}
+    assert summary.emails_sent == len(handler.messages) > 0
+    assert not summary.emails_pending
+
+    for recipients, message in handler.messages:
+        subject = message["Subject"]
+        for token in _forbidden_subject_tokens():
+            assert token.lower() not in subject.lower(), (token, subject)
+        body = message.get_payload(0).get_payload(decode=True).decode() \
+            if message.is_multipart() else message.get_payload(decode=True).decode()
+        patient = next(p for p in DEMO_PATIENTS if p in body)
+        expected = {"DEMO-001": TEAM_A, "DEMO-003": TEAM_A, "DEMO-002": TEAM_B,
+                    "DEMO-004": FALLBACK}[patient]
+        assert set(recipients) == expected, (patient, recipients)
+
+    # DEMO-001's confirmed G1202R must have produced a FAILURE notification
+    bodies = "\n".join(str(m) for _r, m in handler.messages)
+    assert "FAILURE" in bodies
+
+    sent = len(handler.messages)
+    again = _run(inbox, reports=str(lab_env["tmp"] / "reports"))
+    assert again.manifests == 0 and again.already_processed == 2
+    assert again.ingested == 0 and again.patients_evaluated == 0
+    assert len(handler.messages) == sent  # a second run sends nothing new
+    forced = _run(inbox, force=True, reports=str(lab_env["tmp"] / "reports"))
+    assert forced.unchanged == 13 and forced.patients_evaluated == 4
+    assert len(handler.messages) == sent  # same findings: still nothing new
+    assert _tree_digest(inbox) == before  # the lab's files were never modified
+
+
+def test_smtp_outage_then_recovery_delivers_each_alert_once(lab_env: dict[str, Any]) -> None:
+    inbox, handler = lab_env["inbox"], lab_env["handler"]
+    handler.refuse = True
+    first = _run(inbox)
+    assert first.notifications_created > 0
+    assert first.emails_pending and first.emails_sent == 0
+    assert handler.messages == []
+    handler.refuse = False
+    second = _run(inbox)  # nothing new in the inbox, but pending alerts are delivered
+    assert second.ingested == 0
+    assert second.emails_sent == first.notifications_created == len(handler.messages)
+    third = _run(inbox)
+    assert third.emails_sent == 0
+    subjects = [m["Subject"] for _r, m in handler.messages]
+    assert len(subjects) == len(set(subjects))  # each alert (its ref) exactly once
+
+
+def test_bad_file_is_quarantined_and_the_rest_proceeds(lab_env: dict[str, Any]) -> None:
+    inbox = lab_env["inbox"]
+    batch = inbox / "batch-001"
+    (batch / "D004-W6.vcf").write_text("##fileformat=VCFv4.2\nthis is not a vcf\n")
+    before = _tree_digest(inbox)
+    summary = _run(inbox)
+    assert summary.ingested == 12
+    assert len(summary.rejected) == 1 and "D004-W6.vcf" in summary.rejected[0]
+    quarantined = list(Path(summary.quarantine_dir).rglob("D004-W6.vcf*"))
+    assert {p.name for p in quarantined} == {"D004-W6.vcf", "D004-W6.vcf.error.txt"}
+    assert _tree_digest(inbox) == before
+
+
+def test_dry_run_stores_and_sends_nothing(lab_env: dict[str, Any]) -> None:
+    from pipeline.store.repository import Store
+
+    summary = _run(lab_env["inbox"], dry_run=True)
+    assert summary.dry_run and summary.ingested == 13
+    assert lab_env["handler"].messages == []
+    store = Store(f"sqlite:///{lab_env['tmp'] / 'store.sqlite'}")
+    assert store.samples_frame().empty
+
+
+@pytest.mark.postgres
+def test_two_concurrent_runs_on_postgres_store_once_and_mail_once(
+        lab_env: dict[str, Any], pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.store.repository import Store
+
+    monkeypatch.setenv("CTDNA_DB_URL", pg_url)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            results.append(_run(lab_env["inbox"]))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    store = Store(pg_url)
+    samples = store.samples_frame()
+    assert len(samples) == 13 and samples["sample_id"].is_unique
+    assert store.sample_versions("D001-B")["version"].tolist() == [1]
+    handler = lab_env["handler"]
+    subjects = [m["Subject"] for _r, m in handler.messages]
+    assert subjects and len(subjects) == len(set(subjects))
+    assert sum(r.emails_sent for r in results) == len(subjects)
