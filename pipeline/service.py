@@ -132,7 +132,8 @@ def write_patient_report(store: Store, settings: Settings, kb: KnowledgeBase, pa
     from pipeline.report.render import render_patient_report, write_html
 
     if assessment is None:
-        assessment = evaluate_patients(store, settings, kb, [patient_id], persist=False)[0].assessment
+        results = evaluate_patients(store, settings, kb, [patient_id], persist=False)
+        assessment = results[0].assessment
     html = render_patient_report(
         patient_id,
         store.observations_frame([patient_id]),
@@ -149,11 +150,17 @@ def write_patient_report(store: Store, settings: Settings, kb: KnowledgeBase, pa
 def write_cohort_report(store: Store, settings: Settings, kb: KnowledgeBase, out: Path, *,
                         today: date | None = None) -> Path:
     """Render and write the lab's cohort overview."""
-    from pipeline.report.render import cohort_rows, render_cohort_report, write_html
+    from pipeline.report.render import CohortRow, render_cohort_report, write_html
 
     results = evaluate_patients(store, settings, kb, None, today, persist=False)
-    rows = cohort_rows([r.assessment for r in results], store.samples_frame(),
-                       settings, today=today or date.today())
+    samples = store.samples_frame()
+    draw_dates = samples.groupby("patient_id")["collection_date"].apply(list).to_dict() \
+        if not samples.empty else {}
+    rows = [
+        CohortRow.from_assessment(r.assessment, draw_dates.get(r.assessment.patient_id, []),
+                                  settings, care_team=r.care_team)
+        for r in results
+    ]
     html = render_cohort_report(rows, settings, generated_at=datetime.now())
     return write_html(out, html)
 

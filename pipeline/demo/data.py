@@ -100,6 +100,8 @@ def write_demo_inbox(workdir: Path, today: date) -> tuple[Path, Path]:
         "D001-B,ALK,fusion,,,,,,EML4,0.062,186,3000",
         f"D001-B,TP53,snv,{','.join(map(str, TP53_R273H[:4]))},,,0.081,243,3000",
         "D001-W4,ALK,fusion,,,,,,EML4,0.004,12,3000",
+        # week 9: nothing detected; the vendor writes the draw with no calls as an empty row
+        "D001-W9,,,,,,,,,,,",
         f"D001-W4,TP53,snv,{','.join(map(str, TP53_R273H[:4]))},,,0.006,18,3000",
         "D001-M6,ALK,fusion,,,,,,EML4,0.003,9,3000",
         f"D001-M6,ALK,snv,{','.join(map(str, ALK_G1202R[:4]))},,,0.0027,8,3000",
@@ -133,6 +135,7 @@ def write_demo_inbox(workdir: Path, today: date) -> tuple[Path, Path]:
           "M7": start3 + timedelta(days=210)}
     (batch / "demo003_calls.csv").write_text(
         "sample_id,gene,variant_type,chrom,pos,ref,alt,vaf_percent,alt_reads,depth\n"
+        "D003-B,,,,,,,,,\nD003-W6,,,,,,,,,\n"
         f"D003-M7,KRAS,snv,{','.join(map(str, KRAS_G12D[:4]))},0.41,14,3400\n",
         encoding="utf-8")
     for key, drawn in d3.items():

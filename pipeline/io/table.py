@@ -1,0 +1,514 @@
+"""CSV/TSV variant tables: the canonical table of the contract and vendor profiles.
+
+The canonical table (``../shared/spec/interfaces.md``, "Canonical variant table") has
+``sample_id, gene, variant_type`` and either ``chrom, pos, ref, alt`` or ``protein_change``;
+abundance is ``vaf`` (fraction) XOR ``vaf_percent`` (never guessed). Vendor tables are mapped
+onto it by YAML profiles in ``configs/profiles/`` (see ``docs/input-formats.md``), so a new
+vendor needs configuration only.
+
+Errors name the file, the physical ``line N`` of the offending row and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from pipeline.config import configs_dir
+from pipeline.errors import GenomeBuildError, InputError, InvalidVariantFileError
+from pipeline.io.build import normalise_build
+from pipeline.io.result import ReadResult
+from pipeline.schema import conform_calls
+
+#: Variant types a table row may declare (the contract's five).
+TABLE_VARIANT_TYPES = ("snv", "mnv", "indel", "cnv", "fusion")
+#: float32-style tolerance on the VAF bounds, as for VCFs.
+VAF_TOLERANCE = 1e-6
+#: Column names that hold a VAF of undeclared unit: refused in canonical tables.
+_AMBIGUOUS_VAF_NAMES = {"af", "maf", "vaf%", "allele_frequency", "allele_fraction", "freq"}
+_CANONICAL_REQUIRED = {"sample_id", "gene", "variant_type"}
+_NUMERIC = ("pos", "vaf", "vaf_percent", "alt_reads", "depth", "copy_number", "mate_pos")
+_INTEGER = ("pos", "alt_reads", "depth", "mate_pos")
+_NA = {"", ".", "NA", "N/A", "na", "nan", "NaN", "None", "null"}
+
+
+class _Profile(dict):
+    """A profile mapping (``name`` is set to the file stem)."""
+
+    @property
+    def name(self) -> str:
+        return str(self.get("name", "canonical"))
+
+
+CANONICAL = _Profile(name="canonical", comment_prefix="#", zero_vaf_is_non_detect=True)
+
+
+def profiles_dir() -> Path:
+    """Folder of the shipped vendor profiles (``configs/profiles``)."""
+    return configs_dir() / "profiles"
+
+
+def known_profiles() -> list[str]:
+    """Names of the shipped profiles (YAML file stems), sorted."""
+    return sorted(p.stem for p in profiles_dir().glob("*.yaml"))
+
+
+@lru_cache(maxsize=64)
+def _load_profile_file(path: str) -> _Profile:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"unreadable profile ({exc})", path=path) from None
+    if not isinstance(data, dict):
+        raise InputError("profile must be a YAML mapping", path=path)
+    data.setdefault("name", Path(path).stem)
+    return _Profile(data)
+
+
+def load_profile(name: str) -> _Profile:
+    """Load ``configs/profiles/<name>.yaml``.
+
+    Raises
+    ------
+    InputError
+        Unknown name (the message lists the known profiles) or an unreadable file.
+    """
+    if name == "canonical":
+        return CANONICAL
+    path = profiles_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise InputError(
+            f"unknown table profile {name!r}; known: canonical, {', '.join(known_profiles())}",
+            field="profile",
+        )
+    return _load_profile_file(str(path))
+
+
+def _read_lines(path: Path, opener: Callable[..., Any] | None) -> list[str]:
+    try:
+        if opener is not None:
+            with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+                return handle.read().splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InvalidVariantFileError(
+            f"not UTF-8 text (byte {exc.start})", path=path, record="header"
+        ) from None
+    except (OSError, EOFError) as exc:
+        raise InvalidVariantFileError(f"cannot read table ({exc})", path=path) from None
+
+
+def _header_index(lines: list[str], prefix: str, detect: list[str] | None) -> int | None:
+    """Index of the header row: the first non-blank, non-comment line (that holds every
+    detection column, when the profile lists some)."""
+    for n, line in enumerate(lines):
+        if not line.strip() or (prefix and line.startswith(prefix)):
+            continue
+        if not detect:
+            return n
+        cells = _split(line)
+        if set(detect) <= set(cells):
+            return n
+        return None
+    return None
+
+
+def _split(line: str, delimiter: str | None = None) -> list[str]:
+    delim = delimiter or ("\t" if "\t" in line else ",")
+    return [c.strip() for c in next(csv.reader([line], delimiter=delim))]
+
+
+def _choose_profile(lines: list[str], path: Path) -> _Profile:
+    """Canonical header first, then every shipped profile's detection columns."""
+    n = _header_index(lines, "#", None)
+    if n is not None and set(_split(lines[n])) >= _CANONICAL_REQUIRED:
+        return CANONICAL
+    for name in known_profiles():
+        prof = load_profile(name)
+        detect = list(prof.get("detect_columns") or [])
+        prefix = str(prof.get("comment_prefix", "#"))
+        if detect and _header_index(lines, prefix, detect) is not None:
+            return prof
+    raise InvalidVariantFileError(
+        "table header matches neither the canonical columns (sample_id, gene, variant_type, "
+        f"...) nor a known profile ({', '.join(known_profiles())}); pass a profile",
+        path=path,
+        record="header",
+    )
+
+
+def _parse_rows(
+    lines: list[str], path: Path, prof: _Profile
+) -> tuple[pd.DataFrame, list[str]]:
+    prefix = str(prof.get("comment_prefix", "#"))
+    detect = list(prof.get("detect_columns") or []) or None
+    start = _header_index(lines, prefix, detect)
+    if start is None:
+        raise InvalidVariantFileError(
+            f"no header row found for profile {prof.name!r}", path=path, record="header"
+        )
+    delimiter = prof.get("delimiter")
+    if delimiter in (None, "auto"):
+        delimiter = "\t" if "\t" in lines[start] else ","
+    header = _split(lines[start], delimiter)
+    if len(set(header)) != len(header):
+        raise InvalidVariantFileError(
+            "duplicate column names", path=path, record=f"line {start + 1}"
+        )
+    body = [(n + 1, line) for n, line in enumerate(lines) if n > start and line.strip()
+            and not (prefix and line.startswith(prefix))]
+    reader = csv.reader(io.StringIO("\n".join(line for _, line in body)), delimiter=delimiter)
+    rows: list[list[str]] = []
+    for (lineno, _), cells in zip(body, reader, strict=False):
+        if len(cells) != len(header):
+            raise InvalidVariantFileError(
+                f"expected {len(header)} fields, found {len(cells)}", path=path,
+                record=f"line {lineno}",
+            )
+        rows.append([c.strip() for c in cells])
+    frame = pd.DataFrame(rows, columns=header, dtype=object)
+    frame["_line"] = [lineno for lineno, _ in body][: len(frame)]
+    return frame, header
+
+
+def _fail(path: Path, frame: pd.DataFrame, mask: Any, column: str, message: str) -> None:
+    """Raise for the first row where ``mask`` is true (naming its physical line)."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.any():
+        row = frame.loc[frame.index[mask.argmax()]]
+        raise InvalidVariantFileError(
+            message.format(value=row.get(column)), path=path, record=f"line {row['_line']}",
+            field=column,
+        )
+
+
+def _normalise_id(value: str) -> str:
+    """``727.0`` → ``727`` so that R/pandas float exports and integer exports agree."""
+    text = str(value).strip()
+    if re.fullmatch(r"-?\d+\.0+", text):
+        return text.split(".", 1)[0]
+    return text
+
+
+def _apply_profile(frame: pd.DataFrame, prof: _Profile, path: Path) -> pd.DataFrame:
+    """Vendor columns → canonical columns (renames, splits, extraction, value maps)."""
+    out = frame.copy()
+    na = set(prof.get("na_values") or []) | _NA
+    out = out.apply(lambda s: s.where(~s.isin(na), None) if s.name != "_line" else s)
+    spec = prof.get("sample_id")
+    if isinstance(spec, dict) and spec.get("columns"):
+        missing = [c for c in spec["columns"] if c not in out.columns]
+        if missing:
+            raise InvalidVariantFileError(f"missing column(s) {missing}", path=path,
+                                          record="header")
+        parts = [out[c].map(lambda v: "" if v is None else _normalise_id(v))
+                 for c in spec["columns"]]
+        joined = parts[0]
+        for part in parts[1:]:
+            joined = joined + str(spec.get("separator", "_")) + part
+        out["sample_id"] = joined
+    elif isinstance(spec, dict) and spec.get("column"):
+        out = out.rename(columns={spec["column"]: "sample_id"})
+    for rule_col, values in (prof.get("drop_rows") or {}).items():
+        if rule_col in out.columns:
+            out = out[~out[rule_col].isin([str(v) for v in values])]
+    renames = {k: v for k, v in (prof.get("columns") or {}).items() if k in out.columns}
+    out = out.rename(columns=renames)
+    vaf_col = prof.get("vaf_column")
+    if vaf_col:
+        unit = prof.get("vaf_unit")
+        if unit not in {"percent", "fraction"}:
+            raise InputError(f"profile {prof.name!r} sets vaf_column but no vaf_unit "
+                             "(percent|fraction)", field="vaf_unit")
+        if vaf_col in out.columns:
+            out = out.rename(columns={vaf_col: "vaf_percent" if unit == "percent" else "vaf"})
+    for split in prof.get("split") or []:
+        col = split["column"]
+        if col in out.columns:
+            into = list(split["into"])
+            pieces = out[col].map(
+                lambda v, into=into, sep=split.get("separator", ":"):
+                (str(v).rsplit(sep, len(into) - 1) if v is not None else [None] * len(into))
+            )
+            for k, target in enumerate(into):
+                out[target] = pieces.map(lambda p, k=k: p[k] if len(p) > k else None)
+    for ext in prof.get("extract") or []:
+        col = ext["column"]
+        if col not in out.columns:
+            continue
+        found = out[col].astype("string").str.extract(re.compile(ext["pattern"]))
+        for target in found.columns:
+            values = found[target].astype(object).where(found[target].notna(), None)
+            if target in out.columns:
+                out[target] = out[target].where(out[target].notna(), values)
+            else:
+                out[target] = values
+    fusion = prof.get("fusion_genes")
+    if fusion and fusion.get("column") in out.columns:
+        found = out[fusion["column"]].astype("string").str.extract(re.compile(fusion["pattern"]))
+        five, three = found["five"].astype(object), found["three"].astype(object)
+        has = found["five"].notna() & found["three"].notna()
+        if "gene" not in out.columns:
+            out["gene"] = None
+        gene = out["gene"].where(out["gene"].notna() | ~has, three)
+        # The partner is the gene of the pair that is not the row's gene (Guardant writes
+        # both "EML4-ALK Fusion" and the reciprocal "ALK-EML4 Fusion" under gene ALK).
+        partner = five.where(five != gene, three)
+        if "fusion_partner" not in out.columns:
+            out["fusion_partner"] = None
+        out["gene"] = gene
+        out["fusion_partner"] = out["fusion_partner"].where(~has, partner)
+    for col, value in (prof.get("constants") or {}).items():
+        out[col] = value
+    for col, mapping in (prof.get("values") or {}).items():
+        if col in out.columns:
+            out[col] = out[col].map(lambda v, m=mapping: m.get(v, v) if v is not None else v)
+    rules = prof.get("variant_type_rules")
+    if rules:
+        col = rules["column"]
+        if "variant_type" not in out.columns:
+            out["variant_type"] = None
+        if col in out.columns:
+            text = out[col]
+            assigned = pd.Series([None] * len(out), index=out.index, dtype=object)
+            for rule in rules["rules"]:
+                rx = re.compile(rule["pattern"])
+                hit = assigned.isna() & text.map(lambda v, rx=rx: bool(v and rx.search(v)))
+                assigned[hit.to_numpy(dtype=bool)] = rule["type"]
+            out["variant_type"] = out["variant_type"].where(out["variant_type"].notna(),
+                                                            assigned)
+    return out
+
+
+def _resolve_table_build(
+    declared: str | None, prof: _Profile, frame: pd.DataFrame, path: Path
+) -> str:
+    candidates: list[tuple[str, str]] = []
+    if declared is not None and str(declared).strip():
+        candidates.append((normalise_build(declared, path=path), "manifest"))
+    if prof.get("genome_build"):
+        candidates.append((normalise_build(prof["genome_build"], path=path,
+                                           field=f"profile {prof.name}"), "profile"))
+    if "genome_build" in frame.columns:
+        values = {v for v in frame["genome_build"].dropna().unique()}
+        builds = {normalise_build(v, path=path, field="genome_build") for v in values}
+        if len(builds) > 1:
+            raise GenomeBuildError(f"rows declare several builds {sorted(builds)}", path=path,
+                                   field="genome_build")
+        if builds:
+            candidates.append((builds.pop(), "genome_build column"))
+    if not candidates:
+        raise GenomeBuildError(
+            "genome build of a table cannot be detected; set genome_build in the manifest, "
+            "the profile or a genome_build column",
+            path=path,
+            field="genome_build",
+        )
+    builds = {b for b, _ in candidates}
+    if len(builds) > 1:
+        raise GenomeBuildError(
+            "conflicting genome builds: " + ", ".join(f"{s} says {b}" for b, s in candidates),
+            path=path, field="genome_build",
+        )
+    return candidates[0][0]
+
+
+def read_table(
+    path: str | Path,
+    *,
+    sample_id: str,
+    profile: str | None = None,
+    genome_build: str | None = None,
+    opener: Callable[..., Any] | None = None,
+) -> ReadResult:
+    """Read one sample's rows of a canonical or vendor variant table.
+
+    Parameters
+    ----------
+    path
+        CSV or TSV (delimiter sniffed from the header row), optionally gzip-compressed.
+    sample_id
+        Selects this sample's rows when the table has a sample_id (or profile-built) column;
+        a table without one holds a single sample.
+    profile
+        Profile name in ``configs/profiles`` (or ``canonical``); None to detect.
+    genome_build
+        Manifest build; else the profile's fixed build; else a ``genome_build`` column.
+    opener
+        ``gzip.open`` for compressed tables.
+
+    Returns
+    -------
+    ReadResult
+        ``vaf`` as a fraction (percent columns divided by 100); non-detect rows dropped.
+
+    Raises
+    ------
+    InvalidVariantFileError
+        Bad rows (``line N``, column), unknown layout, sample not in the table.
+    GenomeBuildError
+        No or conflicting build.
+    """
+    path = Path(path)
+    lines = _read_lines(path, opener)
+    prof = load_profile(profile) if profile else _choose_profile(lines, path)
+    raw, header = _parse_rows(lines, path, prof)
+    if prof is CANONICAL:
+        missing = sorted(_CANONICAL_REQUIRED - set(header))
+        if missing:
+            raise InvalidVariantFileError(f"missing required column(s) {', '.join(missing)}",
+                                          path=path, record="header")
+        ambiguous = [h for h in header if h.lower() in _AMBIGUOUS_VAF_NAMES]
+        if ambiguous:
+            raise InvalidVariantFileError(
+                f"column {ambiguous[0]!r} has no declared unit; name it vaf (fraction 0-1) or "
+                "vaf_percent (0-100)", path=path, record="header", field=ambiguous[0],
+            )
+    frame = _apply_profile(raw, prof, path)
+    warnings: list[str] = []
+    if "sample_id" in frame.columns and frame["sample_id"].notna().any():
+        present = raw_ids = frame["sample_id"].map(lambda v: _normalise_id(v) if v else v)
+        wanted = _normalise_id(sample_id)
+        selected = frame[(present == wanted).to_numpy()]
+        if selected.empty:
+            all_ids = sorted({str(v) for v in raw_ids.dropna().unique()})
+            raw_sel = raw
+            if "sample_id" in raw_sel.columns and (
+                raw_sel["sample_id"].map(lambda v: _normalise_id(v) if v else v) == wanted
+            ).any():
+                selected = frame.iloc[0:0]  # present only as no-alteration marker rows
+            else:
+                shown = ", ".join(all_ids[:10]) + (" ..." if len(all_ids) > 10 else "")
+                raise InvalidVariantFileError(
+                    f"sample_id {sample_id!r} has no rows in this table (present: {shown})",
+                    path=path, field="sample_id",
+                )
+    else:
+        selected = frame
+    n_rows = len(selected)
+    build = _resolve_table_build(genome_build, prof, selected if len(selected) else frame, path)
+    calls = _validate(selected, path, prof, warnings)
+    if prof.get("dedupe_fusions") and len(calls):
+        calls = _dedupe_fusions(calls, warnings)
+    return ReadResult(
+        calls=conform_calls(calls),
+        genome_build=build,
+        vcf_sample=None,
+        caller=prof.name,
+        file_format="table",
+        n_records=n_rows,
+        warnings=warnings,
+    )
+
+
+def _validate(frame: pd.DataFrame, path: Path, prof: _Profile, warnings: list[str]) -> pd.DataFrame:
+    """Type, unit and placement checks; returns the calls (pre-conform)."""
+    out = frame.copy()
+    for col in ("gene", "variant_type", "chrom", "ref", "alt", "protein_change",
+                "fusion_partner", "filter", "mate_chrom"):
+        if col not in out.columns:
+            out[col] = None
+    # Rows without gene and variant_type mark "this draw had no calls" (documented).
+    marker = out["gene"].isna() & out["variant_type"].isna()
+    out = out[~marker.to_numpy(dtype=bool)]
+    if out.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in sorted(_OUTPUT_COLUMNS)})
+    _fail(path, out, out["gene"].isna(), "gene", "gene is empty")
+    vtype = out["variant_type"].map(lambda v: str(v).strip().lower() if v is not None else v)
+    _fail(path, out, ~vtype.isin(TABLE_VARIANT_TYPES), "variant_type",
+          "unknown variant_type {value!r} (expected snv, mnv, indel, cnv or fusion)")
+    out["variant_type"] = vtype
+    for col in _NUMERIC:
+        if col not in out.columns:
+            out[col] = np.nan
+            continue
+        values = pd.to_numeric(out[col], errors="coerce")
+        _fail(path, out, values.isna() & out[col].notna(), col, "not a number: {value!r}")
+        _fail(path, out, values < 0, col, "negative value {value}")
+        if col in _INTEGER:
+            _fail(path, out, values.notna() & (values % 1 != 0), col, "not a whole number: "
+                  "{value}")
+        out[col] = values
+    both = out["vaf"].notna() & out["vaf_percent"].notna()
+    _fail(path, out, both, "vaf_percent", "both vaf and vaf_percent given; give one (units "
+          "are never guessed)")
+    _fail(path, out, out["vaf"] > 1 + VAF_TOLERANCE, "vaf",
+          "vaf {value} above 1 (vaf is a fraction; use vaf_percent for percent)")
+    _fail(path, out, out["vaf_percent"] > 100 + 100 * VAF_TOLERANCE, "vaf_percent",
+          "vaf_percent {value} above 100")
+    source_col = next((c for c, t in (prof.get("columns") or {}).items() if t == "vaf"), None)
+    vaf_origin = prof.get("vaf_column") or source_col
+    percent = out["vaf_percent"].notna()
+    out["vaf_source"] = np.where(
+        percent, f"{prof.name}:{vaf_origin or 'vaf_percent'}(percent)",
+        np.where(out["vaf"].notna(), f"{prof.name}:{vaf_origin or 'vaf'}", None),
+    )
+    out["vaf"] = out["vaf"].where(~percent, out["vaf_percent"] / 100.0).clip(upper=1.0)
+    _fail(path, out, out["alt_reads"] > out["depth"], "alt_reads",
+          "alt_reads {value} exceed depth")
+    # A zero VAF is not a detection: vendors (Guardant360 serial exports) fill undetected
+    # timepoints with 0, but a non-detect means "below this draw's LoD" (clinical invariant).
+    zero = (out["vaf"] == 0).to_numpy(dtype=bool)
+    if prof.get("zero_vaf_is_non_detect", True) and zero.any():
+        is_cnv = (out["variant_type"] == "cnv").to_numpy(dtype=bool)
+        out.loc[zero & is_cnv, ["vaf", "vaf_source"]] = [np.nan, None]
+        dropped = zero & ~is_cnv
+        if dropped.any():
+            warnings.append(f"{int(dropped.sum())} rows with VAF 0 are non-detects "
+                            "(below the draw's LoD), not calls: dropped")
+        out = out[~dropped]
+    small = out["variant_type"].isin(["snv", "mnv", "indel"]).to_numpy(dtype=bool)
+    placed = out[["chrom", "pos", "ref", "alt"]].notna().all(axis=1).to_numpy(dtype=bool)
+    _fail(path, out, small & ~placed & out["protein_change"].isna().to_numpy(dtype=bool),
+          "protein_change", "row needs chrom, pos, ref, alt or a protein_change")
+    cnv = (out["variant_type"] == "cnv").to_numpy(dtype=bool)
+    _fail(path, out, cnv & out["copy_number"].isna().to_numpy(dtype=bool), "copy_number",
+          "CNV row without copy_number")
+    fusion = (out["variant_type"] == "fusion").to_numpy(dtype=bool)
+    _fail(path, out, fusion & out["fusion_partner"].isna().to_numpy(dtype=bool),
+          "fusion_partner", "fusion row without fusion_partner")
+    out.loc[cnv | fusion, "protein_change"] = out.loc[cnv | fusion, "protein_change"].where(
+        ~out.loc[cnv | fusion, "protein_change"].isin(["Amplification", "Fusion"]), None)
+    out["filter"] = out["filter"].where(out["filter"].notna(), "PASS")
+    out["record_index"] = out["_line"].astype("int64")
+    out["cnv_kind"] = np.where(cnv, prof.get("cnv_kind", "plasma_cn"), None)
+    keep = [c for c in out.columns if not c.startswith("_") and c != "vaf_percent"
+            and c != "sample_id" and c != "genome_build"]
+    return out[keep].drop(columns=[c for c in keep if c not in _OUTPUT_COLUMNS])
+
+
+_OUTPUT_COLUMNS = {
+    "record_index", "chrom", "pos", "ref", "alt", "variant_type", "gene", "protein_change",
+    "vaf", "vaf_source", "alt_reads", "depth", "filter", "copy_number", "fusion_partner",
+    "mate_chrom", "mate_pos", "annotation", "cnv_kind",
+}
+
+
+def _dedupe_fusions(calls: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
+    """One fusion call per gene pair: vendor exports list both reciprocal breakends of one
+    event (TSO500 DNAFusionFilter); the row with the highest VAF (then alt reads) is kept."""
+    fusion = calls["variant_type"] == "fusion"
+    if not fusion.any():
+        return calls
+    part = calls[fusion].copy()
+    part["_pair"] = [
+        "|".join(sorted(str(x) for x in (g, p))) for g, p in zip(part["gene"],
+                                                                 part["fusion_partner"],
+                                                                 strict=True)
+    ]
+    part = part.sort_values(["vaf", "alt_reads"], ascending=False, na_position="last")
+    kept = part.drop_duplicates("_pair").drop(columns="_pair")
+    if len(kept) < len(part):
+        warnings.append(f"{len(part) - len(kept)} reciprocal fusion rows merged into their "
+                        "event")
+    merged = pd.concat([calls[~fusion], kept])
+    return merged.sort_values("record_index").reset_index(drop=True)

@@ -1,0 +1,195 @@
+"""The curated ALK resistance and bypass knowledge base (issue #3).
+
+The knowledge is data in ``configs/knowledge/`` (manifest.yaml + TSV tables, see
+``docs/knowledge-base.md``); this package loads it, recognises calls
+(:meth:`KnowledgeBase.annotate`) and suggests therapy options
+(:meth:`KnowledgeBase.therapy_options`). Nothing here reads ``../shared`` at runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.config import configs_dir
+from pipeline.knowledge.data import KnowledgeData, load_data
+from pipeline.knowledge.recognize import CNV_KINDS, Recognizer
+from pipeline.knowledge.therapy import TherapyAdvice, TherapyAdvisor
+
+__all__ = [
+    "CNV_KINDS",
+    "KnowledgeBase",
+    "KnowledgeEntry",
+    "TherapyAdvice",
+    "default_knowledge_dir",
+    "load_knowledge_base",
+]
+
+
+@dataclass(frozen=True)
+class KnowledgeEntry:
+    """One knowledge-base entry with its per-drug activity.
+
+    ``activity`` maps drug -> ``{"activity": S|I|R|unknown, "reported", "evidence_label",
+    "citation"}``; a drug absent from the mapping has no data (unknown).
+    """
+
+    kb_id: str
+    gene: str
+    alteration: str
+    category: str
+    evidence_label: str
+    verified: bool
+    citations: str
+    hgvs_c: str = ""
+    hgvs_p: str = ""
+    transcript: str = ""
+    aliases: tuple[str, ...] = ()
+    components: tuple[str, ...] = ()
+    notes: str = ""
+    activity: dict[str, dict[str, str]] = field(default_factory=dict)
+    codon: dict[str, Any] | None = None
+
+
+class KnowledgeBase:
+    """Loaded knowledge base: recognition, therapy options and provenance.
+
+    Parameters
+    ----------
+    data
+        Validated data from :func:`pipeline.knowledge.data.load_data`.
+    """
+
+    def __init__(self, data: KnowledgeData) -> None:
+        self._data = data
+        self._recognizer = Recognizer(data)
+        self._advisor = TherapyAdvisor(data)
+        self.version: str = str(data.manifest["version"])
+
+    @property
+    def data(self) -> KnowledgeData:
+        """The underlying tables (read-only use)."""
+        return self._data
+
+    def annotate(self, calls: pd.DataFrame, genome_build: str,
+                 cnv_kind: str = "plasma_cn") -> pd.DataFrame:
+        """Recognise calls; return a copy with ``gene``, ``alteration``, ``category``,
+        ``kb_id`` and ``kb_verified`` filled (``variant_type``/``fusion_partner`` updated for
+        breakend pairs recognised as ALK fusions).
+
+        Parameters
+        ----------
+        calls
+            A calls frame (``pipeline.schema.CALL_COLUMNS``; missing columns are tolerated).
+            ``pos`` is 1-based; ``copy_number`` is in the unit named by ``cnv_kind``.
+        genome_build
+            ``GRCh37`` or ``GRCh38`` (chromosome names with or without ``chr``).
+        cnv_kind
+            What ``copy_number`` means for this assay: ``plasma_cn`` (copies, Guardant pCN),
+            ``absolute_cn`` (copies), ``fold_change`` (ratio) or ``log2_ratio``.
+
+        Raises
+        ------
+        InputError
+            Unknown genome build or cnv_kind.
+        """
+        return self._recognizer.annotate(calls, genome_build, cnv_kind)
+
+    def therapy_options(self, alterations: list[tuple[str, str]],
+                        current_drug: str | None) -> TherapyAdvice:
+        """Therapy options for ``[(gene, alteration), ...]`` observed together.
+
+        ``alteration`` uses the observation names (``G1202R``, ``amplification``,
+        ``EML4-ALK fusion``); compound ALK mutations may be given as separate tuples or as one
+        ``G1202R+L1196M``. ``current_drug`` (any alias or brand name) is never suggested again.
+        """
+        expanded: list[tuple[str, str]] = []
+        for gene, alteration in alterations:
+            if gene and str(gene).upper() == "ALK" and alteration and "+" in alteration:
+                expanded.extend(("ALK", part) for part in alteration.split("+"))
+            else:
+                expanded.append((gene, alteration))
+        return self._advisor.advise(expanded, current_drug)
+
+    def entry(self, kb_id: str) -> KnowledgeEntry:
+        """The entry ``kb_id`` (as written to ``observations.kb_id``).
+
+        Raises
+        ------
+        KeyError
+            When ``kb_id`` is not in this knowledge-base version.
+        """
+        entries = self._data.entries
+        if kb_id not in entries.index:
+            raise KeyError(f"kb_id {kb_id!r} not in knowledge base {self.version}")
+        row = entries.loc[kb_id]
+        act = self._data.activity[self._data.activity["kb_id"] == kb_id]
+        activity = {
+            r.drug: {"activity": r.activity, "reported": r.reported,
+                     "evidence_label": r.evidence_label, "citation": r.citation}
+            for r in act.itertuples(index=False)
+        }
+        codons = self._data.codons
+        parts = row["alteration"]
+        codon = None
+        if parts and parts[0].isalpha() and parts[1:2].isdigit():
+            digits = "".join(ch for ch in parts[1:] if ch.isdigit())
+            match = codons[(codons["gene"] == row["gene"]) &
+                           (codons["codon_id"] == f"{row['gene']}:{parts[0]}{digits}")]
+            if len(match) == 1:
+                codon = match.iloc[0].to_dict()
+        return KnowledgeEntry(
+            kb_id=kb_id, gene=row["gene"], alteration=row["alteration"],
+            category=row["category"], evidence_label=row["evidence_label"],
+            verified=row["evidence_label"] != "recalled-unverified",
+            citations=row["citations"], hgvs_c=row["hgvs_c"], hgvs_p=row["hgvs_p"],
+            transcript=row["transcript"],
+            aliases=tuple(a for a in row["aliases"].split(";") if a),
+            components=tuple(c for c in row["components"].split(";") if c),
+            notes=row["notes"], activity=activity, codon=codon,
+        )
+
+    def sources(self) -> list[dict[str, Any]]:
+        """Every source with ``id, name, version, date, licence, url``."""
+        return [dict(s) for s in self._data.manifest.get("sources", [])]
+
+    def met_plasma_cn_tier(self, plasma_cn: float) -> str | None:
+        """Guardant MET pCN tier: ``low``/``intermediate``/``high`` (PMC10552597); None < 2.1."""
+        tier = None
+        for t in self._data.manifest["cnv"]["met_plasma_cn_tiers"]:
+            if "min" in t and plasma_cn >= float(t["min"]) - 1e-9:
+                tier = t["name"]
+            if "min_exclusive" in t and plasma_cn > float(t["min_exclusive"]):
+                tier = t["name"]
+        return tier
+
+
+def default_knowledge_dir() -> Path:
+    """Folder of the shipped knowledge base (``configs/knowledge``)."""
+    return configs_dir() / "knowledge"
+
+
+@lru_cache(maxsize=8)
+def _load_cached(folder: str) -> KnowledgeBase:
+    return KnowledgeBase(load_data(Path(folder)))
+
+
+def load_knowledge_base(path: str | Path | None = None) -> KnowledgeBase:
+    """Load (once per folder, cached) and validate the knowledge base.
+
+    Parameters
+    ----------
+    path
+        A knowledge-base folder; defaults to the shipped ``configs/knowledge``.
+
+    Raises
+    ------
+    KnowledgeBaseError
+        The data are missing or inconsistent.
+    """
+    folder = Path(path) if path is not None else default_knowledge_dir()
+    return _load_cached(str(folder.resolve()))
