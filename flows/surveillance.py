@@ -174,7 +174,12 @@ def surveillance_run(
 
 
 def _deliver(run_id: str, outbox: str | None, summary: RunSummary) -> None:
-    state = deliver_alerts_task(run_id, outbox, return_state=True)
+    notify = load_settings().notify
+    delivery = deliver_alerts_task.with_options(
+        retries=notify.delivery_retries,
+        retry_delay_seconds=notify.delivery_retry_delays_seconds or 0,
+    )
+    state = delivery(run_id, outbox, return_state=True)
     if state.is_completed():
         summary.emails_sent = state.result()["sent"]
     else:

@@ -135,14 +135,15 @@ def enqueue_alerts_task(results: list[EvaluationResult], report_paths: dict[str,
     return created
 
 
-@task(name="deliver-alerts", retries=2, retry_delay_seconds=[10, 60], **TASK_OPTIONS)
+@task(name="deliver-alerts", **TASK_OPTIONS)
 def deliver_alerts_task(run_id: str, outbox: str | None) -> dict[str, int]:
     """Deliver every pending notification; raises (and is retried) while any is still pending.
 
     The ledger keeps undelivered alerts pending, so a later run delivers them even when
     every retry of this run fails (outbox pattern).
     """
-    from pipeline.notify import deliver_pending, store_chart_provider, transport_from_settings
+    from pipeline.notify import deliver_pending, transport_from_settings
+    from pipeline.notify.charts import store_chart_provider
 
     settings, store, _kb = context()
     transport = transport_from_settings(settings, outbox=Path(outbox) if outbox else None)

@@ -181,6 +181,13 @@ class NotifySettings(_Strict):
     outbox: str = "outbox"
     max_emails_per_run: int = Field(200, ge=1, description="Safety rail against mass mailing")
     smtp: SmtpSettings = SmtpSettings()
+    delivery_retries: int = Field(
+        2, ge=0, description="Prefect retries of the delivery task within one run (SMTP is I/O)"
+    )
+    delivery_retry_delays_seconds: list[float] = Field(
+        default_factory=lambda: [10.0, 60.0],
+        description="Waits between those retries; alerts still pending go to the next run",
+    )
     test_mode: bool = Field(
         False, description="Non-production: 'TEST' subject marker and banner (notes section 4.2.7)"
     )

@@ -81,7 +81,10 @@ def test_evaluate_json_contract(demo_inbox: tuple[Path, Path], db: str) -> None:
             assert {"rule_id", "tier", "title", "findings", "suggested_actions",
                     "therapy_options", "evidence"} <= set(alert)
     assert assessments["DEMO-001"]["status"] == "FAILURE"
-    assert assessments["DEMO-003"]["status"] == "NOT_EVALUABLE"
+    # baseline-negative: not evaluable for response (B1), yet the emerging KRAS G12D alerts
+    demo3 = {a["rule_id"]: a["tier"] for a in assessments["DEMO-003"]["alerts"]}
+    assert demo3 == {"B1": "INFO", "R4": "WARNING"}
+    assert assessments["DEMO-003"]["status"] == "WARNING"
     assert assessments["DEMO-004"]["status"] == "OPTIMAL"
     r1 = [a for a in assessments["DEMO-001"]["alerts"] if a["rule_id"] == "R1"]
     assert r1 and any(o["name"] == "lorlatinib" for o in r1[0]["therapy_options"])

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -72,6 +73,9 @@ def lab_env(tmp_path: Path, smtp_server: tuple[RecordingHandler, int],
 
     handler, port = smtp_server
     inbox, config = write_demo_inbox(tmp_path, date(2026, 11, 21))
+    lab = yaml.safe_load(config.read_text(encoding="utf-8"))
+    lab["notify"].update(delivery_retries=1, delivery_retry_delays_seconds=[0.1])  # no 70 s waits
+    config.write_text(yaml.safe_dump(lab), encoding="utf-8")
     monkeypatch.setenv("CTDNA_CONFIG", str(config))
     monkeypatch.setenv("CTDNA_DB_URL", f"sqlite:///{tmp_path / 'store.sqlite'}")
     monkeypatch.setenv("CTDNA_SMTP_HOST", "127.0.0.1")

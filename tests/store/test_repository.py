@@ -87,7 +87,7 @@ def test_concurrent_ingest_of_same_sample_stores_one(db_url: str) -> None:
     def work(s: Store) -> None:
         try:
             results.append(s.ingest_sample(_prepared()))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(s,)) for s in stores]

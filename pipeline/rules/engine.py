@@ -1,0 +1,270 @@
+"""``evaluate_cohort``: kinetics once for the cohort, then the rule catalogue per patient.
+
+Pure: no I/O, no clock. Draws collected after ``as_of`` and lines started after it are
+dropped before anything is computed, so a later draw can never change an earlier
+assessment. The current line is the latest line started on or before ``as_of``; rules
+restart at each new line (clinical-evidence.md section 6, note 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+import pipeline
+from pipeline.assessment import Alert, Assessment, Finding, Therapy
+from pipeline.config import Settings
+from pipeline.errors import NotFoundError
+from pipeline.kinetics import as_timestamp, compute_kinetics, is_chip, marker_keys
+from pipeline.rules.catalogue import (
+    C1,
+    C2_CAVEAT,
+    RULE_FUNCTIONS,
+    KnowledgeBaseLike,
+    LineContext,
+    _alert,
+)
+
+_RANK = {"OPTIMAL": 0, "WARNING": 1, "FAILURE": 2}
+#: Rules whose WARNING sets the molecular-response status (B2 only before the first
+#: on-treatment draw in a response window; Q/C rules never).
+_STATUS_RULES = {"E2", "E3", "E4", "P1", "P2", "P3", "R1", "R2", "R3", "R4"}
+_RESISTANCE = {"R1", "R2", "R3", "R4"}
+
+
+def evaluate_cohort(
+    observations: pd.DataFrame,
+    samples: pd.DataFrame,
+    therapies: pd.DataFrame,
+    settings: Settings,
+    kb: KnowledgeBaseLike | None,
+    as_of: date | str | pd.Timestamp | None = None,
+    patient_ids: Iterable[str] | None = None,
+) -> list[Assessment]:
+    """Assess every patient (or ``patient_ids``) at ``as_of``.
+
+    Parameters
+    ----------
+    observations, samples, therapies
+        Store frames (docs/architecture.md, "Store frames"); VAF/LoD/TF are fractions 0-1.
+    settings
+        Resolved settings; ``settings.rules`` and ``settings.cadence`` drive the rules.
+    kb
+        The knowledge base (``pipeline.knowledge.load_knowledge_base()``): ``kb.version``
+        and ``kb.therapy_options`` for resistance alerts. ``None`` evaluates without
+        therapy options (resistance alerts then say so and are labelled unverified).
+    as_of
+        Evaluation date; None means each patient's latest draw or line start.
+    patient_ids
+        Restrict to these patients.
+
+    Returns
+    -------
+    list[Assessment]
+        One per patient, sorted by ``patient_id``.
+
+    Raises
+    ------
+    NotFoundError
+        A requested patient has neither draws nor a therapy history.
+    """
+    cutoff = as_timestamp(as_of)
+    wanted = None if patient_ids is None else sorted(set(map(str, patient_ids)))
+    if wanted is not None:
+        observations = observations[observations["patient_id"].isin(wanted)]
+        samples = samples[samples["patient_id"].isin(wanted)]
+        therapies = therapies[therapies["patient_id"].isin(wanted)]
+        known = set(samples["patient_id"]) | set(therapies["patient_id"])
+        missing = [p for p in wanted if p not in known]
+        if missing:
+            raise NotFoundError(f"no draws and no therapy history for {missing[0]!r}",
+                                field="patient_id")
+    kin = compute_kinetics(observations, samples, therapies, settings.rules, as_of=cutoff)
+
+    obs = observations.copy()
+    obs["marker_key"] = marker_keys(obs) if len(obs) else pd.Series(dtype="object")
+    obs["is_chip"] = is_chip(obs, settings.rules) if len(obs) else pd.Series(dtype=bool)
+    obs["detected"] = obs["detected"].astype(bool)
+    obs["collection_date"] = pd.to_datetime(obs["collection_date"]).dt.normalize()
+    for column in ("vaf", "copy_number", "lod_vaf", "tumor_fraction"):
+        obs[column] = pd.to_numeric(obs[column], errors="coerce").astype("float64")
+
+    draw_dates = pd.to_datetime(samples["collection_date"]).dt.normalize()
+    kept = samples.assign(collection_date=draw_dates)
+    if cutoff is not None:
+        kept = kept[kept["collection_date"] <= cutoff]
+    patients = wanted if wanted is not None else sorted(
+        set(kept["patient_id"]) | set(kin.lines["patient_id"])
+    )
+
+    latest_line = kin.lines.sort_values(["patient_id", "start_date", "line"]).groupby(
+        "patient_id").tail(1).set_index("patient_id")
+    draws_by = dict(tuple(kin.draws.groupby(["patient_id", "line"], sort=False)))
+    obs_by = dict(tuple(obs.groupby("sample_id", sort=False)))
+    kept_by = dict(tuple(kept.groupby("patient_id", sort=False)))
+
+    out = []
+    for patient in patients:
+        patient_draws = kept_by.get(patient, kept.iloc[0:0])
+        line = latest_line.loc[patient] if patient in latest_line.index else None
+        if cutoff is not None:
+            when = cutoff.date()
+        else:
+            # No clock: the assessment date is the patient's latest event.
+            dates = [*patient_draws["collection_date"], *therapies.loc[
+                therapies["patient_id"] == patient, "start_date"].map(pd.Timestamp)]
+            when = max(dates).date()
+        out.append(_assess(patient, when, line, draws_by, obs_by, patient_draws,
+                           settings, kb))
+    return out
+
+
+def _assess(patient: str, as_of: date, line: pd.Series | None,
+            draws_by: dict, obs_by: dict, patient_draws: pd.DataFrame,
+            settings: Settings, kb: KnowledgeBaseLike | None) -> Assessment:
+    therapy = None
+    caveats: list[str] = []
+    if line is not None:
+        therapy = Therapy(
+            drug=str(line["drug"]), start_date=line["start_date"].date(), line=int(line["line"]),
+            end_date=None if pd.isna(line["end_date"]) else line["end_date"].date(),
+        )
+        draws = draws_by.get((patient, int(line["line"])))
+        if therapy.end_date is not None and therapy.end_date < as_of:
+            caveats.append(f"Line {therapy.line} ({therapy.drug}) ended on "
+                           f"{therapy.end_date}; later draws are not attributed to it.")
+        if "," in str(line["level_sources"]):
+            caveats.append("ctDNA level mixes tumour fraction and marker VAF across draws; "
+                           "fold changes between them are approximate.")
+    else:
+        draws = None
+    if draws is None:
+        draws = _unlined_draws(patient_draws)
+    parts = [obs_by[s] for s in draws["sample_id"] if s in obs_by]
+    obs = pd.concat(parts, ignore_index=True) if parts else _empty_obs(obs_by)
+    obs = obs.merge(draws[["sample_id", "day", "role"]].drop_duplicates("sample_id"),
+                    on="sample_id", how="left")
+    ctx = LineContext(patient, as_of, settings, kb, therapy, line, draws, obs, caveats)
+
+    alerts: list[Alert] = []
+    if therapy is None:
+        # No line started by as_of: only resistance, data-quality and CHIP rules apply.
+        for rule in RULE_FUNCTIONS:
+            if rule.__name__ in ("rule_r1", "rule_r2", "rule_r3", "rule_r4", "rule_q2"):
+                alerts.extend(rule(ctx))
+    else:
+        for rule in RULE_FUNCTIONS:
+            alerts.extend(rule(ctx))
+    status, reason = _status(ctx, alerts)
+    due = _next_draw_due(ctx, alerts, status)
+    if due is not None and therapy is not None:
+        overdue = _overdue_alert(ctx, due)
+        if overdue is not None:
+            alerts.append(overdue)
+    if status == "OPTIMAL":
+        caveats.append(C2_CAVEAT)
+    if therapy is None:
+        caveats.append("No line of therapy started on or before the evaluation date.")
+    base = ctx.baseline
+    return Assessment(
+        patient_id=patient, as_of=as_of, therapy=therapy, status=status,  # type: ignore[arg-type]
+        alerts=alerts, config_version=settings.version_label(),
+        kb_version=str(kb.version) if kb is not None else "none",
+        pipeline_version=pipeline.__version__,
+        draws_used=list(dict.fromkeys(draws["sample_id"])),
+        baseline_sample_id=None if base is None else str(base["sample_id"]),
+        nadir=None if line is None or pd.isna(line["nadir"]) else float(line["nadir"]),
+        next_draw_due=due,
+        days_on_therapy=None if therapy is None else (as_of - therapy.start_date).days,
+        status_reason=reason, caveats=caveats,
+    )
+
+
+def _unlined_draws(patient_draws: pd.DataFrame) -> pd.DataFrame:
+    frame = patient_draws.sort_values(["collection_date", "sample_id"]).copy()
+    frame["role"] = "on_treatment"
+    frame["day"] = 0
+    frame["informative"] = True
+    return frame
+
+
+def _empty_obs(obs_by: dict) -> pd.DataFrame:
+    columns = next(iter(obs_by.values())).columns if obs_by else [
+        "sample_id", "marker_key", "detected", "category", "gene", "alteration", "is_chip",
+        "variant_type", "fusion_partner", "vaf", "alt_reads", "depth", "copy_number",
+        "collection_date", "lod_vaf", "tumor_fraction", "assay"]
+    return pd.DataFrame(columns=list(columns)).astype({"detected": bool, "is_chip": bool})
+
+
+def _status(ctx: LineContext, alerts: list[Alert]) -> tuple[str, str]:
+    """Current molecular-response tier of the line, with a one-line reason."""
+    failures = [a for a in alerts if a.tier == "FAILURE"]
+    if failures:
+        return "FAILURE", "early-switch review: " + ", ".join(a.rule_id for a in failures)
+    warnings = [a for a in alerts if a.tier == "WARNING" and a.rule_id in _STATUS_RULES]
+    if not ctx.baseline_detected or ctx.therapy is None:
+        resistance = [a for a in warnings if a.rule_id in _RESISTANCE]
+        if resistance:
+            return "WARNING", "resistance alteration: " + ", ".join(a.rule_id for a in resistance)
+        why = ("no line of therapy" if ctx.therapy is None else
+               "no baseline draw" if ctx.baseline is None else "ctDNA not detected at baseline")
+        return "NOT_EVALUABLE", f"{why}: not evaluable for response (B1)"
+    if warnings:
+        return "WARNING", ", ".join(a.rule_id for a in warnings)
+    if any(a.rule_id == "E1" for a in alerts):
+        return "OPTIMAL", "molecular clearance by week 10 (E1)"
+    seq = ctx.evaluable
+    if len(seq) and bool(seq["censored"].iloc[-1]):
+        return "OPTIMAL", (f"cleared (first informative negative on day "
+                           f"{ctx.first_clearance_day():.0f}, after the week-"
+                           f"{ctx.rules.clearance_by_week:g} landmark of E1)")
+    if any(a.rule_id == "B2" for a in alerts):
+        return "WARNING", "high-risk baseline (B2); no on-treatment draw in a response window yet"
+    return "WARNING", "ctDNA detected; no response milestone reached yet"
+
+
+def _next_draw_due(ctx: LineContext, alerts: list[Alert], status: str) -> date | None:
+    """C1: the earliest date the next draw is due, from the cadence settings."""
+    therapy = ctx.therapy
+    if therapy is None:
+        return None
+    cadence = ctx.settings.cadence
+    start = therapy.start_date
+    days = ctx.treated["day"].to_numpy(float)
+    last = max([start, *[pd.Timestamp(d).date() for d in ctx.draws["collection_date"]]])
+    if not (days >= cadence.first_draw_weeks[0] * 7).any():
+        due = start + timedelta(weeks=cadence.first_draw_weeks[0])
+    elif not (days >= cadence.second_draw_weeks[0] * 7).any():
+        due = start + timedelta(weeks=cadence.second_draw_weeks[0])
+    else:
+        due = last + timedelta(weeks=cadence.maintenance_interval_weeks[0])
+    high_risk = any(a.rule_id == "B2" for a in alerts) and np.isnan(ctx.first_clearance_day())
+    if status in ("WARNING", "FAILURE") or high_risk:
+        due = min(due, last + timedelta(weeks=cadence.after_warning_interval_weeks))
+    return max(due, last)
+
+
+def _overdue_alert(ctx: LineContext, due: date) -> Alert | None:
+    cadence = ctx.settings.cadence
+    therapy = ctx.therapy
+    assert therapy is not None
+    days = ctx.treated["day"].to_numpy(float)
+    if not (days >= cadence.first_draw_weeks[0] * 7).any():
+        latest = therapy.start_date + timedelta(weeks=cadence.first_draw_weeks[1])
+    elif not (days >= cadence.second_draw_weeks[0] * 7).any():
+        latest = therapy.start_date + timedelta(weeks=cadence.second_draw_weeks[1])
+    else:
+        latest = due + timedelta(weeks=cadence.maintenance_interval_weeks[1]
+                                 - cadence.maintenance_interval_weeks[0])
+    latest = max(latest, due)
+    limit = latest + timedelta(days=cadence.overdue_grace_days)
+    if ctx.as_of <= limit:
+        return None
+    finding = Finding(gene=None, alteration="next draw", sample_id="(due)",
+                      collection_date=due, detected=False,
+                      note=f"due {due}, window closed {latest}, "
+                           f"{(ctx.as_of - latest).days} days overdue")
+    return _alert(C1, "INFO", [finding], ["Schedule a surveillance draw."], draws=[])

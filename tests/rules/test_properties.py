@@ -1,0 +1,66 @@
+"""Properties: later draws never change an earlier assessment; row order changes nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from rules_timeline import START, Timeline, fusion, snv
+
+from pipeline.rules import evaluate_cohort
+
+_level = st.one_of(st.none(), st.floats(0.006, 0.2))
+_draw = st.tuples(st.integers(1, 200), _level, st.booleans())
+
+
+def _timeline(draws: list[tuple[int, float | None, bool]]) -> Timeline:
+    t = Timeline().therapy("P1", "alectinib", START)
+    t.therapy("P2", "brigatinib", START)
+    t.draw("P1", -1, fusion(0.05))
+    t.draw("P2", -1)
+    seen = set()
+    for day, level, mutation in draws:
+        if day in seen:
+            continue
+        seen.add(day)
+        calls = [fusion(level)] if level is not None else []
+        if mutation:
+            calls.append(snv("ALK", "G1202R", "alk_resistance", 0.01))
+        t.draw("P1", day, *calls)
+        t.draw("P2", day, *calls)
+    return t
+
+
+def _dump(assessments):
+    return [a.model_dump(mode="json") for a in assessments]
+
+
+@hsettings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_draw, min_size=1, max_size=6), st.integers(1, 200),
+       st.integers(1, 120), _level)
+def test_draw_after_as_of_changes_nothing(rules_settings, draws, cut, extra_gap, extra):
+    t = _timeline(draws)
+    as_of = START + timedelta(days=cut)
+    before = _dump(evaluate_cohort(*t.frames(), rules_settings, None, as_of=as_of))
+    t.draw("P1", cut + extra_gap, *([fusion(extra)] if extra is not None else []))
+    after = _dump(evaluate_cohort(*t.frames(), rules_settings, None, as_of=as_of))
+    assert before == after
+
+
+@hsettings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_draw, min_size=1, max_size=6), st.randoms(use_true_random=False))
+def test_row_order_changes_nothing(rules_settings, draws, rnd):
+    t = _timeline(draws)
+    obs, samples, therapies = t.frames()
+    expected = _dump(evaluate_cohort(obs, samples, therapies, rules_settings, None))
+
+    def shuffle(frame):
+        order = list(range(len(frame)))
+        rnd.shuffle(order)
+        return frame.iloc[order].reset_index(drop=True)
+
+    got = _dump(evaluate_cohort(shuffle(obs), shuffle(samples), shuffle(therapies),
+                                rules_settings, None))
+    assert got == expected
