@@ -1,1 +1,4 @@
-"""Prefect flows: thin wrappers around ``pipeline`` (tasks per batch or sample, never per variant)."""
+"""Prefect flows: thin wrappers around ``pipeline``.
+
+Tasks per batch or sample, never per variant.
+"""

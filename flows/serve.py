@@ -22,7 +22,9 @@ def build_deployments(settings: Settings, inbox: Path) -> list[Any]:
     from flows.reevaluate import reevaluate
     from flows.surveillance import surveillance_run
 
-    no_overlap = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
+    no_overlap = ConcurrencyLimitConfig(
+        limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+    )
     inbox_str = str(inbox.resolve())
     scheduled = surveillance_run.to_deployment(
         name="scheduled",

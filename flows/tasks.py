@@ -51,7 +51,7 @@ def scan_inbox_task(inbox: str, force: bool, dry_run: bool) -> InboxScan:
 @task(name="ingest-therapies", **TASK_OPTIONS)
 def ingest_therapies_task(path: str, fingerprint: str, run_id: str, dry_run: bool,
                           quarantine_dir: str) -> IngestReport:
-    settings, store, _kb = context()
+    _settings, store, _kb = context()
     try:
         if dry_run:
             rows = read_therapies(path)

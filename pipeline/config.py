@@ -358,5 +358,6 @@ def parse_iso_date(
         return date.fromisoformat(text)
     except ValueError:
         raise error_type(
-            f"unparseable date {text!r} (expected YYYY-MM-DD)", path=path, record=record, field=field
+            f"unparseable date {text!r} (expected YYYY-MM-DD)",
+            path=path, record=record, field=field,
         ) from None

@@ -58,7 +58,9 @@ class IngestReport:
         }
 
 
-def choose_lod(row: ManifestRow, calls: pd.DataFrame, settings: Settings) -> tuple[float, str, float | None]:
+def choose_lod(
+    row: ManifestRow, calls: pd.DataFrame, settings: Settings
+) -> tuple[float, str, float | None]:
     """The draw's limit of detection (fraction), its source, and the median depth.
 
     Precedence: manifest ``lod_vaf`` → the assay's default in configs (when the manifest

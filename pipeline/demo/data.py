@@ -4,7 +4,8 @@ Four patients, each showing one part of the rule set, in the formats labs delive
 
 * DEMO-001 (alectinib, vendor-style canonical CSV): clearance by week 9, then EML4-ALK
   re-detection with ALK G1202R that is confirmed and rising → early-switch review.
-* DEMO-002 (brigatinib, Mutect2 tumor/normal VCFs, then a vendor table with copy number): < 50 % decrease at
+* DEMO-002 (brigatinib, Mutect2 tumor/normal VCFs, then a vendor table with copy
+  number): < 50 % decrease at
   week 5, confirmed at week 8, MET amplification (bypass).
 * DEMO-003 (alectinib, canonical CSV, percent VAFs): nothing detectable at baseline (not
   evaluable for response), later an emerging KRAS G12D.
@@ -32,7 +33,8 @@ KRAS_G12D = ("chr12", 25245350, "C", "T", "KRAS", "G12D")
 PIK3CA_E545K = ("chr3", 179218303, "G", "A", "PIK3CA", "E545K")
 
 
-def _vcf(path: Path, tumor: str, normal: str, calls: list[tuple[tuple[object, ...], int, int]]) -> None:
+def _vcf(path: Path, tumor: str, normal: str,
+         calls: list[tuple[tuple[object, ...], int, int]]) -> None:
     """A Mutect2-like tumor/normal VCF (normal first, as Mutect2 writes it)."""
     lines = [
         "##fileformat=VCFv4.2",

@@ -167,8 +167,9 @@ def read_manifest(path: str | Path) -> ManifestReadResult:
     candidates: list[ManifestRow] = []
     for line, values, problem in _records(text, manifest, MANIFEST_REQUIRED, ManifestError):
         if values is None:
-            result.rejected.append(RowRejection(str(manifest), f"{manifest}: line {line}: {problem}",
-                                                line=line))
+            result.rejected.append(
+                RowRejection(str(manifest), f"{manifest}: line {line}: {problem}", line=line)
+            )
             continue
         try:
             candidates.append(_manifest_row(manifest, line, values))

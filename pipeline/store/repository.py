@@ -201,7 +201,9 @@ class Store:
     def _upsert_patient(conn: Connection, patient_id: str, care_team: str | None,
                         now: datetime) -> None:
         p = models.patients
-        existing = conn.execute(sa.select(p.c.care_team).where(p.c.patient_id == patient_id)).first()
+        existing = conn.execute(
+            sa.select(p.c.care_team).where(p.c.patient_id == patient_id)
+        ).first()
         if existing is None:
             try:
                 with conn.begin_nested():

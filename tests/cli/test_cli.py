@@ -17,7 +17,8 @@ OBSERVATION_FIELDS = {"sample_id", "patient_id", "collection_date", "chrom", "po
                       "filter", "detected", "category"}
 
 
-def ctdna(*args: str, db: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def ctdna(*args: str, db: str,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "CTDNA_DB_URL": db, **(env or {})}
     full_env.pop("CTDNA_DEBUG", None)
     return subprocess.run([*CTDNA, *args], capture_output=True, text=True, env=full_env,
@@ -55,7 +56,7 @@ def test_observations_json_contract(demo_inbox: tuple[Path, Path], db: str) -> N
     out = ctdna("observations", "--patient", "DEMO-001", "--json", db=db)
     assert out.returncode == 0, out.stderr
     records = json.loads(out.stdout)
-    assert records and all(OBSERVATION_FIELDS <= set(r) for r in records)
+    assert records and all(set(r) >= OBSERVATION_FIELDS for r in records)
     g1202r = [r for r in records if r["alteration"] == "G1202R"]
     assert {r["sample_id"] for r in g1202r} == {"D001-M6", "D001-M8"}
     assert all(r["category"] == "alk_resistance" and 0 < r["vaf"] < 1 for r in g1202r)

@@ -38,7 +38,7 @@ class RecordingHandler:
     refuse: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.refuse:
             return "451 4.3.0 temporary failure (simulated outage)"
         with self.lock:

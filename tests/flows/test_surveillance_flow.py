@@ -125,7 +125,7 @@ def test_two_concurrent_runs_on_postgres_store_once_and_mail_once(
     def worker() -> None:
         try:
             results.append(_run(lab_env["inbox"]))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(2)]

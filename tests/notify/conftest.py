@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.config import Settings
-from pipeline.store.models import metadata
 
 from .helpers import SmtpServer, make_settings
 

@@ -55,7 +55,7 @@ def test_duplicated_sample_id_rejects_both(tmp_path: Path, variant_file: Path) -
 
 def test_missing_required_column(tmp_path: Path) -> None:
     manifest = _write(tmp_path, "m.csv", "sample_id,patient_id,path\nS1,P1,x\n")
-    with pytest.raises(ManifestError, match="missing required column.*collection_date"):
+    with pytest.raises(ManifestError, match=r"missing required column.*collection_date"):
         read_manifest(manifest)
 
 

@@ -15,12 +15,15 @@ from pipeline.store.repository import PreparedSample, Store
 def _prepared(sample_id: str = "S1", sha: str = "a" * 64, vaf: float = 0.012,
               patient: str = "P1", n: int = 2) -> PreparedSample:
     observations = pd.DataFrame({
-        "record_index": range(1, n + 1), "chrom": ["2"] * n, "pos": [29443613 + i for i in range(n)],
+        "record_index": range(1, n + 1), "chrom": ["2"] * n,
+        "pos": [29443613 + i for i in range(n)],
         "ref": ["C"] * n, "alt": ["T"] * n, "variant_type": ["snv"] * n,
         "gene": ["ALK"] * n, "alteration": ["G1202R"] + [None] * (n - 1),
-        "category": ["alk_resistance"] + ["other"] * (n - 1), "kb_id": ["ALK_G1202R"] + [None] * (n - 1),
+        "category": ["alk_resistance"] + ["other"] * (n - 1),
+        "kb_id": ["ALK_G1202R"] + [None] * (n - 1),
         "protein_change": [None] * n, "vaf": [vaf] + [float("nan")] * (n - 1),
-        "vaf_source": ["FORMAT/AF"] * n, "alt_reads": pd.array([24] + [None] * (n - 1), dtype="Int64"),
+        "vaf_source": ["FORMAT/AF"] * n,
+        "alt_reads": pd.array([24] + [None] * (n - 1), dtype="Int64"),
         "depth": pd.array([2000] * n, dtype="Int64"), "filter": ["PASS"] * n,
         "detected": [True] * n, "copy_number": [float("nan")] * n,
         "fusion_partner": [None] * n, "mate_chrom": [None] * n,
