@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow, get_run_logger, task
 
-from flows.surveillance import RunSummary, _deliver, _report_locations
-from flows.tasks import (
-    TASK_OPTIONS,
-    context,
-    enqueue_alerts_task,
-    evaluate_task,
-    new_run_id,
-    write_reports_task,
-)
+from flows.surveillance import RunSummary, _deliver, _evaluate_report_enqueue
+from flows.tasks import TASK_OPTIONS, context, new_run_id
 from pipeline.ingest import reannotate
 
 
@@ -53,14 +44,7 @@ def reevaluate(
     if reannotate_observations:
         updated = reannotate_task(patients)
         logger.info("re-annotated %d observation(s)", updated)
-    results = evaluate_task(patients)
-    summary.patients_evaluated = len(results)
-    reports_dir = str(Path(reports or settings.paths.reports).resolve())
-    summary.reports_dir = reports_dir
-    report_paths = write_reports_task(results, reports_dir)
-    summary.reports_written = len(report_paths)
-    summary.notifications_created = enqueue_alerts_task(
-        results, _report_locations(settings.notify.report_base_url, report_paths))
+    _evaluate_report_enqueue(patients, reports, settings, summary)
     if notify:
         _deliver(run_id, outbox, summary)
     return summary

@@ -152,14 +152,7 @@ def surveillance_run(
     if force:
         patients = sorted(set(patients) | _patients_of(scan))
     if patients:
-        results = evaluate_task(patients)
-        summary.patients_evaluated = len(results)
-        reports_dir = str(Path(reports or settings.paths.reports).resolve())
-        summary.reports_dir = reports_dir
-        report_paths = write_reports_task(results, reports_dir)
-        summary.reports_written = len(report_paths)
-        summary.notifications_created = enqueue_alerts_task(results, _report_locations(
-            settings.notify.report_base_url, report_paths))
+        _evaluate_report_enqueue(patients, reports, settings, summary)
     else:
         logger.info("no patient data changed; nothing to evaluate")
     if notify:
@@ -171,6 +164,19 @@ def surveillance_run(
                 run_id, summary.patients_evaluated, summary.notifications_created,
                 summary.emails_sent)
     return summary
+
+
+def _evaluate_report_enqueue(patients: list[str], reports: str | None, settings: Any,
+                             summary: RunSummary) -> None:
+    """Evaluate the patients, write their reports, and add new alerts to the ledger."""
+    results = evaluate_task(patients)
+    summary.patients_evaluated = len(results)
+    reports_dir = str(Path(reports or settings.paths.reports).resolve())
+    summary.reports_dir = reports_dir
+    report_paths = write_reports_task(results, reports_dir)
+    summary.reports_written = len(report_paths)
+    summary.notifications_created = enqueue_alerts_task(
+        results, _report_locations(settings.notify.report_base_url, report_paths))
 
 
 def _deliver(run_id: str, outbox: str | None, summary: RunSummary) -> None:
