@@ -50,7 +50,6 @@ class RunSummary(BaseModel):
     reports_dir: str | None = None
     outbox: str | None = None
     quarantine_dir: str | None = None
-    failed: bool = False
 
     def describe(self) -> str:
         lines = [

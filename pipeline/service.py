@@ -11,13 +11,12 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 import pipeline
 from pipeline.assessment import Assessment
 from pipeline.config import Settings
+from pipeline.errors import NotFoundError
 from pipeline.knowledge import KnowledgeBase
-from pipeline.store.repository import Store, now_utc
+from pipeline.store.repository import Store, now_utc, plain_value
 
 #: ``ctdna observations --json`` fields (contract order), then extensions.
 OBSERVATION_JSON_FIELDS = (
@@ -27,29 +26,25 @@ OBSERVATION_JSON_FIELDS = (
 )
 
 
-def _plain(value: Any) -> Any:
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float) and value != value:  # NaN
-        return None
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
+def _json_value(value: Any) -> Any:
+    value = plain_value(value)
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def observations_records(store: Store, patient_id: str) -> list[dict[str, Any]]:
     """Every stored observation of the patient (current sample versions), as JSON-ready dicts."""
-    if store.patient(patient_id) is None:
-        from pipeline.errors import NotFoundError
-
-        raise NotFoundError(f"unknown patient {patient_id!r}", field="--patient")
+    require_patient(store, patient_id)
     frame = store.observations_frame([patient_id])
     return [
-        {name: _plain(row[name]) for name in OBSERVATION_JSON_FIELDS}
+        {name: _json_value(row[name]) for name in OBSERVATION_JSON_FIELDS}
         for row in frame.to_dict("records")
     ]
+
+
+def require_patient(store: Store, patient_id: str) -> None:
+    """Raise :class:`NotFoundError` (exit 2) when the patient is not in the store."""
+    if store.patient(patient_id) is None:
+        raise NotFoundError(f"unknown patient {patient_id!r}", field="--patient")
 
 
 @dataclass
@@ -84,16 +79,17 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
     previous_status = dict(zip(previous.get("patient_id", []), previous.get("status", []),
                                strict=False))
     pk_by_sample = dict(zip(samples["sample_id"], samples["sample_pk"], strict=False))
+    care_teams = store.care_teams(ids)
     results = []
     evaluated_at = now_utc()
     for assessment in assessments:
-        patient = store.patient(assessment.patient_id) or {}
         assessment_id = None
         if persist:
             pks = [int(pk_by_sample[s]) for s in assessment.draws_used if s in pk_by_sample]
             assessment_id = store.save_assessment(assessment.contract_json(), sample_pks=pks,
                                                   evaluated_at=evaluated_at)
-        results.append(EvaluationResult(assessment, assessment_id, patient.get("care_team"),
+        results.append(EvaluationResult(assessment, assessment_id,
+                                        care_teams.get(assessment.patient_id),
                                         previous_status.get(assessment.patient_id)))
     return results
 

@@ -80,8 +80,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _clean(value: Any) -> Any:
-    """Turn pandas/numpy missing values and scalars into plain Python for the DB driver."""
+def plain_value(value: Any) -> Any:
+    """Turn pandas/numpy missing values and scalars into plain Python (DB driver, JSON)."""
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, float) and np.isnan(value):
@@ -193,7 +193,7 @@ class Store:
         records = data.to_dict("records")
         for record in records:
             for key, value in record.items():
-                record[key] = _clean(value)
+                record[key] = plain_value(value)
             record["sample_pk"] = sample_pk
         return records
 
@@ -247,7 +247,7 @@ class Store:
                              .where(models.therapy_lines.c.patient_id == str(patient_id)))
                 conn.execute(models.therapy_lines.insert(), [
                     {"patient_id": str(patient_id), "line": int(r.line), "drug": str(r.drug),
-                     "start_date": r.start_date, "end_date": _clean(r.end_date),
+                     "start_date": r.start_date, "end_date": plain_value(r.end_date),
                      "source_path": source_path, "updated_at": now}
                     for r in group.itertuples(index=False)
                 ])
@@ -259,9 +259,9 @@ class Store:
             return 0
         o = models.observations
         rows = [
-            {"b_id": int(r.observation_id), "b_gene": _clean(r.gene),
-             "b_alteration": _clean(r.alteration), "b_category": str(r.category),
-             "b_kb_id": _clean(r.kb_id)}
+            {"b_id": int(r.observation_id), "b_gene": plain_value(r.gene),
+             "b_alteration": plain_value(r.alteration), "b_category": str(r.category),
+             "b_kb_id": plain_value(r.kb_id)}
             for r in frame.itertuples(index=False)
         ]
         stmt = (o.update().where(o.c.id == sa.bindparam("b_id"))
@@ -301,6 +301,13 @@ class Store:
             row = conn.execute(sa.select(models.patients)
                                .where(models.patients.c.patient_id == patient_id)).first()
         return dict(row._mapping) if row else None
+
+    def care_teams(self, patient_ids: Iterable[str]) -> dict[str, str | None]:
+        """Care team of each given patient, in one query."""
+        p = models.patients
+        stmt = sa.select(p.c.patient_id, p.c.care_team).where(p.c.patient_id.in_(list(patient_ids)))
+        with self.engine.connect() as conn:
+            return {row.patient_id: row.care_team for row in conn.execute(stmt)}
 
     def samples_frame(self, patient_ids: Iterable[str] | None = None) -> pd.DataFrame:
         """Current version of every draw (including draws with no calls)."""
