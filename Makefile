@@ -11,22 +11,27 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: demo test test-fast lint typecheck setup clean
+.PHONY: demo test test-fast lint typecheck setup clean prefect-db
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 .venv/.installed: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --extra dev --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --extra dev --python $(PYTHON)
 	touch $@
+
+# Issue #12 item 1: create/upgrade Prefect's database for the PREFECT_HOME in use before the
+# first flow, so the temporary server does not run its migrations inside its start-up window.
+prefect-db: .venv/.installed
+	.venv/bin/prefect server database upgrade -y >/dev/null
 
 setup: .venv/.installed
 
-demo: .venv/.installed
+demo: .venv/.installed prefect-db
 	.venv/bin/ctdna demo
 
-test: .venv/.installed
+test: .venv/.installed prefect-db
 	eval "$$(bash scripts/test-services.sh)" && \
 	CTDNA_REQUIRE_PG=1 CTDNA_REQUIRE_BROWSER=1 .venv/bin/python -m pytest -q -p no:cacheprovider
 

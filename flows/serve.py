@@ -58,10 +58,12 @@ def serve_deployments(*, inbox: Path, db_url: str | None = None,
 
     from prefect import serve
 
+    from flows.runtime import require_api_for_serve
     from pipeline.errors import InputError
 
     if not inbox.is_dir():
         raise InputError("inbox folder does not exist", path=inbox, field="--inbox")
+    require_api_for_serve()  # schedules served on a throwaway server would vanish (#12)
     if db_url:
         os.environ["CTDNA_DB_URL"] = db_url
     if config_file:

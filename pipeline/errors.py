@@ -93,3 +93,17 @@ class StoreError(CtdnaError):
 
 class DeliveryError(CtdnaError):
     """An alert email could not be delivered (retryable: the alert stays pending)."""
+
+
+#: Exit status when no Prefect API could be reached or started (sysexits EX_UNAVAILABLE).
+EXIT_PREFECT_UNAVAILABLE = 69
+
+
+class PrefectUnavailableError(CtdnaError):
+    """The Prefect API is unreachable: the temporary server did not start in time, or
+    ``ctdna serve`` was called without ``PREFECT_API_URL`` (issue #12 item 1).
+
+    The message is one actionable line; the CLI maps it to exit status 69.
+    """
+
+    exit_code = EXIT_PREFECT_UNAVAILABLE
