@@ -26,6 +26,7 @@ def _clean_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.timeout(900)  # migrations + server start took ~130 s on a loaded 2-vCPU box
 def test_demo_first_run_from_clean_prefect_home(tmp_path: Path) -> None:
     home = tmp_path / "prefect-home"
     assert not home.exists()
