@@ -14,8 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable
-from functools import lru_cache
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -358,6 +359,101 @@ def read_table(
     GenomeBuildError
         No or conflicting build.
     """
+    parsed = parse_table(path, profile=profile, opener=opener)
+    return parsed.sample(sample_id, genome_build)
+
+
+@dataclass
+class ParsedTable:
+    """A table read, parsed and mapped onto canonical columns once (issue #11 item 1).
+
+    Several manifest rows may point at one table; each selects its rows with
+    :meth:`sample`, so the file is read and mapped once per batch, not once per row.
+    """
+
+    path: Path
+    profile: _Profile
+    header: list[str]
+    raw: pd.DataFrame  # cells as delivered (strings), ``_line`` = physical line
+    frame: pd.DataFrame  # after the profile's mapping (canonical column names)
+
+    def sample(self, sample_id: str, genome_build: str | None) -> ReadResult:
+        """This sample's calls (validated, VAF fraction), see :func:`read_table`."""
+        selected = self.select(sample_id)
+        build = self.build_of(selected, genome_build)
+        warnings: list[str] = []
+        calls = _validate(selected, self.path, self.profile, warnings)
+        return self.result(selected, build, calls, warnings)
+
+    @cached_property
+    def has_sample_ids(self) -> bool:
+        """True when rows carry a sample_id (else the table holds a single sample)."""
+        return "sample_id" in self.frame.columns and bool(self.frame["sample_id"].notna().any())
+
+    @cached_property
+    def _positions(self) -> dict[str, np.ndarray]:
+        """Row positions of each (normalised) sample_id, computed once per table: a table
+        shared by N manifest rows is split once, not scanned N times (issue #11)."""
+        ids = self.frame["sample_id"].map(lambda v: _normalise_id(v) if v else v)
+        return dict(ids.groupby(ids, sort=False).indices)
+
+    def select(self, sample_id: str) -> pd.DataFrame:
+        """The rows of ``sample_id`` (all rows for a single-sample table).
+
+        Raises
+        ------
+        InvalidVariantFileError
+            The sample has no rows (the message lists the sample_ids present).
+        """
+        frame, raw = self.frame, self.raw
+        if not self.has_sample_ids:
+            return frame
+        wanted = _normalise_id(sample_id)
+        positions = self._positions.get(wanted)
+        selected = frame.iloc[positions] if positions is not None else frame.iloc[0:0]
+        if selected.empty:
+            all_ids = sorted(str(v) for v in self._positions)
+            if "sample_id" in raw.columns and (
+                raw["sample_id"].map(lambda v: _normalise_id(v) if v else v) == wanted
+            ).any():
+                return frame.iloc[0:0]  # present only as no-alteration marker rows
+            shown = ", ".join(all_ids[:10]) + (" ..." if len(all_ids) > 10 else "")
+            raise InvalidVariantFileError(
+                f"sample_id {sample_id!r} has no rows in this table (present: {shown})",
+                path=self.path, field="sample_id",
+            )
+        return selected
+
+    def build_of(self, selected: pd.DataFrame, genome_build: str | None) -> str:
+        """The genome build of these rows (manifest, profile or ``genome_build`` column)."""
+        return _resolve_table_build(genome_build, self.profile,
+                                    selected if len(selected) else self.frame, self.path)
+
+    def result(self, selected: pd.DataFrame, build: str, calls: pd.DataFrame,
+               warnings: list[str]) -> ReadResult:
+        """Fusion de-duplication and the result of one sample's validated rows."""
+        if self.profile.get("dedupe_fusions") and len(calls):
+            calls = _dedupe_fusions(calls, warnings)
+        return ReadResult(
+            calls=conform_calls(calls),
+            genome_build=build,
+            vcf_sample=None,
+            caller=self.profile.name,
+            file_format="table",
+            n_records=len(selected),
+            warnings=warnings,
+        )
+
+
+def parse_table(path: str | Path, *, profile: str | None = None,
+                opener: Callable[..., Any] | None = None) -> ParsedTable:
+    """Read a table, choose its profile, parse and map its rows (no per-sample checks yet).
+
+    Raises
+    ------
+    InvalidVariantFileError
+        Unreadable file, unknown layout, malformed rows, missing/ambiguous canonical columns.
+    """
     path = Path(path)
     lines = _read_lines(path, opener)
     prof = load_profile(profile) if profile else _choose_profile(lines, path)
@@ -373,41 +469,101 @@ def read_table(
                 f"column {ambiguous[0]!r} has no declared unit; name it vaf (fraction 0-1) or "
                 "vaf_percent (0-100)", path=path, record="header", field=ambiguous[0],
             )
-    frame = _apply_profile(raw, prof, path)
+    return ParsedTable(path, prof, header, raw, _apply_profile(raw, prof, path))
+
+
+@dataclass(frozen=True)
+class TableRequest:
+    """One manifest row's wish: ``sample_id``'s rows of the table at ``path``."""
+
+    path: Path
+    sample_id: str
+    profile: str | None = None
+    genome_build: str | None = None
+    opener: Callable[..., Any] | None = None
+
+
+def read_tables(requests: Sequence[TableRequest]) -> list[ReadResult | InputError]:
+    """Read many samples from many tables: each file parsed once, rows checked batch-wise.
+
+    Issue #11 item 1: a table shared by many manifest rows is read, mapped and split once;
+    tables of one layout (same profile and header) are validated together, in one pass over
+    all their selected rows. Errors stay per sample: when the joint pass finds a problem or
+    has something to warn about, the group is re-checked sample by sample, so each sample
+    gets exactly the error (file, line, column) and warnings it gets from :func:`read_table`.
+
+    Returns
+    -------
+    list
+        Aligned with ``requests``: a :class:`ReadResult` or the :class:`InputError` that
+        rejects that sample (nothing raised).
+    """
+    results: list[ReadResult | InputError | None] = [None] * len(requests)
+    parsed: dict[tuple[Path, str | None], ParsedTable | InputError] = {}
+    groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+    for i, req in enumerate(requests):
+        key = (req.path, req.profile)
+        if key not in parsed:
+            try:
+                parsed[key] = parse_table(req.path, profile=req.profile, opener=req.opener)
+            except InputError as exc:
+                parsed[key] = exc
+        table = parsed[key]
+        if isinstance(table, InputError):
+            results[i] = table
+        else:
+            groups.setdefault((id(table.profile), tuple(table.header)), []).append(i)
+    for members in groups.values():
+        chosen = []
+        for i in members:
+            req = requests[i]
+            table = parsed[(req.path, req.profile)]
+            assert isinstance(table, ParsedTable)
+            try:
+                selected = table.select(req.sample_id)
+                chosen.append((i, table, selected, table.build_of(selected, req.genome_build)))
+            except InputError as exc:
+                results[i] = exc
+        _validate_group(chosen, results)
+    done = [r for r in results if r is not None]
+    assert len(done) == len(requests)  # every request ends as a result or an error
+    return done
+
+
+def _validate_group(chosen: list[tuple[int, ParsedTable, pd.DataFrame, str]],
+                    results: list[ReadResult | InputError | None]) -> None:
+    """Validate the selected rows of tables of one layout in one pass (see read_tables)."""
+    if not chosen:
+        return
+    prof = chosen[0][1].profile
+    calls: pd.DataFrame | None = None
     warnings: list[str] = []
-    if "sample_id" in frame.columns and frame["sample_id"].notna().any():
-        present = raw_ids = frame["sample_id"].map(lambda v: _normalise_id(v) if v else v)
-        wanted = _normalise_id(sample_id)
-        selected = frame[(present == wanted).to_numpy()]
-        if selected.empty:
-            all_ids = sorted({str(v) for v in raw_ids.dropna().unique()})
-            raw_sel = raw
-            if "sample_id" in raw_sel.columns and (
-                raw_sel["sample_id"].map(lambda v: _normalise_id(v) if v else v) == wanted
-            ).any():
-                selected = frame.iloc[0:0]  # present only as no-alteration marker rows
-            else:
-                shown = ", ".join(all_ids[:10]) + (" ..." if len(all_ids) > 10 else "")
-                raise InvalidVariantFileError(
-                    f"sample_id {sample_id!r} has no rows in this table (present: {shown})",
-                    path=path, field="sample_id",
-                )
-    else:
-        selected = frame
-    n_rows = len(selected)
-    build = _resolve_table_build(genome_build, prof, selected if len(selected) else frame, path)
-    calls = _validate(selected, path, prof, warnings)
-    if prof.get("dedupe_fusions") and len(calls):
-        calls = _dedupe_fusions(calls, warnings)
-    return ReadResult(
-        calls=conform_calls(calls),
-        genome_build=build,
-        vcf_sample=None,
-        caller=prof.name,
-        file_format="table",
-        n_records=n_rows,
-        warnings=warnings,
-    )
+    if not prof.get("dedupe_fusions"):
+        combined = pd.concat([sel for _, _, sel, _ in chosen], ignore_index=True)
+        owner = np.repeat(np.arange(len(chosen)), [len(sel) for _, _, sel, _ in chosen])
+        try:
+            calls = _validate(combined, chosen[0][1].path, prof, warnings)
+        except InputError:
+            calls = None
+    if calls is None or warnings:
+        for i, table, selected, build in chosen:  # exact per-sample errors and warnings
+            own: list[str] = []
+            try:
+                checked = _validate(selected, table.path, prof, own)
+                results[i] = table.result(selected, build, checked, own)
+            except InputError as exc:
+                results[i] = exc
+        return
+    owners = owner[calls.index.to_numpy()] if len(calls) else np.zeros(0, dtype=int)
+    rows_of = pd.Series(owners).groupby(owners, sort=False).indices if len(calls) else {}
+    conformed = conform_calls(calls)
+    for k, (i, _table, selected, build) in enumerate(chosen):
+        positions = rows_of.get(k)
+        part = (conformed.take(positions).reset_index(drop=True) if positions is not None
+                else conformed.iloc[0:0])
+        results[i] = ReadResult(calls=part, genome_build=build, vcf_sample=None,
+                                caller=prof.name, file_format="table",
+                                n_records=len(selected), warnings=[])
 
 
 def _validate(frame: pd.DataFrame, path: Path, prof: _Profile, warnings: list[str]) -> pd.DataFrame:
