@@ -432,17 +432,22 @@ class ParsedTable:
     def result(self, selected: pd.DataFrame, build: str, calls: pd.DataFrame,
                warnings: list[str]) -> ReadResult:
         """Fusion de-duplication and the result of one sample's validated rows."""
-        if self.profile.get("dedupe_fusions") and len(calls):
-            calls = _dedupe_fusions(calls, warnings)
-        return ReadResult(
-            calls=conform_calls(calls),
-            genome_build=build,
-            vcf_sample=None,
-            caller=self.profile.name,
-            file_format="table",
-            n_records=len(selected),
-            warnings=warnings,
-        )
+        return _result(self.profile, len(selected), build, calls, warnings)
+
+
+def _result(prof: _Profile, n_rows: int, build: str, calls: pd.DataFrame,
+            warnings: list[str]) -> ReadResult:
+    if prof.get("dedupe_fusions") and len(calls):
+        calls = _dedupe_fusions(calls, warnings)
+    return ReadResult(
+        calls=conform_calls(calls),
+        genome_build=build,
+        vcf_sample=None,
+        caller=prof.name,
+        file_format="table",
+        n_records=n_rows,
+        warnings=warnings,
+    )
 
 
 def parse_table(path: str | Path, *, profile: str | None = None,
@@ -455,6 +460,13 @@ def parse_table(path: str | Path, *, profile: str | None = None,
         Unreadable file, unknown layout, malformed rows, missing/ambiguous canonical columns.
     """
     path = Path(path)
+    prof, header, raw = _parse_raw(path, profile, opener)
+    return ParsedTable(path, prof, header, raw, _apply_profile(raw, prof, path))
+
+
+def _parse_raw(path: Path, profile: str | None,
+               opener: Callable[..., Any] | None) -> tuple[_Profile, list[str], pd.DataFrame]:
+    """Read the lines, choose the profile, split the rows (before the profile's mapping)."""
     lines = _read_lines(path, opener)
     prof = load_profile(profile) if profile else _choose_profile(lines, path)
     raw, header = _parse_rows(lines, path, prof)
@@ -469,7 +481,7 @@ def parse_table(path: str | Path, *, profile: str | None = None,
                 f"column {ambiguous[0]!r} has no declared unit; name it vaf (fraction 0-1) or "
                 "vaf_percent (0-100)", path=path, record="header", field=ambiguous[0],
             )
-    return ParsedTable(path, prof, header, raw, _apply_profile(raw, prof, path))
+    return prof, header, raw
 
 
 @dataclass(frozen=True)
@@ -487,10 +499,11 @@ def read_tables(requests: Sequence[TableRequest]) -> list[ReadResult | InputErro
     """Read many samples from many tables: each file parsed once, rows checked batch-wise.
 
     Issue #11 item 1: a table shared by many manifest rows is read, mapped and split once;
-    tables of one layout (same profile and header) are validated together, in one pass over
-    all their selected rows. Errors stay per sample: when the joint pass finds a problem or
-    has something to warn about, the group is re-checked sample by sample, so each sample
-    gets exactly the error (file, line, column) and warnings it gets from :func:`read_table`.
+    tables of one layout (same profile and header) are mapped by their profile and
+    validated together, in one pass over all their rows. Errors stay per sample: when a
+    joint pass finds a problem or has something to warn about, the group is re-checked
+    file by file and sample by sample, so each sample gets exactly the error (file, line,
+    column) and warnings that :func:`read_table` gives it.
 
     Returns
     -------
@@ -499,65 +512,123 @@ def read_tables(requests: Sequence[TableRequest]) -> list[ReadResult | InputErro
         rejects that sample (nothing raised).
     """
     results: list[ReadResult | InputError | None] = [None] * len(requests)
-    parsed: dict[tuple[Path, str | None], ParsedTable | InputError] = {}
+    raws: dict[tuple[Path, str | None], tuple[_Profile, list[str], pd.DataFrame] |
+               InputError] = {}
     groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
     for i, req in enumerate(requests):
         key = (req.path, req.profile)
-        if key not in parsed:
+        if key not in raws:
             try:
-                parsed[key] = parse_table(req.path, profile=req.profile, opener=req.opener)
+                raws[key] = _parse_raw(req.path, req.profile, req.opener)
             except InputError as exc:
-                parsed[key] = exc
-        table = parsed[key]
-        if isinstance(table, InputError):
-            results[i] = table
+                raws[key] = exc
+        parsed = raws[key]
+        if isinstance(parsed, InputError):
+            results[i] = parsed
         else:
-            groups.setdefault((id(table.profile), tuple(table.header)), []).append(i)
+            groups.setdefault((id(parsed[0]), tuple(parsed[1])), []).append(i)
     for members in groups.values():
-        chosen = []
-        for i in members:
-            req = requests[i]
-            table = parsed[(req.path, req.profile)]
-            assert isinstance(table, ParsedTable)
-            try:
-                selected = table.select(req.sample_id)
-                chosen.append((i, table, selected, table.build_of(selected, req.genome_build)))
-            except InputError as exc:
-                results[i] = exc
-        _validate_group(chosen, results)
+        prof, chosen = _select_group(requests, members, raws, results)
+        _validate_group(prof, chosen, results)
     done = [r for r in results if r is not None]
     assert len(done) == len(requests)  # every request ends as a result or an error
     return done
 
 
-def _validate_group(chosen: list[tuple[int, ParsedTable, pd.DataFrame, str]],
+def _select_group(requests: Sequence[TableRequest], members: list[int],
+                  raws: dict[tuple[Path, str | None], Any],
+                  results: list[ReadResult | InputError | None]
+                  ) -> tuple[_Profile, list[tuple[int, Path, pd.DataFrame, str]]]:
+    """Map the files of one layout with one profile pass, then pick each sample's rows."""
+    files = list(dict.fromkeys((requests[i].path, requests[i].profile) for i in members))
+    prof, header = raws[files[0]][0], raws[files[0]][1]
+    combined = pd.concat([raws[f][2] for f in files], ignore_index=True)
+    file_of_row = np.repeat(np.arange(len(files)), [len(raws[f][2]) for f in files])
+    combined["_file"] = file_of_row
+    try:
+        mapped: pd.DataFrame | None = _apply_profile(combined, prof, files[0][0])
+    except InputError:
+        mapped = None  # map file by file below: the error names its own file
+    tables: dict[int, ParsedTable | InputError] = {}
+
+    def table(f: int) -> ParsedTable | InputError:
+        if f not in tables:
+            path, raw = files[f][0], raws[files[f]][2]
+            try:
+                frame = (_apply_profile(raw, prof, path) if mapped is None else
+                         mapped[mapped["_file"].to_numpy() == f].drop(columns="_file"))
+                tables[f] = ParsedTable(path, prof, header, raw, frame)
+            except InputError as exc:
+                tables[f] = exc
+        return tables[f]
+
+    positions: dict[Any, np.ndarray] = {}
+    with_ids: set[int] = set()
+    if mapped is not None:
+        file_rows = pd.Series(mapped["_file"].to_numpy()).groupby(
+            mapped["_file"].to_numpy(), sort=False).indices
+        if "sample_id" in mapped.columns:
+            ids = mapped["sample_id"].map(lambda v: _normalise_id(v) if v else v)
+            known = ids.notna().to_numpy()
+            with_ids = set(mapped["_file"].to_numpy()[known].tolist())
+            keys = pd.Series(list(zip(mapped["_file"].to_numpy()[known],
+                                      ids.to_numpy()[known], strict=True)), dtype=object)
+            positions = dict(keys.groupby(keys, sort=False).indices)
+            index_known = np.flatnonzero(known)
+            positions = {k: index_known[v] for k, v in positions.items()}
+    index = {f: n for n, f in enumerate(files)}
+    chosen = []
+    for i in members:
+        req = requests[i]
+        f = index[(req.path, req.profile)]
+        try:
+            rows = None
+            if mapped is not None:
+                rows = (positions.get((f, _normalise_id(req.sample_id))) if f in with_ids
+                        else file_rows.get(f, np.zeros(0, dtype=int)))
+            if rows is None or (len(rows) == 0) or "genome_build" in mapped.columns:
+                parsed = table(f)  # exact per-file path: errors, markers, build column
+                if isinstance(parsed, InputError):
+                    raise parsed
+                selected = parsed.select(req.sample_id)
+            else:
+                parsed = None
+                selected = mapped.iloc[rows]
+            build = (parsed.build_of(selected, req.genome_build) if parsed is not None
+                     else _resolve_table_build(req.genome_build, prof, selected, req.path))
+            chosen.append((i, req.path, selected.drop(columns="_file", errors="ignore"), build))
+        except InputError as exc:
+            results[i] = exc
+    return prof, chosen
+
+
+def _validate_group(prof: _Profile, chosen: list[tuple[int, Path, pd.DataFrame, str]],
                     results: list[ReadResult | InputError | None]) -> None:
     """Validate the selected rows of tables of one layout in one pass (see read_tables)."""
     if not chosen:
         return
-    prof = chosen[0][1].profile
     calls: pd.DataFrame | None = None
     warnings: list[str] = []
     if not prof.get("dedupe_fusions"):
         combined = pd.concat([sel for _, _, sel, _ in chosen], ignore_index=True)
         owner = np.repeat(np.arange(len(chosen)), [len(sel) for _, _, sel, _ in chosen])
         try:
-            calls = _validate(combined, chosen[0][1].path, prof, warnings)
+            calls = _validate(combined, chosen[0][1], prof, warnings)
         except InputError:
             calls = None
     if calls is None or warnings:
-        for i, table, selected, build in chosen:  # exact per-sample errors and warnings
+        for i, path, selected, build in chosen:  # exact per-sample errors and warnings
             own: list[str] = []
             try:
-                checked = _validate(selected, table.path, prof, own)
-                results[i] = table.result(selected, build, checked, own)
+                checked = _validate(selected, path, prof, own)
+                results[i] = _result(prof, len(selected), build, checked, own)
             except InputError as exc:
                 results[i] = exc
         return
     owners = owner[calls.index.to_numpy()] if len(calls) else np.zeros(0, dtype=int)
     rows_of = pd.Series(owners).groupby(owners, sort=False).indices if len(calls) else {}
     conformed = conform_calls(calls)
-    for k, (i, _table, selected, build) in enumerate(chosen):
+    for k, (i, _path, selected, build) in enumerate(chosen):
         positions = rows_of.get(k)
         part = (conformed.take(positions).reset_index(drop=True) if positions is not None
                 else conformed.iloc[0:0])
