@@ -28,6 +28,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: Rich's help formatter costs ~0.15 s of imports on every `--help` (#11).
+    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -139,9 +141,12 @@ def observations(
     config: ConfigOption = None,
 ) -> None:
     """Every stored observation of a patient."""
+    from pipeline.config import load_settings
     from pipeline.service import observations_records
+    from pipeline.store.repository import Store
 
-    _settings, store, _kb = _context(db, config)
+    # No knowledge base and no pandas on this path: one patient in under a second (#11).
+    store = Store(db or load_settings(config).database_url)
     records = observations_records(store, patient)
     if as_json:
         _print_json(records)

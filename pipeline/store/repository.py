@@ -10,20 +10,23 @@ and re-reads, and then sees identical content ("unchanged").
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from pipeline.errors import AmendRequiredError, StoreError
 from pipeline.store import models
+
+if TYPE_CHECKING:  # pandas/numpy load on first use: `ctdna observations` needs neither (#11)
+    import numpy as np
+    import pandas as pd
 
 IngestAction = Literal["ingested", "unchanged", "amended"]
 
@@ -82,11 +85,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def plain_value(value: Any) -> Any:
     """Turn pandas/numpy missing values and scalars into plain Python (DB driver, JSON)."""
-    if value is None or value is pd.NA or value is pd.NaT:
+    if value is None:
         return None
-    if isinstance(value, float) and np.isnan(value):
+    pandas = sys.modules.get("pandas")  # a pandas NA can only exist once pandas is loaded
+    if pandas is not None and (value is pandas.NA or value is pandas.NaT):
         return None
-    if isinstance(value, np.generic):
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.generic):
         return value.item()
     return value
 
@@ -181,6 +188,9 @@ class Store:
     def _ingest_batch_in_tx(self, conn: Connection, prepared: Sequence[PreparedSample], *,
                             amend: bool, run_id: str | None
                             ) -> list[IngestAction | AmendRequiredError]:
+        import numpy as np
+        import pandas as pd
+
         t = models.samples
         current = self.current_hashes(conn, [p.sample_id for p in prepared])
         now = now_utc()
@@ -285,6 +295,8 @@ class Store:
     def _observation_rows(frame: pd.DataFrame, sample_pk: int | np.ndarray) -> list[dict[str, Any]]:
         """Plain-Python rows for one bulk INSERT, built column-wise (issue #11: a per-value
         Python loop cost seconds on a 200,000-record VCF)."""
+        import numpy as np
+
         if frame.empty:
             return []
         data = frame.reindex(columns=list(OBSERVATION_COLUMNS))
@@ -396,6 +408,8 @@ class Store:
 
     # ------------------------------------------------------------------ reads
     def _frame(self, stmt: sa.Select[Any]) -> pd.DataFrame:
+        import pandas as pd
+
         with self.engine.connect() as conn:
             result = conn.execute(stmt)
             return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
@@ -431,8 +445,8 @@ class Store:
         frame = self._frame(stmt.order_by(t.c.patient_id, t.c.collection_date, t.c.sample_id))
         return _coerce_dates(frame, ["collection_date"])
 
-    def observations_frame(self, patient_ids: Iterable[str] | None = None) -> pd.DataFrame:
-        """Every observation of the current sample versions, with the draw context joined."""
+    @staticmethod
+    def _observations_stmt(patient_ids: Iterable[str] | None) -> sa.Select[Any]:
         o, t = models.observations, models.samples
         stmt = (sa.select(o.c.id.label("observation_id"), t.c.id.label("sample_pk"),
                           t.c.sample_id, t.c.patient_id, t.c.collection_date, t.c.lod_vaf,
@@ -440,9 +454,24 @@ class Store:
                           *[o.c[c] for c in OBSERVATION_COLUMNS])
                 .join(t, o.c.sample_pk == t.c.id).where(t.c.is_current.is_(True)))
         if patient_ids is not None:
+            # ix_samples_patient (patient_id, collection_date) + observations.sample_pk index:
+            # one patient's rows are found without scanning the cohort (#11 item 4).
             stmt = stmt.where(t.c.patient_id.in_(list(patient_ids)))
-        frame = self._frame(stmt.order_by(t.c.patient_id, t.c.collection_date, t.c.sample_id,
-                                          o.c.record_index, o.c.id))
+        return stmt.order_by(t.c.patient_id, t.c.collection_date, t.c.sample_id,
+                             o.c.record_index, o.c.id)
+
+    def observation_records(self, patient_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """:meth:`observations_frame` as plain rows, without loading pandas (the start-up of
+        ``ctdna observations`` on a 10,000-patient store, issue #11 item 4)."""
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(
+                self._observations_stmt(patient_ids)).mappings()]
+
+    def observations_frame(self, patient_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """Every observation of the current sample versions, with the draw context joined."""
+        import pandas as pd
+
+        frame = self._frame(self._observations_stmt(patient_ids))
         frame = _coerce_dates(frame, ["collection_date"])
         for column in ("pos", "alt_reads", "depth", "mate_pos", "record_index"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
@@ -485,6 +514,8 @@ class Store:
 
 def _coerce_dates(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Dates come back as ``datetime.date`` from both SQLite and PostgreSQL."""
+    import numpy as np
+
     for column in columns:
         if column in frame.columns:
             frame[column] = [
@@ -502,6 +533,8 @@ _IN_CHUNK = 30_000
 
 def _plain_column(series: pd.Series) -> np.ndarray:
     """A column as plain Python values with None for every missing value."""
+    import numpy as np
+
     values = series.to_numpy(dtype=object, na_value=None)
     if series.dtype == object:
         values = np.array([plain_value(v) for v in values], dtype=object)
