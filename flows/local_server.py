@@ -81,8 +81,10 @@ def local_prefect() -> Iterator[None]:
     if not uses_temporary_server():
         yield
         return
-    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
-    from prefect.settings import temporary_settings
+    from prefect.settings import (
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
 
     migrate_prefect_database()
     timeout = int(os.environ.get(_TIMEOUT_ENV) or EPHEMERAL_STARTUP_TIMEOUT_S)
