@@ -10,7 +10,8 @@ Conventions (``../shared/reference/clinical-evidence.md`` section 6, "Core quant
 * ``ctdna_level`` of a draw is the assay-reported ``tumor_fraction`` when given, else the
   maximum VAF of the line's *tracked truncal markers*: the ALK fusion (category
   ``driver``) and every non-CHIP SNV/MNV/indel/fusion detected at the line's baseline draw.
-  CHIP variants (category ``chip`` or a gene in ``rules.chip_genes``) never count (rule Q2).
+  CHIP variants (category ``chip`` from the KB list, or a lab extra gene in
+  ``rules.chip_genes``) never count (rule Q2).
 * A draw in which no tracked marker is detected is *left-censored*: ``ctdna_level`` is NaN,
   ``censored`` is True and ``upper_bound`` is the draw's LoD (``lod_vaf``). It is never 0.
   A draw with no observations at all is such a draw.
@@ -122,7 +123,12 @@ def marker_keys(observations: pd.DataFrame) -> pd.Series:
 
 
 def is_chip(observations: pd.DataFrame, rules: RulesSettings) -> pd.Series:
-    """True for clonal-haematopoiesis variants (rule Q2: excluded from the ctDNA level)."""
+    """True for clonal-haematopoiesis variants (rule Q2: excluded from the ctDNA level).
+
+    The gene list is the knowledge base's ``chip_genes`` (category ``chip``, re-applied by
+    ``KnowledgeBase.mark_chip`` before the rules run); ``rules.chip_genes`` only ADDS a
+    lab's extra genes (issue #13: one source of truth, no second list that can drift).
+    """
     genes = observations["gene"].astype("object").fillna("").astype(str).str.upper()
     return (observations["category"] == "chip") | genes.isin(rules.chip_genes)
 
