@@ -3,8 +3,8 @@
 Resolution order (later wins): ``configs/defaults.yaml`` shipped with ctdna, then the
 file given by ``--config`` or ``CTDNA_CONFIG`` (deep-merged), then environment variables
 (``CTDNA_DB_URL``, ``CTDNA_SMTP_*``, ``CTDNA_MAIL_FROM``, ``CTDNA_OUTBOX``,
-``CTDNA_REPORTS_DIR``, ``CTDNA_KB_OVERRIDES``). The merged mapping is validated by the pydantic schema below;
-unknown keys are errors, so a typo in a threshold name never passes silently.
+``CTDNA_REPORTS_DIR``, ``CTDNA_KB_OVERRIDES``). The merged mapping is validated by the
+pydantic schema below; unknown keys are errors, so a typo in a threshold name never passes silently.
 
 Every assessment and report records :attr:`Settings.version` and
 :meth:`Settings.fingerprint` so that an alert can be reproduced with the exact config.

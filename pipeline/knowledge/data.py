@@ -16,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 import yaml
-
 from pydantic import ValidationError
 
 from pipeline.errors import KnowledgeBaseError

@@ -205,8 +205,9 @@ class TherapyAdvisor:
         text, ind_label, ind_verified = self._indication(drug)
         history = ", ".join(advice.alk_history) or "none"
         advice.add_note(f"{name}: {drug} active (S, {label}) but outside its approved indication "
-                        f"({text}) for prior ALK TKIs: {history}; not offered as an approved "
-                        "option.", self.drugs[drug].get("indication", {}).get("source", ""),
+                        f"({text} [{ind_label}]) for prior ALK TKIs: {history}; not offered as an "
+                        "approved option.",
+                        self.drugs[drug].get("indication", {}).get("source", ""),
                         ind_verified and label != _UNVERIFIED)
 
     def _single(self, mutation: str, current: str | None, advice: TherapyAdvice) -> None:
