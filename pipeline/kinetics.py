@@ -165,9 +165,19 @@ def prepare_therapies(therapies: pd.DataFrame, as_of: pd.Timestamp | None) -> pd
     out["line"] = pd.to_numeric(out["line"], errors="coerce").fillna(rank).astype("int64")
     out = out.sort_values(["patient_id", "start_date", "line"], kind="mergesort")
     out["next_start"] = out.groupby("patient_id")["start_date"].shift(-1)
+    # drugs of the earlier lines, for indication-aware therapy options (issue #13 item 2)
+    earlier = out[["patient_id", "start_date", "drug"]].merge(
+        out[["patient_id", "start_date"]], on="patient_id", suffixes=("_prev", ""))
+    earlier = earlier[earlier["start_date_prev"] < earlier["start_date"]]
+    prior = earlier.groupby(["patient_id", "start_date"])["drug"].agg(
+        lambda s: ";".join(dict.fromkeys(map(str, s))))
+    out["prior_drugs"] = pd.Series(
+        list(zip(out["patient_id"], out["start_date"], strict=True)), index=out.index
+    ).map(prior).fillna("")
     if as_of is not None:
         out = out[out["start_date"] <= as_of]
-    return out[["patient_id", "line", "drug", "start_date", "end_date", "next_start"]]
+    return out[["patient_id", "line", "drug", "start_date", "end_date", "next_start",
+                "prior_drugs"]]
 
 
 def assign_draws(
