@@ -57,6 +57,9 @@ def labelled_items(kb: KnowledgeBase) -> list[dict[str, str]]:
     for key, strategies in m["strategies"].items():
         for s in strategies:
             items.append(_item("strategy", f"{key}: {s['name']}", s["label"], s["reference"]))
+    for s in m["sources"]:
+        if s.get("label"):
+            items.append(_item("source", s["id"], s["label"], s["name"]))
     comp = m["compound"]
     items.append(_item("note", "compound phasing", comp["phasing_label"],
                        comp["phasing_citation"]))
