@@ -86,7 +86,7 @@ LINE_COLUMNS = (
     "baseline_sample_id", "baseline_date", "baseline_level", "baseline_detected",
     "baseline_lod", "nadir", "nadir_censored", "nadir_sample_id", "nadir_date",
     "growth_rate_per_day", "doubling_time_days", "halving_time_days", "growth_fit_points",
-    "level_sources",
+    "level_sources", "prior_drugs",  # prior_drugs: earlier lines' drugs, ';'-joined (#13)
 )
 
 
