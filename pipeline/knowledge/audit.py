@@ -31,11 +31,12 @@ def labelled_items(kb: KnowledgeBase) -> list[dict[str, str]]:
     """Every labelled claim of the knowledge base (one row per claim)."""
     m = kb.data.manifest
     items: list[dict[str, str]] = []
-    for r in kb.data.entries.itertuples(index=False):
-        items.append(_item("entry", r.kb_id, r.evidence_label, r.citations))
-    for r in kb.data.activity.itertuples(index=False):
-        items.append(_item("activity", f"{r.kb_id} {r.drug}", r.evidence_label,
-                           f"{r.activity} ({r.reported}); {r.citation}"))
+    for r in kb.data.entries.to_dict("records"):
+        items.append(_item("entry", str(r["kb_id"]), str(r["evidence_label"]),
+                           str(r["citations"])))
+    for r in kb.data.activity.to_dict("records"):
+        items.append(_item("activity", f"{r['kb_id']} {r['drug']}", str(r["evidence_label"]),
+                           f"{r['activity']} ({r['reported']}); {r['citation']}"))
     for gene, rule in m["genes"].items():
         items.append(_item("gene_class", gene, rule["class_label"], rule["citation"]))
     items.append(_item("chip_genes", "chip_genes", m["chip_label"], m["chip_citation"]))

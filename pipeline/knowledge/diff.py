@@ -19,7 +19,7 @@ from pipeline.knowledge import KnowledgeBase
 
 
 def _rows(frame: pd.DataFrame, key: list[str]) -> dict[str, dict[str, str]]:
-    return {" ".join(str(r[k]) for k in key): {c: str(v) for c, v in r.items()}
+    return {" ".join(str(r[k]) for k in key): {str(c): str(v) for c, v in r.items()}
             for r in frame.to_dict("records")}
 
 

@@ -96,7 +96,7 @@ class TherapyAdvisor:
     # -----------------------------------------------------------------------------------
     def alk_exposure(self, current: str | None, prior_drugs: Iterable[str] | None) -> list[str]:
         """ALK TKIs in the therapy history (earlier lines + the current drug), canonical."""
-        names = [self.drug_name(d) for d in [*(prior_drugs or []), current] if d]
+        names = [str(self.drug_name(d)) for d in [*(prior_drugs or []), current] if d]
         return list(dict.fromkeys(n for n in names if n in self.drugs
                                   and self.drugs[n].get("alk_tki", True)))
 
