@@ -5,13 +5,15 @@ The data diff compares entries, activity cells and the manifest sections a curat
 (drugs, trials, strategies, CHIP genes, sources). The re-evaluation dry run evaluates the
 stored patients with the existing use case (:func:`pipeline.service.evaluate_patients`,
 ``persist=False``: nothing is written) once per knowledge base and lists the patients whose
-status, alerts, therapy options or unverified flag differ.
+status, alerts, therapy options or unverified flag differ. Stored observations are first
+recognised again with each knowledge base in memory (:func:`pipeline.ingest.recognise_stored`,
+the same code ``reannotate`` uses), so new or relabelled entries count too.
 """
 
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -74,6 +76,28 @@ def _outcome(assessment: Any) -> dict[str, Any]:
     }
 
 
+class _RecognisedStore:
+    """Read-only view of a store whose observations are recognised by another KB version."""
+
+    def __init__(self, store: Any, settings: Any, kb: KnowledgeBase) -> None:
+        self._store, self._settings, self._kb = store, settings, kb
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def observations_frame(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        from pipeline.ingest import recognise_stored
+
+        frame = self._store.observations_frame(*args, **kwargs)
+        if frame.empty:
+            return frame
+        fresh = recognise_stored(frame, self._settings, self._kb).set_index("observation_id")
+        out = frame.copy()
+        for column in ("gene", "alteration", "category", "kb_id"):
+            out[column] = out["observation_id"].map(fresh[column])
+        return out
+
+
 def reevaluation_dry_run(store: Any, settings: Any, old: KnowledgeBase, new: KnowledgeBase,
                          as_of: date | None = None) -> dict[str, Any]:
     """Evaluate every stored patient with ``old`` and ``new``; nothing is stored.
@@ -90,10 +114,13 @@ def reevaluation_dry_run(store: Any, settings: Any, old: KnowledgeBase, new: Kno
     ids = store.patient_ids()
     if not ids:
         return {"patients": 0, "changed": [], "stored_kb_versions": {}}
-    before = {r.assessment.patient_id: _outcome(r.assessment)
-              for r in evaluate_patients(store, settings, old, ids, as_of, persist=False)}
-    after = {r.assessment.patient_id: _outcome(r.assessment)
-             for r in evaluate_patients(store, settings, new, ids, as_of, persist=False)}
+    outcomes = []
+    for kb in (old, new):
+        view = cast(Any, _RecognisedStore(store, settings, kb))
+        outcomes.append({r.assessment.patient_id: _outcome(r.assessment)
+                         for r in evaluate_patients(view, settings, kb, ids, as_of,
+                                                    persist=False)})
+    before, after = outcomes
     changed = []
     for pid in sorted(after):
         if before.get(pid) != after[pid]:
