@@ -11,6 +11,8 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+#: Prefect's API could not be reached or its temporary server did not start (issue #12).
+EXIT_ORCHESTRATOR_UNAVAILABLE = 5
 
 
 class CtdnaError(Exception):
@@ -95,15 +97,10 @@ class DeliveryError(CtdnaError):
     """An alert email could not be delivered (retryable: the alert stays pending)."""
 
 
-#: Exit status when no Prefect API could be reached or started (sysexits EX_UNAVAILABLE).
-EXIT_PREFECT_UNAVAILABLE = 69
+class OrchestratorUnavailableError(CtdnaError):
+    """Prefect's API is not configured when it must be, or its temporary server did not start.
 
-
-class PrefectUnavailableError(CtdnaError):
-    """The Prefect API is unreachable: the temporary server did not start in time, or
-    ``ctdna serve`` was called without ``PREFECT_API_URL`` (issue #12 item 1).
-
-    The message is one actionable line; the CLI maps it to exit status 69.
+    Exit status 5: nothing was ingested or sent; start a Prefect server and retry.
     """
 
-    exit_code = EXIT_PREFECT_UNAVAILABLE
+    exit_code = EXIT_ORCHESTRATOR_UNAVAILABLE
