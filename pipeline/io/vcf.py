@@ -9,9 +9,10 @@ VAF precedence (one chain, first usable source wins; ``vaf_source`` records whic
 
 1. ``FORMAT/AF`` of the plasma sample (Mutect2, VarDict, SAGE);
 2. ``FORMAT/AD`` alt / sum(AD) (Number=R allele depths);
-3. caller-specific fields: Strelka tier-1 counts (``strelka_tier1``: AU/CU/GU/TU for SNVs,
-   TIR/(TAR+TIR) for indels), TSO500/Pisces ``FORMAT/VF`` (Float), VarScan ``FORMAT/FREQ``
-   (a percent, ``48.7%`` → 0.487), MuTect1 ``FORMAT/FA``, freeBayes ``FORMAT/AO``/``RO``;
+3. caller-specific fields: Strelka tier-1 counts (``strelka_tier1``: ``{ALT}U`` /
+   (``{REF}U`` + ``{ALT}U``) for SNVs, TIR/(TAR+TIR) for indels), TSO500/Pisces
+   ``FORMAT/VF`` (Float), VarScan ``FORMAT/FREQ`` (a percent, ``48.7%`` → 0.487),
+   MuTect1 ``FORMAT/FA``, freeBayes ``FORMAT/AO``/``RO``;
 4. ``INFO/TVAF`` (PCGR), ``INFO/AF`` (sites-only or single-sample files only: in a
    multi-sample file INFO/AF is a cohort allele frequency, not this sample's VAF).
 
@@ -729,16 +730,23 @@ class _Extractor:
         return vaf, source, alt_reads, depth
 
     def _strelka(self, smp: Any, ref: str, alt: str) -> tuple[int, int] | None:
-        """Strelka tier-1 (alt, total) counts: SNVs from AU/CU/GU/TU, indels from TAR/TIR
-        (Strelka user guide, 'somatic variant allele frequencies'; CNVkit vcfio.py)."""
+        """Strelka tier-1 (alt, ref + alt) counts, as the Strelka user guide defines the
+        somatic VAF ("Somatic variant allele frequencies"): SNVs tier-1 ``{ALT}U`` /
+        (``{REF}U`` + ``{ALT}U``), indels ``TIR`` / (``TAR`` + ``TIR``). Reads of the two
+        other bases are neither ref nor alt support, so they stay out of the denominator
+        (issue #10 item 8: dividing by all four counts biased VAFs ~4 % low)."""
         if len(ref) == 1 and len(alt) == 1 and alt.upper() in _TIER_BASES:
+            if ref.upper() not in _TIER_BASES:
+                return None
             tiers = {}
-            for base, key in _TIER_BASES.items():
+            for base in {ref.upper(), alt.upper()}:
+                key = _TIER_BASES[base]
                 values = self._fmt(smp, key)
                 if not values or values[0] is None:
                     return None
                 tiers[base] = _count(values[0], f"FORMAT/{key}")
-            return tiers[alt.upper()], sum(tiers.values())  # type: ignore[return-value]
+            t_alt, t_ref = tiers[alt.upper()], tiers[ref.upper()]
+            return t_alt, t_ref + t_alt  # type: ignore[operator,return-value]
         tar, tir = self._fmt(smp, "TAR"), self._fmt(smp, "TIR")
         if tar and tir and tar[0] is not None and tir[0] is not None:
             t_alt = _count(tir[0], "FORMAT/TIR")
