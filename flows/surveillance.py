@@ -127,7 +127,7 @@ def surveillance_run(
     logger.info("inbox: %d manifest(s), %d therapy file(s) new; %d already processed",
                 len(scan.manifests), len(scan.therapies), scan.already_processed)
 
-    total = IngestReport()
+    total = IngestReport(rejected=list(scan.rejected))  # symlinks out of the inbox (#10)
     # therapy histories first: evaluation needs the lines of therapy
     for path in scan.therapies:
         total.merge(ingest_therapies_task(str(path), scan.fingerprints[str(path)], run_id,
@@ -202,7 +202,8 @@ def _patients_of(scan: Any) -> set[str]:
     patients: set[str] = set()
     for path in scan.manifests:
         try:
-            patients |= {row.patient_id for row in read_manifest(path).rows}
+            patients |= {row.patient_id for row in read_manifest(
+                path, allowed_roots=load_settings().ingest.allowed_roots).rows}
         except Exception:
             continue
     return patients

@@ -173,7 +173,7 @@ def ingest_manifest(manifest: str | Path, store: Store, settings: Settings, kb: 
                     *, amend: bool = False, sample_ids: set[str] | None = None,
                     run_id: str | None = None) -> IngestReport:
     """Validate a manifest, then ingest each valid row (optionally only ``sample_ids``)."""
-    parsed = read_manifest(manifest)
+    parsed = read_manifest(manifest, allowed_roots=settings.ingest.allowed_roots)
     rows = [r for r in parsed.rows if sample_ids is None or r.sample_id in sample_ids]
     report = ingest_rows(rows, store, settings, kb, amend=amend, run_id=run_id)
     for rejection in parsed.rejected:
