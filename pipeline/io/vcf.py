@@ -36,6 +36,7 @@ import pysam
 from pipeline.errors import InvalidVariantFileError
 from pipeline.io.build import REFERENCE_KEYS, resolve_build
 from pipeline.io.result import ReadResult
+from pipeline.io.vcf_checks import Finding, check_body, check_header, read_text
 from pipeline.schema import conform_calls
 
 #: float32 tolerance for VAF bounds (htslib stores floats as float32: 0.01 → 0.0099999998).
@@ -332,6 +333,19 @@ def _count(value: float | None, fld: str) -> int | None:
     return int(value)
 
 
+def _genotype_is_ref(smp: Any) -> bool:
+    """True when the plasma column's GT is fully called and homozygous reference (``0/0``,
+    ``0|0``, ``0``): the caller says this draw does not carry the allele, so the call is
+    stored but never counted as detected (issue #10 item 5)."""
+    if smp is None:
+        return False
+    try:
+        gt = smp.get("GT")
+    except (KeyError, ValueError):
+        return False
+    return bool(gt) and all(a == 0 for a in gt)
+
+
 def _filter_text(rec: pysam.VariantRecord) -> str:
     """``PASS`` or the filter names joined by ';' (duplicates such as ``REJECT;REJECT``
     collapsed, order kept). A missing FILTER (``.``) is documented as PASS (architecture.md:
@@ -488,7 +502,7 @@ class _Extractor:
         self.columns: dict[str, list[Any]] = {name: [] for name in (
             "record_index", "chrom", "pos", "ref", "alt", "variant_type", "gene",
             "protein_change", "vaf", "vaf_source", "alt_reads", "depth", "filter",
-            "copy_number", "cnv_kind", "mate_chrom", "mate_pos", "annotation",
+            "copy_number", "cnv_kind", "mate_chrom", "mate_pos", "annotation", "gt_ref",
         )}
         self.seen_mates: set[str] = set()
         self.n_no_call = 0
@@ -567,6 +581,7 @@ class _Extractor:
                 f"max({AD_DP_ABS_TOLERANCE} reads, {AD_DP_REL_TOLERANCE:.0%}))",
                 "FORMAT/AD",
             )
+        gt_ref = _genotype_is_ref(smp)
         cn_fmt = self._fmt(smp, "CN")
         cn_info = self._info(rec, "CN")
         fc_fmt = self._fmt(smp, "FC")
@@ -653,6 +668,7 @@ class _Extractor:
             c["mate_chrom"].append(mate_chrom)
             c["mate_pos"].append(mate_pos)
             c["annotation"].append(annotation)
+            c["gt_ref"].append(gt_ref)
 
     def _small_vaf(
         self,
@@ -755,6 +771,47 @@ class _Extractor:
         return None
 
 
+def _raise_fatal(path: Path, findings: list[Finding]) -> None:
+    """Raise the first fatal finding (header first, then the lowest record)."""
+    fatal = [f for f in findings if f.fatal]
+    if fatal:
+        first = min(fatal, key=lambda f: (isinstance(f.record, int), f.record
+                                          if isinstance(f.record, int) else 0))
+        raise _bad(path, first.message, first.record, first.field)
+
+
+def _read_info(extractor: _Extractor) -> set[str]:
+    """INFO keys this file's calls are read from (INFO/AF and DP only where they describe
+    this sample: sites-only or single-sample files)."""
+    keys = {k for k in _INFO_FIELDS if k not in {"AF", "DP"}}
+    return keys | ({"AF", "DP"} if extractor.info_af_ok else set())
+
+
+def _read_format(hdr: _Header) -> set[str]:
+    keys = {*_FORMAT_FIELDS, "GT"}
+    return keys if hdr.vf_is_vaf else keys - {"VF"}
+
+
+def _evidence_warnings(frame: pd.DataFrame, sample: str | None) -> list[str]:
+    """Calls stored but never counted as detected (issue #10 item 5), said out loud."""
+    if frame.empty:
+        return []
+    small = frame["variant_type"].isin(["snv", "mnv", "indel"])
+    no_evidence = small & frame["vaf"].isna() & frame["alt_reads"].isna()
+    out = []
+    if no_evidence.any():
+        out.append(f"{int(no_evidence.sum())} calls without a VAF or read counts (first: "
+                   f"record {int(frame.loc[no_evidence, 'record_index'].iloc[0])}): stored, "
+                   "not counted as detected")
+    gt_ref = frame["gt_ref"].astype(bool)
+    if gt_ref.any():
+        out.append(f"{int(gt_ref.sum())} calls whose genotype in sample {sample!r} is "
+                   f"homozygous reference (first: record "
+                   f"{int(frame.loc[gt_ref, 'record_index'].iloc[0])}): stored, not counted "
+                   "as detected")
+    return out
+
+
 def read_vcf(
     path: str | Path,
     *,
@@ -787,8 +844,18 @@ def read_vcf(
     """
     path = Path(path)
     warnings: list[str] = []
+    text = read_text(path)
+    text_hdr, findings = (None, []) if text is None else check_header(
+        text, _INFO_FIELDS, [*_FORMAT_FIELDS, "GT"])
+    _raise_fatal(path, findings)
     with _quiet_htslib():
-        vf = _open(path)
+        try:
+            vf = _open(path)
+        except InvalidVariantFileError:
+            if findings:  # htslib refused the header: name the defect found in its text
+                first = findings[0]
+                raise _bad(path, first.message, first.record, first.field) from None
+            raise
         try:
             hdr = _preflight(vf, path)
             contigs, texts, tumor = _header_lines(vf)
@@ -797,6 +864,10 @@ def read_vcf(
             sample = _choose_sample(hdr, vcf_sample, tumor, path)
             caller = _detect_caller(vf, hdr)
             extractor = _Extractor(hdr, sample)
+            if text_hdr is not None:
+                findings += check_body(text_hdr, sample, _read_info(extractor),
+                                       _read_format(hdr))
+                _raise_fatal(path, findings)
             declared_info = set(vf.header.info.keys())
             declared_format = set(vf.header.formats.keys())
             n = 0
@@ -807,6 +878,8 @@ def read_vcf(
                 except StopIteration:
                     break
                 except (OSError, ValueError) as exc:
+                    if text_hdr is not None and n == text_hdr.n_records:
+                        break  # htslib stops at trailing blank lines (warned above)
                     raise _bad(path, f"unreadable record ({exc})", n + 1) from None
                 n += 1
                 try:
@@ -820,6 +893,7 @@ def read_vcf(
         finally:
             vf.close()
     warnings.extend(hdr.warnings)
+    warnings.extend(f.warning() for f in findings)
     if undeclared_info:
         warnings.append(f"INFO keys not declared in the header (tolerated, read as text): "
                         f"{', '.join(undeclared_info)}")
@@ -836,6 +910,7 @@ def read_vcf(
     if extractor.n_no_vaf:
         warnings.append(f"{extractor.n_no_vaf} calls without any VAF field (vaf left empty)")
     frame = pd.DataFrame(extractor.columns)
+    warnings.extend(_evidence_warnings(frame, sample))
     return ReadResult(
         calls=conform_calls(frame),
         genome_build=build,
