@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from pipeline.config import Settings, load_settings
 from pipeline.errors import DeliveryError, InputError
 from pipeline.inbox import InboxScan, mark_processed, quarantine, scan_inbox
-from pipeline.ingest import IngestReport, ingest_manifest, ingest_therapies
+from pipeline.ingest import IngestReport, IngestWarning, ingest_manifest, ingest_therapies
 from pipeline.ingest import prepare_sample as _prepare_sample
 from pipeline.io.manifest import RowRejection, read_manifest, read_therapies
 from pipeline.knowledge import KnowledgeBase, load_knowledge_base
@@ -80,8 +80,10 @@ def ingest_manifest_task(path: str, fingerprint: str, run_id: str, dry_run: bool
             for row in parsed.rows:
                 if selected is None or row.sample_id in selected:
                     try:
-                        _prepare_sample(row, settings, kb)
+                        prepared = _prepare_sample(row, settings, kb)
                         report.ingested.append(row.sample_id)
+                        report.warnings += [IngestWarning(str(row.path), w, row.sample_id)
+                                            for w in prepared.warnings]
                     except InputError as exc:
                         report.rejected.append(RowRejection(str(row.path), exc.one_line(),
                                                             row.sample_id, row.line))

@@ -27,6 +27,27 @@ from pipeline.store.repository import PreparedSample, Store
 VAF_TOLERANCE = 1e-6
 
 
+@dataclass(frozen=True)
+class IngestWarning:
+    """A tolerated defect or caveat in one sample's input, stored with the sample.
+
+    One shared structure for every source of warnings (VCF reader, table profiles): the
+    ingest report lists them (``--json`` ``warnings``) and the run summary prints them.
+    """
+
+    path: str
+    message: str
+    sample_id: str | None = None
+
+    def one_line(self) -> str:
+        sample = f"sample {self.sample_id}: " if self.sample_id else ""
+        return f"{self.path}: {sample}{self.message}".replace("\n", " ")
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": self.path, "warning": self.message,
+                **({"sample_id": self.sample_id} if self.sample_id else {})}
+
+
 @dataclass
 class IngestReport:
     """What happened to each sample of a batch (``ctdna ingest --json``)."""
@@ -37,6 +58,7 @@ class IngestReport:
     rejected: list[RowRejection] = field(default_factory=list)
     therapies: int = 0
     patients: set[str] = field(default_factory=set)  # patients whose data changed
+    warnings: list[IngestWarning] = field(default_factory=list)
 
     def merge(self, other: IngestReport) -> None:
         self.ingested += other.ingested
@@ -45,6 +67,7 @@ class IngestReport:
         self.rejected += other.rejected
         self.therapies += other.therapies
         self.patients |= other.patients
+        self.warnings += other.warnings
 
     def to_json(self) -> dict[str, Any]:
         """Contract shape; ``amended`` samples are listed under ``ingested`` too."""
@@ -55,6 +78,7 @@ class IngestReport:
                           if r.sample_id else {})} for r in self.rejected],
             "amended": self.amended,
             "therapy_rows": self.therapies,
+            "warnings": [w.to_json() for w in self.warnings],
         }
 
 
@@ -96,7 +120,12 @@ def detected_mask(calls: pd.DataFrame, lod_vaf: float, min_alt_reads: int) -> np
                                                                             na_value=np.nan)
     vaf_ok = np.isnan(vaf) | (vaf >= lod_vaf - VAF_TOLERANCE)
     reads_ok = np.isnan(alt_reads) | (alt_reads >= min_alt_reads)
-    return passed & (~small | (vaf_ok & reads_ok))
+    # Issue #10 item 5: a small variant counts as detected only with evidence (a VAF or read
+    # counts), and never when the caller genotyped this draw homozygous reference (GT 0/0).
+    evidence = ~np.isnan(vaf) | ~np.isnan(alt_reads)
+    gt_ref = (calls["gt_ref"].fillna(False).to_numpy(dtype=bool) if "gt_ref" in calls
+              else np.zeros(len(calls), dtype=bool))
+    return passed & ~gt_ref & (~small | (vaf_ok & reads_ok & evidence))
 
 
 def _content_hash(row: ManifestRow, calls: pd.DataFrame, file_format: str) -> str:
@@ -146,6 +175,7 @@ def prepare_sample(row: ManifestRow, settings: Settings, kb: KnowledgeBase) -> P
         genome_build=result.genome_build, assay=row.assay, lod_vaf=lod_vaf,
         lod_source=lod_source, tumor_fraction=row.tumor_fraction, median_depth=median_depth,
         n_records=int(result.n_records), kb_version=kb.version, observations=annotated,
+        warnings=list(result.warnings),
     )
 
 
@@ -166,6 +196,8 @@ def ingest_rows(rows: list[ManifestRow], store: Store, settings: Settings, kb: K
         getattr(report, action).append(row.sample_id)
         if action != "unchanged":
             report.patients.add(row.patient_id)
+            report.warnings += [IngestWarning(str(row.path), w, row.sample_id)
+                                for w in prepared.warnings]
     return report
 
 

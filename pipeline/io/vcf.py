@@ -36,7 +36,7 @@ import pysam
 from pipeline.errors import InvalidVariantFileError
 from pipeline.io.build import REFERENCE_KEYS, resolve_build
 from pipeline.io.result import ReadResult
-from pipeline.io.vcf_checks import Finding, check_body, check_header, read_text
+from pipeline.io.vcf_checks import AMBIGUOUS_ALT, Finding, check_body, check_header, read_text
 from pipeline.schema import conform_calls
 
 #: float32 tolerance for VAF bounds (htslib stores floats as float32: 0.01 → 0.0099999998).
@@ -101,6 +101,7 @@ _ALLOWED_TYPES = {
     "text": {"String"},
 }
 
+_AMBIGUOUS_ALT = re.compile(AMBIGUOUS_ALT)
 _BND_RE = re.compile(r"^([^\[\]]*)([\[\]])(.+)\2([^\[\]]*)$")
 _TIER_BASES = {"A": "AU", "C": "CU", "G": "GU", "T": "TU"}
 _CALLER_NAMES = (
@@ -589,8 +590,8 @@ class _Extractor:
         filt = _filter_text(rec)
 
         for i, alt in enumerate(alts):
-            if alt in {".", "*", "<*>", "<NON_REF>"}:
-                continue
+            if alt in {".", "*", "<*>", "<NON_REF>"} or _AMBIGUOUS_ALT.match(alt):
+                continue  # no call, or VarScan's 'A/T' (warned by vcf_checks)
             vtype = _classify(ref, alt, svtype, has_cn)
             vaf: float | None = None
             source: str | None = None
