@@ -881,6 +881,10 @@ def read_vcf(
                 except (OSError, ValueError) as exc:
                     if text_hdr is not None and n == text_hdr.n_records:
                         break  # htslib stops at trailing blank lines (warned above)
+                    known = [f for f in findings if f.record == n + 1]
+                    if known:  # a defect the text checks tolerated, but htslib cannot parse
+                        raise _bad(path, f"{known[0].message} (htslib cannot parse the "
+                                   "record)", n + 1, known[0].field) from None
                     raise _bad(path, f"unreadable record ({exc})", n + 1) from None
                 n += 1
                 try:
