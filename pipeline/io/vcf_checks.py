@@ -158,8 +158,13 @@ def _definition_problem(kind: str, pairs: list[tuple[str, str]], version: str = 
                         ) -> str | None:
     keys = [k for k, _ in pairs]
     values = dict(pairs)
-    if not keys or keys[0] != "ID":
+    # VCF 4.2 PEDIGREE lines are <Derived=..,Original=..> (bcbio writes them): no ID there.
+    needs_id = kind in {"INFO", "FORMAT", "FILTER", "ALT", "contig", "SAMPLE", "META"} or (
+        kind == "PEDIGREE" and version >= "4.3")
+    if needs_id and (not keys or keys[0] != "ID"):
         return "ID missing or not the first field"
+    if "ID" not in values:
+        return None
     if kind in {"INFO", "FORMAT"}:
         if keys[:4] != ["ID", "Number", "Type", "Description"]:
             return "fields must start ID, Number, Type, Description in this order"
