@@ -42,6 +42,7 @@ class RunSummary(BaseModel):
     amended: int = 0
     unchanged: int = 0
     rejected: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)  # tolerated input defects (#10)
     patients_evaluated: int = 0
     reports_written: int = 0
     notifications_created: int = 0
@@ -60,6 +61,7 @@ class RunSummary(BaseModel):
             f"unchanged, {len(self.rejected)} rejected",
         ]
         lines += [f"  rejected: {error}" for error in self.rejected]
+        lines += [f"  warning: {warning}" for warning in self.warnings]
         if not self.dry_run:
             lines.append(f"patients evaluated: {self.patients_evaluated}; reports written: "
                          f"{self.reports_written} in {self.reports_dir}")
@@ -127,7 +129,7 @@ def surveillance_run(
     logger.info("inbox: %d manifest(s), %d therapy file(s) new; %d already processed",
                 len(scan.manifests), len(scan.therapies), scan.already_processed)
 
-    total = IngestReport()
+    total = IngestReport(rejected=list(scan.rejected))  # symlinks out of the inbox (#10)
     # therapy histories first: evaluation needs the lines of therapy
     for path in scan.therapies:
         total.merge(ingest_therapies_task(str(path), scan.fingerprints[str(path)], run_id,
@@ -142,6 +144,7 @@ def surveillance_run(
     summary.ingested, summary.amended = len(total.ingested), len(total.amended)
     summary.unchanged = len(total.unchanged)
     summary.rejected = [r.error for r in total.rejected]
+    summary.warnings = [w.one_line() for w in total.warnings]
     logger.info("samples: %d ingested, %d amended, %d unchanged, %d rejected",
                 summary.ingested, summary.amended, summary.unchanged, len(summary.rejected))
     if dry_run:
@@ -202,7 +205,8 @@ def _patients_of(scan: Any) -> set[str]:
     patients: set[str] = set()
     for path in scan.manifests:
         try:
-            patients |= {row.patient_id for row in read_manifest(path).rows}
+            patients |= {row.patient_id for row in read_manifest(
+                path, allowed_roots=load_settings().ingest.allowed_roots).rows}
         except Exception:
             continue
     return patients

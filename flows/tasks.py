@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from pipeline.config import Settings, load_settings
 from pipeline.errors import DeliveryError, InputError
 from pipeline.inbox import InboxScan, mark_processed, quarantine, scan_inbox
-from pipeline.ingest import IngestReport, ingest_manifest, ingest_therapies
+from pipeline.ingest import IngestReport, IngestWarning, ingest_manifest, ingest_therapies
 from pipeline.ingest import prepare_sample as _prepare_sample
 from pipeline.io.manifest import RowRejection, read_manifest, read_therapies
 from pipeline.knowledge import KnowledgeBase, knowledge_base_for
@@ -60,7 +60,7 @@ def ingest_therapies_task(path: str, fingerprint: str, run_id: str, dry_run: boo
     except InputError as exc:
         report = IngestReport(rejected=[RowRejection(path, exc.one_line())])
         if not dry_run:
-            quarantine(Path(path), exc.one_line(), Path(quarantine_dir))
+            quarantine(Path(path), exc.one_line(), Path(quarantine_dir), root=Path(path).parent)
             mark_processed(store, Path(path), "therapies", fingerprint, "rejected", run_id)
         return report
     mark_processed(store, Path(path), "therapies", fingerprint, "ok", run_id)
@@ -75,13 +75,15 @@ def ingest_manifest_task(path: str, fingerprint: str, run_id: str, dry_run: bool
     selected = set(sample_ids) if sample_ids else None
     try:
         if dry_run:
-            parsed = read_manifest(path)
+            parsed = read_manifest(path, allowed_roots=settings.ingest.allowed_roots)
             report = IngestReport(rejected=list(parsed.rejected))
             for row in parsed.rows:
                 if selected is None or row.sample_id in selected:
                     try:
-                        _prepare_sample(row, settings, kb)
+                        prepared = _prepare_sample(row, settings, kb)
                         report.ingested.append(row.sample_id)
+                        report.warnings += [IngestWarning(str(row.path), w, row.sample_id)
+                                            for w in prepared.warnings]
                     except InputError as exc:
                         report.rejected.append(RowRejection(str(row.path), exc.one_line(),
                                                             row.sample_id, row.line))
@@ -91,7 +93,8 @@ def ingest_manifest_task(path: str, fingerprint: str, run_id: str, dry_run: bool
         report = IngestReport(rejected=[RowRejection(path, exc.one_line())])
     if not dry_run:
         for rejection in report.rejected:
-            quarantine(Path(rejection.path), rejection.error, Path(quarantine_dir))
+            quarantine(Path(rejection.path), rejection.error, Path(quarantine_dir),
+                       root=Path(path).parent)
         outcome = "ok" if not report.rejected else (
             "partial" if report.ingested or report.unchanged else "rejected")
         mark_processed(store, Path(path), "manifest", fingerprint, outcome, run_id)

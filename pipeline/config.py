@@ -205,6 +205,24 @@ class ScheduleSettings(_Strict):
     timezone: str = "Europe/Berlin"
 
 
+class IngestSettings(_Strict):
+    """Where manifests may point (issue #10 item 4: confinement)."""
+
+    allowed_roots: list[str] = Field(
+        default_factory=list,
+        description="Absolute folders, besides each manifest's own folder, that manifest "
+        "paths may resolve into (symlinks resolved); everything else is refused",
+    )
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _absolute(cls, roots: list[str]) -> list[str]:
+        for root in roots:
+            if not root.strip() or not Path(root).is_absolute():
+                raise ValueError(f"{root!r} is not an absolute folder path")
+        return roots
+
+
 class KnowledgeSettings(_Strict):
     """Knowledge-base settings (issue #13 items 4-5)."""
 
@@ -234,6 +252,7 @@ class Settings(_Strict):
     notify: NotifySettings = NotifySettings()
     schedule: ScheduleSettings = ScheduleSettings()
     paths: PathSettings = PathSettings()
+    ingest: IngestSettings = IngestSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     database_url: str | None = None
 

@@ -32,6 +32,27 @@ from pipeline.store.repository import PreparedSample, Store
 VAF_TOLERANCE = 1e-6
 
 
+@dataclass(frozen=True)
+class IngestWarning:
+    """A tolerated defect or caveat in one sample's input, stored with the sample.
+
+    One shared structure for every source of warnings (VCF reader, table profiles): the
+    ingest report lists them (``--json`` ``warnings``) and the run summary prints them.
+    """
+
+    path: str
+    message: str
+    sample_id: str | None = None
+
+    def one_line(self) -> str:
+        sample = f"sample {self.sample_id}: " if self.sample_id else ""
+        return f"{self.path}: {sample}{self.message}".replace("\n", " ")
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": self.path, "warning": self.message,
+                **({"sample_id": self.sample_id} if self.sample_id else {})}
+
+
 @dataclass
 class IngestReport:
     """What happened to each sample of a batch (``ctdna ingest --json``)."""
@@ -42,6 +63,7 @@ class IngestReport:
     rejected: list[RowRejection] = field(default_factory=list)
     therapies: int = 0
     patients: set[str] = field(default_factory=set)  # patients whose data changed
+    warnings: list[IngestWarning] = field(default_factory=list)
 
     def merge(self, other: IngestReport) -> None:
         self.ingested += other.ingested
@@ -50,6 +72,7 @@ class IngestReport:
         self.rejected += other.rejected
         self.therapies += other.therapies
         self.patients |= other.patients
+        self.warnings += other.warnings
 
     def to_json(self) -> dict[str, Any]:
         """Contract shape; ``amended`` samples are listed under ``ingested`` too."""
@@ -60,6 +83,7 @@ class IngestReport:
                           if r.sample_id else {})} for r in self.rejected],
             "amended": self.amended,
             "therapy_rows": self.therapies,
+            "warnings": [w.to_json() for w in self.warnings],
         }
 
 
@@ -109,7 +133,12 @@ def detected_mask(calls: pd.DataFrame, lod_vaf: float | np.ndarray,
                                                                             na_value=np.nan)
     vaf_ok = np.isnan(vaf) | (vaf >= lod_vaf - VAF_TOLERANCE)
     reads_ok = np.isnan(alt_reads) | (alt_reads >= min_alt_reads)
-    return passed & (~small | (vaf_ok & reads_ok))
+    # Issue #10 item 5: a small variant counts as detected only with evidence (a VAF or read
+    # counts), and never when the caller genotyped this draw homozygous reference (GT 0/0).
+    evidence = ~np.isnan(vaf) | ~np.isnan(alt_reads)
+    gt_ref = (calls["gt_ref"].fillna(False).to_numpy(dtype=bool) if "gt_ref" in calls
+              else np.zeros(len(calls), dtype=bool))
+    return passed & ~gt_ref & (~small | (vaf_ok & reads_ok & evidence))
 
 
 def _content_hash(row: ManifestRow, calls: pd.DataFrame, file_format: str) -> str:
@@ -211,7 +240,7 @@ def prepare_samples(rows: list[ManifestRow], settings: Settings,
             caller=result.caller, genome_build=result.genome_build, assay=row.assay,
             lod_vaf=lod_vaf, lod_source=lod_source, tumor_fraction=row.tumor_fraction,
             median_depth=median_depth, n_records=int(result.n_records), kb_version=kb.version,
-            observations=observations,
+            observations=observations, warnings=list(result.warnings),
         )
     done = [o for o in out if o is not None]
     assert len(done) == len(rows)  # every row ends prepared or rejected
@@ -239,6 +268,8 @@ def ingest_rows(rows: list[ManifestRow], store: Store, settings: Settings, kb: K
             getattr(report, action).append(row.sample_id)
             if action != "unchanged":
                 report.patients.add(row.patient_id)
+                report.warnings += [IngestWarning(str(row.path), w, row.sample_id)
+                                    for w in outcome.warnings]
         store.record_rejections(rejections, run_id=run_id)
     return report
 
@@ -247,7 +278,7 @@ def ingest_manifest(manifest: str | Path, store: Store, settings: Settings, kb: 
                     *, amend: bool = False, sample_ids: set[str] | None = None,
                     run_id: str | None = None) -> IngestReport:
     """Validate a manifest, then ingest each valid row (optionally only ``sample_ids``)."""
-    parsed = read_manifest(manifest)
+    parsed = read_manifest(manifest, allowed_roots=settings.ingest.allowed_roots)
     rows = [r for r in parsed.rows if sample_ids is None or r.sample_id in sample_ids]
     report = ingest_rows(rows, store, settings, kb, amend=amend, run_id=run_id)
     for rejection in parsed.rejected:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -73,6 +73,7 @@ class PreparedSample:
     n_records: int
     kb_version: str
     observations: pd.DataFrame  # OBSERVATION_COLUMNS
+    warnings: list[str] = field(default_factory=list)  # reader warnings (not stored)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
