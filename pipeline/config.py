@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError, InputError
+from pipeline.yamlio import load_yaml
 
 Fraction = float  # a number in [0, 1]
 
@@ -112,7 +113,16 @@ class RulesSettings(_Strict):
     @field_validator("chip_genes", "high_risk_baseline_genes", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
-        return tuple(str(v).upper() for v in value) if value is not None else value
+        # A bare string would otherwise become a tuple of its letters ("DNMT3A" -> D, N, ...;
+        # issue #10 item 8): the shape must be a list of gene symbols.
+        if value is None:
+            return value
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"must be a list of gene symbols, got {type(value).__name__} "
+                             f"{value!r:.40}")
+        if not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a list of gene symbols (strings)")
+        return tuple(v.upper() for v in value)
 
     @model_validator(mode="after")
     def _consistent(self) -> RulesSettings:
@@ -270,7 +280,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file ({exc.strerror})", path=path) from exc
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None

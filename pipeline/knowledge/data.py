@@ -20,6 +20,7 @@ import yaml
 from pipeline.errors import KnowledgeBaseError
 from pipeline.knowledge.sequence import IUPAC, complement, translate_iupac
 from pipeline.schema import CATEGORIES
+from pipeline.yamlio import load_yaml
 
 BUILDS = ("GRCh37", "GRCh38")
 LABELS = ("verified", "derived", "lifted", "recalled-unverified")
@@ -172,8 +173,7 @@ def load_data(folder: Path) -> KnowledgeData:
     if not manifest_path.is_file():
         raise KnowledgeBaseError(f"{manifest_path}: knowledge-base manifest missing")
     try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available (speed)
-        manifest = yaml.load(manifest_path.read_text(encoding="utf-8"), Loader=loader)
+        manifest = load_yaml(manifest_path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise KnowledgeBaseError(f"{manifest_path}: invalid YAML ({exc})") from exc
     _require(isinstance(manifest, dict), str(manifest_path), "top level must be a mapping")
