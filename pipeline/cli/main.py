@@ -255,5 +255,14 @@ def demo(
         typer.echo(line)
 
 
+def _register_subcommands() -> None:
+    from pipeline.cli.db import db_app
+
+    app.add_typer(db_app, name="db")
+
+
+_register_subcommands()
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()

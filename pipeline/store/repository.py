@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from pipeline.errors import AmendRequiredError, StoreError
 from pipeline.store import models
+from pipeline.store.migrate import ensure_schema, masked_url
 
 IngestAction = Literal["ingested", "unchanged", "amended"]
 
@@ -99,23 +100,27 @@ class Store:
     url
         SQLAlchemy URL (``sqlite:///...`` or ``postgresql+psycopg://...``); default from
         :func:`default_database_url`.
+    migrate
+        Bring the schema to the current revision when it is behind (default). ``False``
+        opens the store as it is (``ctdna db upgrade`` reports before/after itself).
     """
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
         self.url = url or default_database_url()
         if self.url.startswith("postgresql://"):
             # psycopg 3 is the driver we install; plain postgresql:// would ask for psycopg2.
             self.url = "postgresql+psycopg://" + self.url[len("postgresql://"):]
         try:
             self.engine: Engine = sa.create_engine(self.url, future=True, pool_pre_ping=True)
-        except (sa.exc.ArgumentError, ImportError) as exc:
-            raise StoreError(f"invalid database URL {self.url!r}: {exc}") from exc
+        except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
+            # Never echo the URL as given: it may carry a password (issue #10 item 7).
+            raise StoreError(f"invalid database URL {masked_url(self.url)} "
+                             f"({type(exc).__name__})") from exc
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        try:
-            models.metadata.create_all(self.engine)
-        except OperationalError as exc:
-            raise StoreError(f"cannot open the store at {self.engine.url!r}: {exc.orig}") from exc
+        if migrate:
+            # Migrations, not create_all: one SELECT when current (pipeline.store.migrate).
+            ensure_schema(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
