@@ -198,6 +198,14 @@ class NotifySettings(_Strict):
         default_factory=lambda: [10.0, 60.0],
         description="Waits between those retries; alerts still pending go to the next run",
     )
+    max_attempts: int = Field(
+        8, ge=1, description="Delivery attempts of one notification before the dead letter"
+    )
+    retry_backoff_minutes: list[float] = Field(
+        default_factory=lambda: [5.0, 15.0, 60.0, 240.0, 720.0],
+        description="Wait before attempt n+1 after n failures (last value repeats); the "
+        "next run after that time retries",
+    )
     test_mode: bool = Field(
         False, description="Non-production: 'TEST' subject marker and banner (notes section 4.2.7)"
     )

@@ -55,6 +55,8 @@ class EvaluationResult:
     assessment_id: int | None
     care_team: str | None
     previous_status: str | None
+    #: When the store was read for this evaluation (clears work-queue marks up to then).
+    read_at: datetime | None = None
 
 
 def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
@@ -70,6 +72,7 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
     ids = patient_ids if patient_ids is not None else store.patient_ids()
     if not ids:
         return []
+    read_at = now_utc()
     observations = store.observations_frame(ids)
     samples = store.samples_frame(ids)
     therapies = store.therapies_frame(ids)
@@ -90,7 +93,8 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
                                                   evaluated_at=evaluated_at)
         results.append(EvaluationResult(assessment, assessment_id,
                                         care_teams.get(assessment.patient_id),
-                                        previous_status.get(assessment.patient_id)))
+                                        previous_status.get(assessment.patient_id),
+                                        read_at))
     return results
 
 

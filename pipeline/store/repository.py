@@ -19,6 +19,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -187,6 +189,8 @@ class Store:
             conn.execute(models.observations.insert(), rows)
         action: IngestAction = "amended" if current is not None else "ingested"
         self._event(conn, action, prepared, run_id, now)
+        # Same transaction as the sample: the patient cannot be stored-but-forgotten.
+        mark_pending(conn, [prepared.patient_id], action, run_id, now)
         return action
 
     @staticmethod
@@ -256,6 +260,8 @@ class Store:
                      "source_path": source_path, "updated_at": now}
                     for r in group.itertuples(index=False)
                 ])
+            mark_pending(conn, sorted({str(p) for p in therapies["patient_id"]}), "therapies",
+                         None, now)
         return len(therapies)
 
     def update_annotations(self, frame: pd.DataFrame) -> int:
@@ -289,6 +295,23 @@ class Store:
                 sample_pks=[int(x) for x in sample_pks], payload=payload,
             ))
             return int(result.inserted_primary_key[0])
+
+    # ------------------------------------------------------------------ work queue
+    def mark_pending(self, patient_ids: Iterable[str], reason: str,
+                     run_id: str | None = None) -> None:
+        """Mark stored patients as needing evaluation (``--force``); unknown IDs are ignored."""
+        p = models.patients
+        with self.engine.begin() as conn:
+            known = [r[0] for r in conn.execute(
+                sa.select(p.c.patient_id).where(p.c.patient_id.in_(list(patient_ids))))]
+            mark_pending(conn, known, reason, run_id, now_utc())
+
+    def pending_patients(self) -> list[str]:
+        """Patients marked as needing evaluation (sorted)."""
+        q = models.pending_evaluations
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(
+                sa.select(q.c.patient_id).order_by(q.c.patient_id))]
 
     # ------------------------------------------------------------------ reads
     def _frame(self, stmt: sa.Select[Any]) -> pd.DataFrame:
@@ -377,6 +400,44 @@ class Store:
         if latest_only and not frame.empty:
             frame = frame.groupby("patient_id", as_index=False).tail(1).reset_index(drop=True)
         return frame
+
+
+def mark_pending(conn: Connection, patient_ids: Sequence[str], reason: str,
+                 run_id: str | None, now: datetime) -> None:
+    """Upsert the work-queue mark of each patient in the caller's transaction.
+
+    An existing mark gets a fresh ``marked_at``: :func:`clear_pending` removes only marks
+    older than the moment the evaluation read the store, so data stored *during* an
+    evaluation keeps its mark and is evaluated by the next run (issue #10 item 1).
+    """
+    if not patient_ids:
+        return
+    q = models.pending_evaluations
+    dialect = conn.dialect.name
+    rows = [{"patient_id": pid, "marked_at": now, "reason": reason, "run_id": run_id}
+            for pid in patient_ids]
+    if dialect in ("sqlite", "postgresql"):
+        insert = (sqlite_dialect.insert if dialect == "sqlite" else pg_dialect.insert)(q)
+        conn.execute(insert.on_conflict_do_update(
+            index_elements=[q.c.patient_id],
+            set_={"marked_at": insert.excluded.marked_at, "reason": insert.excluded.reason,
+                  "run_id": insert.excluded.run_id}), rows)
+        return
+    for row in rows:  # other dialects: delete + insert in the same transaction
+        conn.execute(q.delete().where(q.c.patient_id == row["patient_id"]))
+        conn.execute(q.insert().values(**row))
+
+
+def clear_pending(conn: Connection, patient_id: str, read_at: datetime) -> bool:
+    """Remove a patient's mark if it is not newer than ``read_at``; True when removed.
+
+    Called in the transaction that enqueues the patient's alerts, so "evaluated" and
+    "alerts in the ledger" commit together.
+    """
+    q = models.pending_evaluations
+    result = conn.execute(q.delete().where(q.c.patient_id == patient_id,
+                                           q.c.marked_at <= read_at))
+    return bool(result.rowcount)
 
 
 def _coerce_dates(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
