@@ -17,6 +17,7 @@ import pandas as pd
 
 from pipeline.config import Settings
 from pipeline.errors import InputError
+from pipeline.faults import fault_point
 from pipeline.io import read_variant_file
 from pipeline.io.manifest import ManifestRow, RowRejection, read_manifest, read_therapies
 from pipeline.knowledge import KnowledgeBase
@@ -166,6 +167,7 @@ def ingest_rows(rows: list[ManifestRow], store: Store, settings: Settings, kb: K
         getattr(report, action).append(row.sample_id)
         if action != "unchanged":
             report.patients.add(row.patient_id)
+            fault_point("mid_ingest")  # test hook (pipeline/faults.py); no-op in production
     return report
 
 

@@ -6,6 +6,7 @@ vectorised over the cohort, and the results are written back in bulk.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -121,9 +122,15 @@ def reports_dir(settings: Settings, override: Path | None = None) -> Path:
 
 
 def patient_report_name(patient_id: str) -> str:
-    """File name of a patient's report (pseudonymous ID, filesystem-safe)."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in patient_id)
-    return f"patient-{safe}.html"
+    """File name of a patient's report: ``patient-<16 hex>.html``, a stable hash of the ID.
+
+    Not derived from the raw ID (issue #10 item 7): replacing unsafe characters made ``P/1``
+    and ``P_1`` share one file, so an email linked to the other patient's report, and the
+    ID itself would show in URLs and server logs. The ID is shown inside the page. 64 bits of
+    SHA-256 make a collision within a cohort practically impossible.
+    """
+    digest = hashlib.sha256(patient_id.encode("utf-8")).hexdigest()[:16]
+    return f"patient-{digest}.html"
 
 
 def write_patient_report(store: Store, settings: Settings, kb: KnowledgeBase, patient_id: str,

@@ -55,6 +55,7 @@ from sqlalchemy.exc import IntegrityError
 from pipeline.assessment import Alert, Assessment
 from pipeline.config import Settings
 from pipeline.errors import DeliveryError, StoreError
+from pipeline.faults import fault_point
 from pipeline.notify.message import build_email, notification_content, sender_domain
 from pipeline.notify.message import report_location as _report_location
 from pipeline.notify.routing import resolve_recipients
@@ -444,10 +445,14 @@ def recover_interrupted(engine: Engine, now: datetime | None = None, *,
 
 
 def outstanding_count(engine: Engine) -> int:
-    """Notifications neither sent nor dead-lettered (pending, failed, sending)."""
+    """Notifications awaiting a (re)try: ``pending`` or ``failed`` (the run's "deferred").
+
+    Rows ``sending`` belong to the run that claimed them (a concurrent run, or a crashed
+    one recovered by the next run's :func:`recover_interrupted`), so they are not counted.
+    """
     with engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(T)
-                                .where(T.c.state.in_(OUTSTANDING))).scalar_one())
+                                .where(T.c.state.in_([PENDING, FAILED]))).scalar_one())
 
 
 def _claimable(at: datetime, cutoff: datetime) -> sa.ColumnElement[bool]:
@@ -589,6 +594,7 @@ def deliver_pending(
             del message["Message-ID"]
             message["Message-ID"] = message_id
             result = transport.send(message)
+            fault_point("after_send")  # test hook (pipeline/faults.py); no-op in production
         except DeliveryError as exc:
             permanent = isinstance(exc, PermanentDeliveryError)
             if _fail(engine, row, claimer, str(exc), settings, clock(), permanent=permanent):

@@ -113,7 +113,10 @@ class Store:
             # psycopg 3 is the driver we install; plain postgresql:// would ask for psycopg2.
             self.url = "postgresql+psycopg://" + self.url[len("postgresql://"):]
         try:
-            self.engine: Engine = sa.create_engine(self.url, future=True, pool_pre_ping=True)
+            # hide_parameters: database errors must not carry patient or sample IDs into
+            # logs, Prefect states or the ops email (issue #10 item 7).
+            self.engine: Engine = sa.create_engine(self.url, future=True, pool_pre_ping=True,
+                                                   hide_parameters=True)
         except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
             # Never echo the URL as given: it may carry a password (issue #10 item 7).
             raise StoreError(f"invalid database URL {masked_url(self.url)} "
