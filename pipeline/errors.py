@@ -14,6 +14,8 @@ EXIT_BAD_INPUT = 2
 #: ``ctdna run``: everything valid was processed, but some alert notifications were not
 #: delivered (deferred for a later run, or dead-lettered). Issue #10 item 3.
 EXIT_UNDELIVERED = 3
+#: Prefect's API could not be reached or its temporary server did not start (issue #12).
+EXIT_ORCHESTRATOR_UNAVAILABLE = 5
 
 
 class CtdnaError(Exception):
@@ -96,3 +98,12 @@ class StoreError(CtdnaError):
 
 class DeliveryError(CtdnaError):
     """An alert email could not be delivered (retryable: the alert stays pending)."""
+
+
+class OrchestratorUnavailableError(CtdnaError):
+    """Prefect's API is not configured when it must be, or its temporary server did not start.
+
+    Exit status 5: nothing was ingested or sent; start a Prefect server and retry.
+    """
+
+    exit_code = EXIT_ORCHESTRATOR_UNAVAILABLE
