@@ -22,6 +22,7 @@ import pandas as pd
 
 from pipeline.config import Settings
 from pipeline.errors import InputError
+from pipeline.faults import fault_point
 from pipeline.io import ReadRequest, ReadResult, read_variant_files
 from pipeline.io.manifest import ManifestRow, RowRejection, read_manifest, read_therapies
 from pipeline.knowledge import KnowledgeBase
@@ -256,6 +257,7 @@ def ingest_rows(rows: list[ManifestRow], store: Store, settings: Settings, kb: K
         prepared = prepare_samples(batch, settings, kb)
         ready = [p for p in prepared if isinstance(p, PreparedSample)]
         stored = iter(store.ingest_samples(ready, amend=amend, run_id=run_id))
+        fault_point("mid_ingest")  # test hook (pipeline/faults.py); no-op in production
         rejections = []
         for row, outcome in zip(batch, prepared, strict=True):
             action = outcome if isinstance(outcome, InputError) else next(stored)

@@ -6,6 +6,7 @@ vectorised over the cohort, and the results are written back in bulk.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -56,6 +57,8 @@ class EvaluationResult:
     assessment_id: int | None
     care_team: str | None
     previous_status: str | None
+    #: When the store was read for this evaluation (clears work-queue marks up to then).
+    read_at: datetime | None = None
 
 
 def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
@@ -71,6 +74,7 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
     ids = patient_ids if patient_ids is not None else store.patient_ids()
     if not ids:
         return []
+    read_at = now_utc()
     observations = store.observations_frame(ids)
     samples = store.samples_frame(ids)
     therapies = store.therapies_frame(ids)
@@ -91,7 +95,8 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
                                                   evaluated_at=evaluated_at)
         results.append(EvaluationResult(assessment, assessment_id,
                                         care_teams.get(assessment.patient_id),
-                                        previous_status.get(assessment.patient_id)))
+                                        previous_status.get(assessment.patient_id),
+                                        read_at))
     return results
 
 
@@ -118,9 +123,15 @@ def reports_dir(settings: Settings, override: Path | None = None) -> Path:
 
 
 def patient_report_name(patient_id: str) -> str:
-    """File name of a patient's report (pseudonymous ID, filesystem-safe)."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in patient_id)
-    return f"patient-{safe}.html"
+    """File name of a patient's report: ``patient-<16 hex>.html``, a stable hash of the ID.
+
+    Not derived from the raw ID (issue #10 item 7): replacing unsafe characters made ``P/1``
+    and ``P_1`` share one file, so an email linked to the other patient's report, and the
+    ID itself would show in URLs and server logs. The ID is shown inside the page. 64 bits of
+    SHA-256 make a collision within a cohort practically impossible.
+    """
+    digest = hashlib.sha256(patient_id.encode("utf-8")).hexdigest()[:16]
+    return f"patient-{digest}.html"
 
 
 def write_patient_report(store: Store, settings: Settings, kb: KnowledgeBase, patient_id: str,

@@ -19,7 +19,13 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from pipeline.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CtdnaError, InputError
+from pipeline.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_UNDELIVERED,
+    CtdnaError,
+    InputError,
+)
 
 app = typer.Typer(
     name="ctdna",
@@ -68,7 +74,9 @@ def edge(func: F) -> F:
         except Exception as exc:
             if os.environ.get("CTDNA_DEBUG"):
                 raise
-            _fail(f"internal error ({type(exc).__name__}: {exc}); set CTDNA_DEBUG=1 for a "
+            # The exception text may carry identifiers (a patient or sample ID in a key, a
+            # database row): only its type is shown (issue #10 item 7).
+            _fail(f"internal error ({type(exc).__name__}); set CTDNA_DEBUG=1 for the "
                   "traceback and report it", EXIT_FAILURE)
         return None
 
@@ -234,6 +242,13 @@ def run(
         db_url=db, config_file=config,
     )
     typer.echo(summary.describe())
+    # Exit codes that tell the truth (issue #10 item 3; docs/deployment.md): 2 when an input
+    # was rejected (as `ctdna ingest`), else 3 when a notification was deferred or
+    # dead-lettered; 0 only when everything went through.
+    if summary.rejected:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if summary.emails_deferred or summary.emails_dead_lettered:
+        raise typer.Exit(EXIT_UNDELIVERED)
 
 
 @app.command()
@@ -265,6 +280,15 @@ def demo(
 from pipeline.cli.kb import app as kb_app  # noqa: E402  (the kb module imports this one)
 
 app.add_typer(kb_app, name="kb")
+
+
+def _register_subcommands() -> None:
+    from pipeline.cli.db import db_app
+
+    app.add_typer(db_app, name="db")
+
+
+_register_subcommands()
 
 
 def main() -> None:  # pragma: no cover - console entry

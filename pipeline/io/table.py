@@ -29,6 +29,7 @@ from pipeline.errors import GenomeBuildError, InputError, InvalidVariantFileErro
 from pipeline.io.build import normalise_build
 from pipeline.io.result import ReadResult
 from pipeline.schema import conform_calls
+from pipeline.yamlio import load_yaml
 
 #: Variant types a table row may declare (the contract's five).
 TABLE_VARIANT_TYPES = ("snv", "mnv", "indel", "cnv", "fusion")
@@ -66,7 +67,7 @@ def known_profiles() -> list[str]:
 @lru_cache(maxsize=64)
 def _load_profile_file(path: str) -> _Profile:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        data = load_yaml(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"unreadable profile ({exc})", path=path) from None
     if not isinstance(data, dict):

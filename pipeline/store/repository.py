@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from pipeline.errors import AmendRequiredError, StoreError
 from pipeline.store import models
+from pipeline.store.migrate import ensure_schema, masked_url
 
 if TYPE_CHECKING:  # pandas/numpy load on first use: `ctdna observations` needs neither (#11)
     import numpy as np
@@ -107,23 +110,30 @@ class Store:
     url
         SQLAlchemy URL (``sqlite:///...`` or ``postgresql+psycopg://...``); default from
         :func:`default_database_url`.
+    migrate
+        Bring the schema to the current revision when it is behind (default). ``False``
+        opens the store as it is (``ctdna db upgrade`` reports before/after itself).
     """
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
         self.url = url or default_database_url()
         if self.url.startswith("postgresql://"):
             # psycopg 3 is the driver we install; plain postgresql:// would ask for psycopg2.
             self.url = "postgresql+psycopg://" + self.url[len("postgresql://"):]
         try:
-            self.engine: Engine = sa.create_engine(self.url, future=True, pool_pre_ping=True)
-        except (sa.exc.ArgumentError, ImportError) as exc:
-            raise StoreError(f"invalid database URL {self.url!r}: {exc}") from exc
+            # hide_parameters: database errors must not carry patient or sample IDs into
+            # logs, Prefect states or the ops email (issue #10 item 7).
+            self.engine: Engine = sa.create_engine(self.url, future=True, pool_pre_ping=True,
+                                                   hide_parameters=True)
+        except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
+            # Never echo the URL as given: it may carry a password (issue #10 item 7).
+            raise StoreError(f"invalid database URL {masked_url(self.url)} "
+                             f"({type(exc).__name__})") from exc
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        try:
-            models.metadata.create_all(self.engine)
-        except OperationalError as exc:
-            raise StoreError(f"cannot open the store at {self.engine.url!r}: {exc.orig}") from exc
+        if migrate:
+            # Migrations, not create_all: one SELECT when current (pipeline.store.migrate).
+            ensure_schema(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -234,6 +244,10 @@ class Store:
                 pk_column = np.repeat(np.array(pks, dtype=object), lengths)
                 conn.execute(models.observations.insert(),
                              self._observation_rows(merged, pk_column))
+            # Same transaction as the samples: a stored draw's patient cannot be
+            # stored-but-forgotten by a crash before evaluation (issue #10 item 1).
+            mark_pending(conn, sorted({sample.patient_id for sample, _ in writes}), "ingest",
+                         run_id, now)
         if events:
             conn.execute(models.ingest_events.insert(), events)
         return outcomes
@@ -290,6 +304,8 @@ class Store:
             conn.execute(models.observations.insert(), rows)
         action: IngestAction = "amended" if current is not None else "ingested"
         self._event(conn, action, prepared, run_id, now)
+        # Same transaction as the sample: the patient cannot be stored-but-forgotten.
+        mark_pending(conn, [prepared.patient_id], action, run_id, now)
         return action
 
     @staticmethod
@@ -373,6 +389,8 @@ class Store:
                      "source_path": source_path, "updated_at": now}
                     for r in group.itertuples(index=False)
                 ])
+            mark_pending(conn, sorted({str(p) for p in therapies["patient_id"]}), "therapies",
+                         None, now)
         return len(therapies)
 
     def update_annotations(self, frame: pd.DataFrame) -> int:
@@ -406,6 +424,23 @@ class Store:
                 sample_pks=[int(x) for x in sample_pks], payload=payload,
             ))
             return int(result.inserted_primary_key[0])
+
+    # ------------------------------------------------------------------ work queue
+    def mark_pending(self, patient_ids: Iterable[str], reason: str,
+                     run_id: str | None = None) -> None:
+        """Mark stored patients as needing evaluation (``--force``); unknown IDs are ignored."""
+        p = models.patients
+        with self.engine.begin() as conn:
+            known = [r[0] for r in conn.execute(
+                sa.select(p.c.patient_id).where(p.c.patient_id.in_(list(patient_ids))))]
+            mark_pending(conn, known, reason, run_id, now_utc())
+
+    def pending_patients(self) -> list[str]:
+        """Patients marked as needing evaluation (sorted)."""
+        q = models.pending_evaluations
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(
+                sa.select(q.c.patient_id).order_by(q.c.patient_id))]
 
     # ------------------------------------------------------------------ reads
     def _frame(self, stmt: sa.Select[Any]) -> pd.DataFrame:
@@ -511,6 +546,44 @@ class Store:
         if latest_only and not frame.empty:
             frame = frame.groupby("patient_id", as_index=False).tail(1).reset_index(drop=True)
         return frame
+
+
+def mark_pending(conn: Connection, patient_ids: Sequence[str], reason: str,
+                 run_id: str | None, now: datetime) -> None:
+    """Upsert the work-queue mark of each patient in the caller's transaction.
+
+    An existing mark gets a fresh ``marked_at``: :func:`clear_pending` removes only marks
+    older than the moment the evaluation read the store, so data stored *during* an
+    evaluation keeps its mark and is evaluated by the next run (issue #10 item 1).
+    """
+    if not patient_ids:
+        return
+    q = models.pending_evaluations
+    dialect = conn.dialect.name
+    rows = [{"patient_id": pid, "marked_at": now, "reason": reason, "run_id": run_id}
+            for pid in patient_ids]
+    if dialect in ("sqlite", "postgresql"):
+        insert = (sqlite_dialect.insert if dialect == "sqlite" else pg_dialect.insert)(q)
+        conn.execute(insert.on_conflict_do_update(
+            index_elements=[q.c.patient_id],
+            set_={"marked_at": insert.excluded.marked_at, "reason": insert.excluded.reason,
+                  "run_id": insert.excluded.run_id}), rows)
+        return
+    for row in rows:  # other dialects: delete + insert in the same transaction
+        conn.execute(q.delete().where(q.c.patient_id == row["patient_id"]))
+        conn.execute(q.insert().values(**row))
+
+
+def clear_pending(conn: Connection, patient_id: str, read_at: datetime) -> bool:
+    """Remove a patient's mark if it is not newer than ``read_at``; True when removed.
+
+    Called in the transaction that enqueues the patient's alerts, so "evaluated" and
+    "alerts in the ledger" commit together.
+    """
+    q = models.pending_evaluations
+    result = conn.execute(q.delete().where(q.c.patient_id == patient_id,
+                                           q.c.marked_at <= read_at))
+    return bool(result.rowcount)
 
 
 def _coerce_dates(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
