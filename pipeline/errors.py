@@ -11,6 +11,8 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+#: ``ctdna doctor``: at least one check failed (issue #12 item 4).
+EXIT_CHECKS_FAILED = 4
 
 
 class CtdnaError(Exception):

@@ -20,6 +20,7 @@ from pipeline.errors import InputError
 from pipeline.io import read_variant_file
 from pipeline.io.manifest import ManifestRow, RowRejection, read_manifest, read_therapies
 from pipeline.knowledge import KnowledgeBase
+from pipeline.progress import Progress, tracked
 from pipeline.schema import CALL_COLUMNS
 from pipeline.store.repository import PreparedSample, Store
 
@@ -150,10 +151,11 @@ def prepare_sample(row: ManifestRow, settings: Settings, kb: KnowledgeBase) -> P
 
 
 def ingest_rows(rows: list[ManifestRow], store: Store, settings: Settings, kb: KnowledgeBase,
-                *, amend: bool = False, run_id: str | None = None) -> IngestReport:
+                *, amend: bool = False, run_id: str | None = None,
+                progress: Progress | None = None) -> IngestReport:
     """Ingest validated manifest rows one sample at a time (each atomic)."""
     report = IngestReport()
-    for row in rows:
+    for row in tracked(rows, "ingest", progress):
         try:
             prepared = prepare_sample(row, settings, kb)
             action = store.ingest_sample(prepared, amend=amend, run_id=run_id)
@@ -171,11 +173,13 @@ def ingest_rows(rows: list[ManifestRow], store: Store, settings: Settings, kb: K
 
 def ingest_manifest(manifest: str | Path, store: Store, settings: Settings, kb: KnowledgeBase,
                     *, amend: bool = False, sample_ids: set[str] | None = None,
-                    run_id: str | None = None) -> IngestReport:
+                    run_id: str | None = None,
+                    progress: Progress | None = None) -> IngestReport:
     """Validate a manifest, then ingest each valid row (optionally only ``sample_ids``)."""
     parsed = read_manifest(manifest)
     rows = [r for r in parsed.rows if sample_ids is None or r.sample_id in sample_ids]
-    report = ingest_rows(rows, store, settings, kb, amend=amend, run_id=run_id)
+    report = ingest_rows(rows, store, settings, kb, amend=amend, run_id=run_id,
+                         progress=progress)
     for rejection in parsed.rejected:
         if sample_ids is None or rejection.sample_id in sample_ids:
             report.rejected.append(rejection)

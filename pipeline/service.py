@@ -16,6 +16,7 @@ from pipeline.assessment import Assessment
 from pipeline.config import Settings
 from pipeline.errors import NotFoundError
 from pipeline.knowledge import KnowledgeBase
+from pipeline.progress import Progress, resolve
 from pipeline.store.repository import Store, now_utc, plain_value
 
 #: ``ctdna observations --json`` fields (contract order), then extensions.
@@ -59,7 +60,8 @@ class EvaluationResult:
 
 def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
                       patient_ids: list[str] | None, as_of: date | None = None, *,
-                      persist: bool = True) -> list[EvaluationResult]:
+                      persist: bool = True,
+                      progress: Progress | None = None) -> list[EvaluationResult]:
     """Evaluate the rules for the given patients (all when None) and store the assessments.
 
     The stored row records the exact sample rows (versions) the rules read, the config and
@@ -70,6 +72,8 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
     ids = patient_ids if patient_ids is not None else store.patient_ids()
     if not ids:
         return []
+    steps = resolve(progress)
+    steps.start("evaluate", len(ids))  # the rules run on the whole cohort at once
     observations = store.observations_frame(ids)
     samples = store.samples_frame(ids)
     therapies = store.therapies_frame(ids)
@@ -91,6 +95,8 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
         results.append(EvaluationResult(assessment, assessment_id,
                                         care_teams.get(assessment.patient_id),
                                         previous_status.get(assessment.patient_id)))
+        steps.advance()
+    steps.finish()
     return results
 
 

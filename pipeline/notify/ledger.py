@@ -50,6 +50,7 @@ from pipeline.notify.message import build_email, notification_content
 from pipeline.notify.message import report_location as _report_location
 from pipeline.notify.routing import resolve_recipients
 from pipeline.notify.transport import Transport, TransportUnavailableError
+from pipeline.progress import Progress, tracked
 from pipeline.store.models import alert_notifications as T
 
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
@@ -363,6 +364,7 @@ def deliver_pending(
     *,
     lease: timedelta = DEFAULT_LEASE,
     chart_for: Callable[[str], bytes | None] | None = None,
+    progress: Progress | None = None,
 ) -> DeliveryReport:
     """Send every claimable ledger row, at most ``notify.max_emails_per_run`` of them.
 
@@ -384,6 +386,8 @@ def deliver_pending(
     chart_for
         Optional ``patient_id -> PNG bytes`` for an inline trend chart; ``None`` means no
         chart.
+    progress
+        Optional progress reporter (:mod:`pipeline.progress`), counted in emails.
 
     Returns
     -------
@@ -405,7 +409,7 @@ def deliver_pending(
         ).scalars())
     limit = settings.notify.max_emails_per_run
     attempted = 0
-    for index, row_id in enumerate(ids):
+    for index, row_id in enumerate(tracked(ids, "delivery", progress)):
         if attempted >= limit or report.aborted:
             report.deferred = len(ids) - index
             break
