@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from pipeline.cli import main
 from pipeline.cli.main import ConfigOption, edge
 
 app = typer.Typer(name="config", help="Inspect the effective configuration.",
@@ -77,3 +78,6 @@ def show(
     for source in sources:
         typer.echo(f"# {source}")
     typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip())
+
+
+main.app.add_typer(app, name="config")

@@ -21,7 +21,7 @@ from typing import Any
 
 import typer
 
-from pipeline.cli.main import ConfigOption, DbOption, edge
+from pipeline.cli.main import ConfigOption, DbOption, app, edge
 from pipeline.errors import EXIT_CHECKS_FAILED, CtdnaError
 
 OK, FAIL, INFO = "OK", "FAIL", "INFO"
@@ -58,6 +58,10 @@ def check_store_health(db: str | None, settings: Any) -> list[Check]:
     health = check_store(url)
     if not health.reachable:
         return [Check("store", FAIL, f"{where}: {health.error}")]
+    if set(health.missing_tables) >= {"samples", "observations", "patients"}:
+        return [Check("store", FAIL, f"{where}: reachable but holds no ctdna store (no "
+                      "samples/observations tables); wrong --db, or a new database that no "
+                      "ctdna command has opened yet")]
     if not health.migrated:
         missing = list(health.missing_tables) + list(health.missing_columns)
         return [Check("store", FAIL, f"{where}: schema incomplete, missing "
@@ -162,6 +166,7 @@ def run_checks(db: str | None, config: Path | None,
     return checks
 
 
+@app.command(name="doctor")
 @edge
 def doctor(
     db: DbOption = None,

@@ -329,11 +329,9 @@ def demo(
         typer.echo(line)
 
 
-# Command modules (one module per command group, registered here and only here).
-from pipeline.cli import config_cmd, doctor  # noqa: E402  (they import this module)
-
-app.add_typer(config_cmd.app, name="config")
-app.command(name="doctor")(doctor.doctor)
+# Command modules: one module per command or group, listed here and only here. Each one
+# registers itself on ``app`` when imported, so importing it first (tests) also works.
+from pipeline.cli import config_cmd, doctor  # noqa: E402,F401
 
 
 def main() -> None:  # pragma: no cover - console entry
