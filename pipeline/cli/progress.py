@@ -38,7 +38,7 @@ class PlainProgress:
 
     def __init__(self, stream: IO[str] | None = None, step: float = 0.1) -> None:
         self.stream = stream
-        self.step = step
+        self.steps = max(1, round(1 / step))
         self._local = threading.local()
         self._lock = threading.Lock()
 
@@ -49,7 +49,7 @@ class PlainProgress:
             stream.flush()
 
     def start(self, task: str, total: int | None = None) -> None:
-        self._local.state = {"task": task, "total": total, "done": 0, "shown": 0.0,
+        self._local.state = {"task": task, "total": total, "done": 0, "shown": 0,
                              "t0": time.monotonic()}
         self._write(f"{task}: started" + (f", {total} to do" if total is not None else ""))
 
@@ -59,11 +59,13 @@ class PlainProgress:
             return
         state["done"] += n
         total = state["total"]
-        if total:
-            fraction = state["done"] / total
-            if fraction - state["shown"] >= self.step - 1e-9 and state["done"] < total:
-                state["shown"] = fraction - (fraction % self.step)
-                self._write(f"{state['task']}: {state['done']}/{total} ({fraction:.0%})")
+        if total and state["done"] < total:
+            # integer step index (no float drift): 0..steps-1 of the total
+            reached = state["done"] * self.steps // total
+            if reached > state["shown"]:
+                state["shown"] = reached
+                self._write(f"{state['task']}: {state['done']}/{total} "
+                            f"({state['done'] / total:.0%})")
 
     def finish(self) -> None:
         state = getattr(self._local, "state", None)
