@@ -221,8 +221,8 @@ def evaluate(
     from pipeline.cli.progress import display
     from pipeline.service import evaluate_patients, require_patient
 
+    as_of_date = _parse_date(as_of, "--as-of")  # usage errors before opening the store
     settings, store, kb = _context(db, config)
-    as_of_date = _parse_date(as_of, "--as-of")
     if patient is not None:
         require_patient(store, patient)
     with display() as progress:
