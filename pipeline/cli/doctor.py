@@ -135,11 +135,12 @@ def check_profiles() -> list[Check]:
     return checks
 
 
-def check_knowledge_base() -> list[Check]:
-    from pipeline.knowledge import load_knowledge_base
+def check_knowledge_base(settings: Any) -> list[Check]:
+    """The knowledge base the commands use: shipped, plus the lab's override when configured."""
+    from pipeline.knowledge import knowledge_base_for, load_knowledge_base
 
     try:
-        kb = load_knowledge_base()
+        kb = knowledge_base_for(settings) if settings is not None else load_knowledge_base()
     except CtdnaError as exc:
         return [Check("knowledge base", FAIL, str(exc))]
     return [Check("knowledge base", OK, f"version {kb.version}")]
@@ -155,7 +156,7 @@ def run_checks(db: str | None, config: Path | None,
         lambda: check_prefect(env),
         lambda: check_smtp(settings),
         check_profiles,
-        check_knowledge_base,
+        lambda: check_knowledge_base(settings),
     ]
     for step in steps:
         try:

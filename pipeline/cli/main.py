@@ -121,7 +121,7 @@ def notice_new_store(url: str, by_default: bool) -> None:
 
 def _context(db: str | None, config: Path | None) -> tuple[Any, Any, Any]:
     from pipeline.config import load_settings
-    from pipeline.knowledge import load_knowledge_base
+    from pipeline.knowledge import knowledge_base_for
     from pipeline.store.health import store_is_new
     from pipeline.store.repository import Store
 
@@ -131,7 +131,7 @@ def _context(db: str | None, config: Path | None) -> tuple[Any, Any, Any]:
     store = Store(url)
     if new:
         notice_new_store(url, by_default)
-    return settings, store, load_knowledge_base()
+    return settings, store, knowledge_base_for(settings)  # + lab KB override (#13)
 
 
 def _parse_date(value: str | None, option: str) -> date | None:
@@ -328,6 +328,10 @@ def demo(
     for line in run_demo(workdir):
         typer.echo(line)
 
+
+from pipeline.cli.kb import app as kb_app  # noqa: E402  (the kb module imports this one)
+
+app.add_typer(kb_app, name="kb")
 
 # Command modules: one module per command or group, listed here and only here. Each one
 # registers itself on ``app`` when imported, so importing it first (tests) also works.
