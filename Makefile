@@ -11,7 +11,7 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: demo test test-fast lint typecheck setup clean bench bench-ci
+.PHONY: demo test test-fast lint lint-ci typecheck setup clean bench bench-ci
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -49,6 +49,13 @@ bench-ci: .venv/.installed
 lint: .venv/.installed
 	.venv/bin/ruff check pipeline flows tests
 	.venv/bin/mypy
+
+# CI gate run by .ci/run before the tests: ruff (style, bugs, imports) including the
+# mccabe complexity limit (C901, max-complexity in pyproject.toml).
+lint-ci: .venv/.installed
+	.venv/bin/ruff --version
+	.venv/bin/ruff check pipeline flows tests
+	.venv/bin/ruff check pipeline flows tests --select C901 --statistics
 
 clean:
 	rm -rf .venv $(TOOLS) demo-output

@@ -24,6 +24,7 @@ from pipeline.ingest import IngestReport, IngestWarning, ingest_manifest, ingest
 from pipeline.ingest import prepare_sample as _prepare_sample
 from pipeline.io.manifest import RowRejection, read_manifest, read_therapies
 from pipeline.knowledge import KnowledgeBase, knowledge_base_for
+from pipeline.progress import tracked
 from pipeline.service import (
     EvaluationResult,
     evaluate_patients,
@@ -152,7 +153,7 @@ def write_reports_task(results: list[EvaluationResult], reports_dir: str) -> dic
     folder = Path(reports_dir)
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
-    for result in results:
+    for result in tracked(results, "reports"):
         patient_id = result.assessment.patient_id
         path = write_patient_report(store, settings, kb, patient_id,
                                     folder / patient_report_name(patient_id),

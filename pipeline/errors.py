@@ -16,6 +16,8 @@ EXIT_BAD_INPUT = 2
 EXIT_UNDELIVERED = 3
 #: Prefect's API could not be reached or its temporary server did not start (issue #12).
 EXIT_ORCHESTRATOR_UNAVAILABLE = 5
+#: ``ctdna doctor``: at least one check failed (issue #12 item 4).
+EXIT_CHECKS_FAILED = 4
 
 
 class CtdnaError(Exception):

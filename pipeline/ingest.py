@@ -26,6 +26,7 @@ from pipeline.faults import fault_point
 from pipeline.io import ReadRequest, ReadResult, read_variant_files
 from pipeline.io.manifest import ManifestRow, RowRejection, read_manifest, read_therapies
 from pipeline.knowledge import KnowledgeBase
+from pipeline.progress import Progress, resolve
 from pipeline.schema import CALL_COLUMNS
 from pipeline.store.repository import PreparedSample, Store
 
@@ -249,9 +250,12 @@ def prepare_samples(rows: list[ManifestRow], settings: Settings,
 
 
 def ingest_rows(rows: list[ManifestRow], store: Store, settings: Settings, kb: KnowledgeBase,
-                *, amend: bool = False, run_id: str | None = None) -> IngestReport:
+                *, amend: bool = False, run_id: str | None = None,
+                progress: Progress | None = None) -> IngestReport:
     """Ingest validated manifest rows in batches (each sample still atomic)."""
     report = IngestReport()
+    steps = resolve(progress)
+    steps.start("ingest", len(rows))
     for start in range(0, len(rows), BATCH_ROWS):
         batch = rows[start:start + BATCH_ROWS]
         prepared = prepare_samples(batch, settings, kb)
@@ -273,16 +277,20 @@ def ingest_rows(rows: list[ManifestRow], store: Store, settings: Settings, kb: K
                 report.warnings += [IngestWarning(str(row.path), w, row.sample_id)
                                     for w in outcome.warnings]
         store.record_rejections(rejections, run_id=run_id)
+        steps.advance(len(batch))
+    steps.finish()
     return report
 
 
 def ingest_manifest(manifest: str | Path, store: Store, settings: Settings, kb: KnowledgeBase,
                     *, amend: bool = False, sample_ids: set[str] | None = None,
-                    run_id: str | None = None) -> IngestReport:
+                    run_id: str | None = None,
+                    progress: Progress | None = None) -> IngestReport:
     """Validate a manifest, then ingest each valid row (optionally only ``sample_ids``)."""
     parsed = read_manifest(manifest, allowed_roots=settings.ingest.allowed_roots)
     rows = [r for r in parsed.rows if sample_ids is None or r.sample_id in sample_ids]
-    report = ingest_rows(rows, store, settings, kb, amend=amend, run_id=run_id)
+    report = ingest_rows(rows, store, settings, kb, amend=amend, run_id=run_id,
+                         progress=progress)
     for rejection in parsed.rejected:
         if sample_ids is None or rejection.sample_id in sample_ids:
             report.rejected.append(rejection)

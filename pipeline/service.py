@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pipeline
 from pipeline.errors import NotFoundError
+from pipeline.progress import Progress, resolve
 from pipeline.store.repository import Store, now_utc, plain_value
 
 if TYPE_CHECKING:  # loaded where used: `ctdna observations` needs no pandas (#11 item 4)
@@ -63,7 +64,8 @@ class EvaluationResult:
 
 def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
                       patient_ids: list[str] | None, as_of: date | None = None, *,
-                      persist: bool = True) -> list[EvaluationResult]:
+                      persist: bool = True,
+                      progress: Progress | None = None) -> list[EvaluationResult]:
     """Evaluate the rules for the given patients (all when None) and store the assessments.
 
     The stored row records the exact sample rows (versions) the rules read, the config and
@@ -75,6 +77,8 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
     if not ids:
         return []
     read_at = now_utc()
+    steps = resolve(progress)
+    steps.start("evaluate", len(ids))  # the rules run on the whole cohort at once
     observations = store.observations_frame(ids)
     samples = store.samples_frame(ids)
     therapies = store.therapies_frame(ids)
@@ -97,6 +101,8 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
                                         care_teams.get(assessment.patient_id),
                                         previous_status.get(assessment.patient_id),
                                         read_at))
+        steps.advance()
+    steps.finish()
     return results
 
 

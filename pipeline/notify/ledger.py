@@ -64,6 +64,7 @@ from pipeline.notify.transport import (
     Transport,
     TransportUnavailableError,
 )
+from pipeline.progress import Progress, tracked
 from pipeline.store.models import alert_notifications as T
 from pipeline.store.repository import clear_pending
 
@@ -521,6 +522,7 @@ def deliver_pending(
     *,
     lease: timedelta = DEFAULT_LEASE,
     chart_for: Callable[[str], bytes | None] | None = None,
+    progress: Progress | None = None,
 ) -> DeliveryReport:
     """Send every due ledger row, at most ``notify.max_emails_per_run`` of them.
 
@@ -542,6 +544,8 @@ def deliver_pending(
     chart_for
         Optional ``patient_id -> PNG bytes`` for an inline trend chart; ``None`` means no
         chart.
+    progress
+        Optional progress reporter (:mod:`pipeline.progress`), counted in emails.
 
     Returns
     -------
@@ -565,7 +569,7 @@ def deliver_pending(
         ).scalars())
     limit = settings.notify.max_emails_per_run
     attempted = 0
-    for index, row_id in enumerate(ids):
+    for index, row_id in enumerate(tracked(ids, "delivery", progress)):
         if attempted >= limit or report.aborted:
             report.deferred = len(ids) - index
             break
