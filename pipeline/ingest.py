@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Settings
-from pipeline.errors import InputError
+from pipeline.errors import InputError, ManifestError
 from pipeline.io import read_variant_file
 from pipeline.io.manifest import ManifestRow, RowRejection, read_manifest, read_therapies
+from pipeline.io.result import DrawLevel
 from pipeline.knowledge import KnowledgeBase
 from pipeline.schema import CALL_COLUMNS
 from pipeline.store.repository import PreparedSample, Store
@@ -37,12 +39,16 @@ class IngestReport:
     rejected: list[RowRejection] = field(default_factory=list)
     therapies: int = 0
     patients: set[str] = field(default_factory=set)  # patients whose data changed
+    #: Tolerated oddities of stored samples (e.g. unclassified rows, #9 item 4), each
+    #: ``{"sample_id", "path", "warning"}``: visible, never silently dropped.
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
     def merge(self, other: IngestReport) -> None:
         self.ingested += other.ingested
         self.unchanged += other.unchanged
         self.amended += other.amended
         self.rejected += other.rejected
+        self.warnings += other.warnings
         self.therapies += other.therapies
         self.patients |= other.patients
 
@@ -55,6 +61,7 @@ class IngestReport:
                           if r.sample_id else {})} for r in self.rejected],
             "amended": self.amended,
             "therapy_rows": self.therapies,
+            "warnings": self.warnings,
         }
 
 
@@ -80,26 +87,31 @@ def choose_lod(
     return settings.assay(None).lod_vaf, "default", median_depth
 
 
-def detected_mask(calls: pd.DataFrame, lod_vaf: float, min_alt_reads: int) -> np.ndarray:
+def detected_mask(calls: pd.DataFrame, lod_vaf: float, min_alt_reads: int,
+                  policy: str = "lod_floor") -> np.ndarray:
     """Which calls count as detected in this draw (vectorised).
 
-    PASS (or no filter applied), and for SNV/MNV/indel calls: VAF (when known) at or above
-    the draw's LoD, and alt reads (when known) at least ``min_alt_reads``. CNV and fusion
-    calls are taken as the caller reports them (their abundance is not a VAF).
+    PASS (or no filter applied), and for SNV/MNV/indel/unclassified calls: alt reads (when
+    known) at least ``min_alt_reads``, and under the assay's ``lod_floor`` policy a VAF (when
+    known) at or above the draw's LoD. Under ``reported`` (#9 item 4: a vendor report) every
+    reported call is a detection whatever the LoD; the LoD then only says what a non-detect
+    means. CNV and fusion calls are taken as the caller reports them (their abundance is
+    not a VAF).
     """
     if calls.empty:
         return np.zeros(0, dtype=bool)
     passed = calls["filter"].fillna("PASS").isin(["PASS", "."]).to_numpy()
-    small = calls["variant_type"].isin(["snv", "mnv", "indel"]).to_numpy()
+    small = calls["variant_type"].isin(["snv", "mnv", "indel", "unclassified"]).to_numpy()
     vaf = calls["vaf"].to_numpy(dtype="float64", na_value=np.nan)
     alt_reads = pd.to_numeric(calls["alt_reads"], errors="coerce").to_numpy(dtype="float64",
                                                                             na_value=np.nan)
-    vaf_ok = np.isnan(vaf) | (vaf >= lod_vaf - VAF_TOLERANCE)
+    vaf_ok = np.isnan(vaf) | (vaf >= lod_vaf - VAF_TOLERANCE) | (policy == "reported")
     reads_ok = np.isnan(alt_reads) | (alt_reads >= min_alt_reads)
     return passed & (~small | (vaf_ok & reads_ok))
 
 
-def _content_hash(row: ManifestRow, calls: pd.DataFrame, file_format: str) -> str:
+def _content_hash(row: ManifestRow, calls: pd.DataFrame, file_format: str,
+                  level: DrawLevel | None = None) -> str:
     """SHA-256 of what was delivered for this draw plus the manifest metadata.
 
     VCF: the file's bytes (a multi-sample file is disambiguated by ``vcf_sample``).
@@ -114,12 +126,19 @@ def _content_hash(row: ManifestRow, calls: pd.DataFrame, file_format: str) -> st
     else:
         canonical = calls.reindex(columns=list(CALL_COLUMNS)).to_csv(index=False)
         digest.update(canonical.encode())
-    meta = {
-        "patient_id": row.patient_id, "collection_date": row.collection_date.isoformat(),
+    meta: dict[str, Any] = {
+        "patient_id": row.patient_id,
+        "collection_date": row.collection_date.isoformat() if row.collection_date else None,
         "vcf_sample": row.vcf_sample, "genome_build": row.genome_build, "lod_vaf": row.lod_vaf,
         "assay": row.assay, "tumor_fraction": row.tumor_fraction, "profile": row.profile,
         "sample_id": row.sample_id,
     }
+    # Added only when present, so that the hashes of samples stored before these existed
+    # stay the same (re-ingest stays a no-op).
+    if row.anchor_date is not None:
+        meta["anchor_date"] = row.anchor_date.isoformat()
+    if level is not None:
+        meta["level"] = [level.value, level.unit, level.lod, level.call]
     digest.update(json.dumps(meta, sort_keys=True).encode())
     return digest.hexdigest()
 
@@ -129,24 +148,54 @@ def prepare_sample(row: ManifestRow, settings: Settings, kb: KnowledgeBase) -> P
     result = read_variant_file(
         row.path, sample_id=row.sample_id, vcf_sample=row.vcf_sample,
         genome_build=row.genome_build, profile=row.profile, settings=settings,
+        anchor_date=row.anchor_date,
     )
     calls = result.calls
-    assay = settings.assay(row.assay)
+    collection = _draw_date(row, result.collection_date)
+    # The profile's assay when the manifest names none (#9 item 4); the content hash keeps
+    # the manifest row as given.
+    assay_name = row.assay or result.assay
+    assay = settings.assay(assay_name)
     annotated = kb.annotate(calls, result.genome_build, cnv_kind=assay.cnv_kind)
-    lod_vaf, lod_source, median_depth = choose_lod(row, calls, settings)
+    lod_vaf, lod_source, median_depth = choose_lod(replace(row, assay=assay_name), calls,
+                                                   settings)
     annotated = annotated.assign(
-        detected=detected_mask(annotated, lod_vaf, settings.rules.min_alt_reads_detected),
+        detected=detected_mask(annotated, lod_vaf, settings.rules.min_alt_reads_detected,
+                               assay.detection),
     )
     annotated["category"] = annotated["category"].fillna("other")
+    level = result.level
     return PreparedSample(
         sample_id=row.sample_id, patient_id=row.patient_id,
-        collection_date=row.collection_date, care_team=row.care_team,
-        source_path=str(row.path), content_sha256=_content_hash(row, calls, result.file_format),
+        collection_date=collection, care_team=row.care_team,
+        source_path=str(row.path),
+        content_sha256=_content_hash(row, calls, result.file_format, level),
         file_format=result.file_format, vcf_sample=result.vcf_sample, caller=result.caller,
-        genome_build=result.genome_build, assay=row.assay, lod_vaf=lod_vaf,
+        genome_build=result.genome_build, assay=assay_name, lod_vaf=lod_vaf,
         lod_source=lod_source, tumor_fraction=row.tumor_fraction, median_depth=median_depth,
         n_records=int(result.n_records), kb_version=kb.version, observations=annotated,
+        warnings=tuple(result.warnings),
+        level_value=level.value if level else None, level_unit=level.unit if level else None,
+        level_lod=level.lod if level else None, level_call=level.call if level else None,
     )
+
+
+def _draw_date(row: ManifestRow, from_table: date | None) -> date:
+    """The manifest's collection_date, or anchor + the table's relative day (#12 item 5);
+    both given must agree."""
+    if from_table is not None and row.collection_date is not None \
+            and from_table != row.collection_date:
+        raise ManifestError(
+            f"collection_date {row.collection_date} disagrees with anchor_date + the table's "
+            f"relative day ({from_table})", path=row.manifest_path, record=f"line {row.line}",
+            field="collection_date")
+    found = from_table or row.collection_date
+    if found is None:
+        raise ManifestError(
+            "collection_date is empty and the file gives no relative day for this draw (only "
+            "a table whose profile declares relative_date can date a draw from anchor_date)",
+            path=row.manifest_path, record=f"line {row.line}", field="collection_date")
+    return found
 
 
 def ingest_rows(rows: list[ManifestRow], store: Store, settings: Settings, kb: KnowledgeBase,
@@ -164,6 +213,8 @@ def ingest_rows(rows: list[ManifestRow], store: Store, settings: Settings, kb: K
                                    sample_id=row.sample_id, run_id=run_id)
             continue
         getattr(report, action).append(row.sample_id)
+        report.warnings += [{"sample_id": row.sample_id, "path": str(row.path), "warning": w}
+                            for w in prepared.warnings]
         if action != "unchanged":
             report.patients.add(row.patient_id)
     return report

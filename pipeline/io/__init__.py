@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,7 @@ def read_variant_file(
     genome_build: str | None = None,
     profile: str | None = None,
     settings: Any = None,
+    anchor_date: date | None = None,
 ) -> ReadResult:
     """Read one sample's calls from a VCF/BCF or a CSV/TSV variant table.
 
@@ -101,10 +103,12 @@ def read_variant_file(
     genome_build
         Declared build (``GRCh37``/``hg19``/``b37``/``GRCh38``/``hg38``) or None to detect.
     profile
-        Vendor table profile name (``configs/profiles/<name>.yaml``) or None to detect.
+        Table profile name on the profile search path (``profiles_dir``, then the shipped
+        ``configs/profiles``) or None to detect.
     settings
-        :class:`pipeline.config.Settings`; reserved for assay-specific reading options
-        (currently unused by the readers).
+        :class:`pipeline.config.Settings`; its ``profiles_dir`` sets the profile search path.
+    anchor_date
+        Per-patient anchor date for tables whose profile declares ``relative_date``.
 
     Returns
     -------
@@ -118,7 +122,6 @@ def read_variant_file(
     GenomeBuildError
         Build unknown, contradictory or not detectable.
     """
-    del settings  # accepted for the internal contract; no reader option depends on it yet
     kind, compression = sniff_format(path)
     if kind == "vcf":
         if compression == "gzip":
@@ -131,9 +134,12 @@ def read_variant_file(
         from pipeline.io.vcf import read_vcf
 
         return read_vcf(path, vcf_sample=vcf_sample, genome_build=genome_build)
+    from pipeline.io.profiles import search_path
     from pipeline.io.table import read_table
 
     opener = gzip.open if compression != "none" else None
+    folders = search_path(getattr(settings, "profiles_dir", None)) if settings else None
     return read_table(
-        path, sample_id=sample_id, profile=profile, genome_build=genome_build, opener=opener
+        path, sample_id=sample_id, profile=profile, genome_build=genome_build, opener=opener,
+        profile_dirs=folders, anchor_date=anchor_date,
     )

@@ -15,22 +15,24 @@ import csv
 import io
 import re
 from collections.abc import Callable
-from functools import lru_cache
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from pipeline.config import configs_dir
 from pipeline.errors import GenomeBuildError, InputError, InvalidVariantFileError
 from pipeline.io.build import normalise_build
+from pipeline.io.drawinfo import draw_date, draw_level
+from pipeline.io.profiles import CANONICAL, Profile, known_profiles, load_profile, search_path
 from pipeline.io.result import ReadResult
 from pipeline.schema import conform_calls
 
 #: Variant types a table row may declare (the contract's five).
 TABLE_VARIANT_TYPES = ("snv", "mnv", "indel", "cnv", "fusion")
+#: A vendor row its profile cannot type (``TP53 Splice``, ``EGFR Exon``; #9 item 4).
+UNCLASSIFIED = "unclassified"
 #: float32-style tolerance on the VAF bounds, as for VCFs.
 VAF_TOLERANCE = 1e-6
 #: Column names that hold a VAF of undeclared unit: refused in canonical tables.
@@ -39,58 +41,6 @@ _CANONICAL_REQUIRED = {"sample_id", "gene", "variant_type"}
 _NUMERIC = ("pos", "vaf", "vaf_percent", "alt_reads", "depth", "copy_number", "mate_pos")
 _INTEGER = ("pos", "alt_reads", "depth", "mate_pos")
 _NA = {"", ".", "NA", "N/A", "na", "nan", "NaN", "None", "null"}
-
-
-class _Profile(dict):
-    """A profile mapping (``name`` is set to the file stem)."""
-
-    @property
-    def name(self) -> str:
-        return str(self.get("name", "canonical"))
-
-
-CANONICAL = _Profile(name="canonical", comment_prefix="#", zero_vaf_is_non_detect=True)
-
-
-def profiles_dir() -> Path:
-    """Folder of the shipped vendor profiles (``configs/profiles``)."""
-    return configs_dir() / "profiles"
-
-
-def known_profiles() -> list[str]:
-    """Names of the shipped profiles (YAML file stems), sorted."""
-    return sorted(p.stem for p in profiles_dir().glob("*.yaml"))
-
-
-@lru_cache(maxsize=64)
-def _load_profile_file(path: str) -> _Profile:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"unreadable profile ({exc})", path=path) from None
-    if not isinstance(data, dict):
-        raise InputError("profile must be a YAML mapping", path=path)
-    data.setdefault("name", Path(path).stem)
-    return _Profile(data)
-
-
-def load_profile(name: str) -> _Profile:
-    """Load ``configs/profiles/<name>.yaml``.
-
-    Raises
-    ------
-    InputError
-        Unknown name (the message lists the known profiles) or an unreadable file.
-    """
-    if name == "canonical":
-        return CANONICAL
-    path = profiles_dir() / f"{name}.yaml"
-    if not path.is_file():
-        raise InputError(
-            f"unknown table profile {name!r}; known: canonical, {', '.join(known_profiles())}",
-            field="profile",
-        )
-    return _load_profile_file(str(path))
 
 
 def _read_lines(path: Path, opener: Callable[..., Any] | None) -> list[str]:
@@ -127,27 +77,28 @@ def _split(line: str, delimiter: str | None = None) -> list[str]:
     return [c.strip() for c in next(csv.reader([line], delimiter=delim))]
 
 
-def _choose_profile(lines: list[str], path: Path) -> _Profile:
-    """Canonical header first, then every shipped profile's detection columns."""
+def _choose_profile(lines: list[str], path: Path, folders: list[Path]) -> Profile:
+    """Canonical header first, then every profile's detection columns (search path order
+    of names, sorted)."""
     n = _header_index(lines, "#", None)
     if n is not None and set(_split(lines[n])) >= _CANONICAL_REQUIRED:
         return CANONICAL
-    for name in known_profiles():
-        prof = load_profile(name)
+    for name in known_profiles(folders):
+        prof = load_profile(name, folders)
         detect = list(prof.get("detect_columns") or [])
         prefix = str(prof.get("comment_prefix", "#"))
         if detect and _header_index(lines, prefix, detect) is not None:
             return prof
     raise InvalidVariantFileError(
         "table header matches neither the canonical columns (sample_id, gene, variant_type, "
-        f"...) nor a known profile ({', '.join(known_profiles())}); pass a profile",
+        f"...) nor a known profile ({', '.join(known_profiles(folders))}); pass a profile",
         path=path,
         record="header",
     )
 
 
 def _parse_rows(
-    lines: list[str], path: Path, prof: _Profile
+    lines: list[str], path: Path, prof: Profile
 ) -> tuple[pd.DataFrame, list[str]]:
     prefix = str(prof.get("comment_prefix", "#"))
     detect = list(prof.get("detect_columns") or []) or None
@@ -199,7 +150,7 @@ def _normalise_id(value: str) -> str:
     return text
 
 
-def _apply_profile(frame: pd.DataFrame, prof: _Profile, path: Path) -> pd.DataFrame:
+def _apply_profile(frame: pd.DataFrame, prof: Profile, path: Path) -> pd.DataFrame:
     """Vendor columns → canonical columns (renames, splits, extraction, value maps)."""
     out = frame.copy()
     na = set(prof.get("na_values") or []) | _NA
@@ -218,9 +169,12 @@ def _apply_profile(frame: pd.DataFrame, prof: _Profile, path: Path) -> pd.DataFr
         out["sample_id"] = joined
     elif isinstance(spec, dict) and spec.get("column"):
         out = out.rename(columns={spec["column"]: "sample_id"})
+    # drop_rows marks "this draw had no calls" rows: kept (without gene and type) until the
+    # draw's rows are selected, so that a draw of only such rows still has its date.
+    marker = pd.Series(False, index=out.index)
     for rule_col, values in (prof.get("drop_rows") or {}).items():
         if rule_col in out.columns:
-            out = out[~out[rule_col].isin([str(v) for v in values])]
+            marker |= out[rule_col].isin([str(v) for v in values])
     renames = {k: v for k, v in (prof.get("columns") or {}).items() if k in out.columns}
     out = out.rename(columns=renames)
     vaf_col = prof.get("vaf_column")
@@ -286,11 +240,21 @@ def _apply_profile(frame: pd.DataFrame, prof: _Profile, path: Path) -> pd.DataFr
                 assigned[hit.to_numpy(dtype=bool)] = rule["type"]
             out["variant_type"] = out["variant_type"].where(out["variant_type"].notna(),
                                                             assigned)
+            if prof.get("untyped_rows", "unclassified") == UNCLASSIFIED:
+                untyped = out["variant_type"].isna() & text.notna()
+                if "gene" in out.columns:
+                    untyped &= out["gene"].notna()
+                out.loc[untyped.to_numpy(dtype=bool), "variant_type"] = UNCLASSIFIED
+    if marker.any():
+        for col in ("gene", "variant_type"):
+            if col not in out.columns:
+                out[col] = None
+        out.loc[marker.to_numpy(dtype=bool), ["gene", "variant_type"]] = None
     return out
 
 
 def _resolve_table_build(
-    declared: str | None, prof: _Profile, frame: pd.DataFrame, path: Path
+    declared: str | None, prof: Profile, frame: pd.DataFrame, path: Path
 ) -> str:
     candidates: list[tuple[str, str]] = []
     if declared is not None and str(declared).strip():
@@ -329,6 +293,8 @@ def read_table(
     profile: str | None = None,
     genome_build: str | None = None,
     opener: Callable[..., Any] | None = None,
+    profile_dirs: list[Path] | None = None,
+    anchor_date: date | None = None,
 ) -> ReadResult:
     """Read one sample's rows of a canonical or vendor variant table.
 
@@ -340,16 +306,23 @@ def read_table(
         Selects this sample's rows when the table has a sample_id (or profile-built) column;
         a table without one holds a single sample.
     profile
-        Profile name in ``configs/profiles`` (or ``canonical``); None to detect.
+        Profile name on the search path (or ``canonical``); None to detect.
     genome_build
         Manifest build; else the profile's fixed build; else a ``genome_build`` column.
     opener
         ``gzip.open`` for compressed tables.
+    profile_dirs
+        Profile search path (:func:`pipeline.io.profiles.search_path`); None for the
+        environment's and the shipped profiles.
+    anchor_date
+        Per-patient anchor of a profile with ``relative_date`` (manifest ``anchor_date``).
 
     Returns
     -------
     ReadResult
-        ``vaf`` as a fraction (percent columns divided by 100); non-detect rows dropped.
+        ``vaf`` as a fraction (percent columns divided by 100); non-detect rows dropped;
+        rows the profile cannot type kept as ``unclassified`` (warned); ``collection_date``
+        set for relative-date profiles with an anchor; ``level`` for draw-level profiles.
 
     Raises
     ------
@@ -359,8 +332,9 @@ def read_table(
         No or conflicting build.
     """
     path = Path(path)
+    folders = profile_dirs or search_path()
     lines = _read_lines(path, opener)
-    prof = load_profile(profile) if profile else _choose_profile(lines, path)
+    prof = load_profile(profile, folders) if profile else _choose_profile(lines, path, folders)
     raw, header = _parse_rows(lines, path, prof)
     if prof is CANONICAL:
         missing = sorted(_CANONICAL_REQUIRED - set(header))
@@ -396,6 +370,8 @@ def read_table(
         selected = frame
     n_rows = len(selected)
     build = _resolve_table_build(genome_build, prof, selected if len(selected) else frame, path)
+    collection = draw_date(selected, prof, path, anchor_date)
+    level = draw_level(selected, prof, path) if prof.get("level") else None
     calls = _validate(selected, path, prof, warnings)
     if prof.get("dedupe_fusions") and len(calls):
         calls = _dedupe_fusions(calls, warnings)
@@ -407,10 +383,13 @@ def read_table(
         file_format="table",
         n_records=n_rows,
         warnings=warnings,
+        assay=prof.get("assay"),
+        collection_date=collection,
+        level=level,
     )
 
 
-def _validate(frame: pd.DataFrame, path: Path, prof: _Profile, warnings: list[str]) -> pd.DataFrame:
+def _validate(frame: pd.DataFrame, path: Path, prof: Profile, warnings: list[str]) -> pd.DataFrame:
     """Type, unit and placement checks; returns the calls (pre-conform)."""
     out = frame.copy()
     for col in ("gene", "variant_type", "chrom", "ref", "alt", "protein_change",
@@ -424,9 +403,19 @@ def _validate(frame: pd.DataFrame, path: Path, prof: _Profile, warnings: list[st
         return pd.DataFrame({c: pd.Series(dtype=object) for c in sorted(_OUTPUT_COLUMNS)})
     _fail(path, out, out["gene"].isna(), "gene", "gene is empty")
     vtype = out["variant_type"].map(lambda v: str(v).strip().lower() if v is not None else v)
-    _fail(path, out, ~vtype.isin(TABLE_VARIANT_TYPES), "variant_type",
+    allowed = TABLE_VARIANT_TYPES + ((UNCLASSIFIED,) if prof is not CANONICAL else ())
+    _fail(path, out, ~vtype.isin(allowed), "variant_type",
           "unknown variant_type {value!r} (expected snv, mnv, indel, cnv or fusion)")
     out["variant_type"] = vtype
+    untyped = (vtype == UNCLASSIFIED).to_numpy(dtype=bool)
+    if untyped.any():
+        # #9 item 4: a row the profile cannot type keeps its draw (never a reason to lose
+        # the other calls) and is never silently dropped: stored as "unclassified", warned.
+        rows = out[untyped]
+        shown = ", ".join(f"{g} {p or ''}".strip() + f" (line {n})" for g, p, n in
+                          zip(rows["gene"], rows["protein_change"], rows["_line"], strict=True))
+        warnings.append(f"{int(untyped.sum())} row(s) the profile {prof.name!r} cannot type "
+                        f"stored as unclassified alterations: {shown}")
     for col in _NUMERIC:
         if col not in out.columns:
             out[col] = np.nan

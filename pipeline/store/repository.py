@@ -70,6 +70,11 @@ class PreparedSample:
     n_records: int
     kb_version: str
     observations: pd.DataFrame  # OBSERVATION_COLUMNS
+    warnings: tuple[str, ...] = ()  # reader warnings, for the ingest report (not stored)
+    level_value: float | None = None  # draw-level value (#9 item 7), unit level_unit
+    level_unit: str | None = None  # tumor_fraction | mean_vaf | mtm_per_ml
+    level_lod: float | None = None
+    level_call: str | None = None  # positive | negative
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -175,6 +180,8 @@ class Store:
                 lod_source=prepared.lod_source, tumor_fraction=prepared.tumor_fraction,
                 median_depth=prepared.median_depth, n_records=prepared.n_records,
                 kb_version=prepared.kb_version, ingested_at=now,
+                level_value=prepared.level_value, level_unit=prepared.level_unit,
+                level_lod=prepared.level_lod, level_call=prepared.level_call,
             )
         ).inserted_primary_key[0]
         rows = self._observation_rows(prepared.observations, int(sample_pk))
@@ -248,6 +255,7 @@ class Store:
                 conn.execute(models.therapy_lines.insert(), [
                     {"patient_id": str(patient_id), "line": int(r.line), "drug": str(r.drug),
                      "start_date": r.start_date, "end_date": plain_value(r.end_date),
+                     "intent": plain_value(getattr(r, "intent", None)),
                      "source_path": source_path, "updated_at": now}
                     for r in group.itertuples(index=False)
                 ])
@@ -315,11 +323,16 @@ class Store:
         stmt = (sa.select(t.c.id.label("sample_pk"), t.c.sample_id, t.c.patient_id,
                           t.c.collection_date, t.c.lod_vaf, t.c.lod_source, t.c.tumor_fraction,
                           t.c.assay, t.c.median_depth, t.c.n_records, t.c.genome_build,
-                          t.c.version, t.c.caller, t.c.source_path)
+                          t.c.version, t.c.caller, t.c.source_path, t.c.level_value,
+                          t.c.level_unit, t.c.level_lod, t.c.level_call)
                 .where(t.c.is_current.is_(True)))
         if patient_ids is not None:
             stmt = stmt.where(t.c.patient_id.in_(list(patient_ids)))
         frame = self._frame(stmt.order_by(t.c.patient_id, t.c.collection_date, t.c.sample_id))
+        for column in ("level_value", "level_lod"):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        for column in ("level_unit", "level_call"):
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
         return _coerce_dates(frame, ["collection_date"])
 
     def observations_frame(self, patient_ids: Iterable[str] | None = None) -> pd.DataFrame:
@@ -345,10 +358,14 @@ class Store:
 
     def therapies_frame(self, patient_ids: Iterable[str] | None = None) -> pd.DataFrame:
         t = models.therapy_lines
-        stmt = sa.select(t.c.patient_id, t.c.line, t.c.drug, t.c.start_date, t.c.end_date)
+        stmt = sa.select(t.c.patient_id, t.c.line, t.c.drug, t.c.start_date, t.c.end_date,
+                         t.c.intent)
         if patient_ids is not None:
             stmt = stmt.where(t.c.patient_id.in_(list(patient_ids)))
         frame = self._frame(stmt.order_by(t.c.patient_id, t.c.line))
+        # Intent not declared = palliative (the contract's default line of therapy, #9 item 7).
+        frame["intent"] = frame["intent"].astype(object).where(frame["intent"].notna(),
+                                                               "palliative")
         return _coerce_dates(frame, ["start_date", "end_date"])
 
     def ingest_history(self, sample_id: str | None = None) -> pd.DataFrame:
