@@ -20,6 +20,7 @@ from pipeline.config import Settings
 from pipeline.errors import InputError, ManifestError
 from pipeline.io import read_variant_file
 from pipeline.io.manifest import ManifestRow, RowRejection, read_manifest, read_therapies
+from pipeline.io.profiles import known_profiles, load_profile, search_path
 from pipeline.io.result import DrawLevel
 from pipeline.knowledge import KnowledgeBase
 from pipeline.schema import CALL_COLUMNS
@@ -226,6 +227,7 @@ def ingest_manifest(manifest: str | Path, store: Store, settings: Settings, kb: 
     """Validate a manifest, then ingest each valid row (optionally only ``sample_ids``)."""
     parsed = read_manifest(manifest)
     rows = [r for r in parsed.rows if sample_ids is None or r.sample_id in sample_ids]
+    check_profiles(rows, settings)
     report = ingest_rows(rows, store, settings, kb, amend=amend, run_id=run_id)
     for rejection in parsed.rejected:
         if sample_ids is None or rejection.sample_id in sample_ids:
@@ -233,6 +235,24 @@ def ingest_manifest(manifest: str | Path, store: Store, settings: Settings, kb: 
             store.record_rejection(path=rejection.path, error=rejection.error,
                                    sample_id=rejection.sample_id, run_id=run_id)
     return report
+
+
+def check_profiles(rows: list[ManifestRow], settings: Settings) -> None:
+    """Validate every profile the batch names before anything is stored.
+
+    A broken profile file (unknown key, bad value) is the lab's configuration, not one bad
+    row: the whole batch is refused (exit 2, nothing half-stored). Unknown names stay
+    per-row rejections (#12 item 5).
+
+    Raises
+    ------
+    ProfileError
+        Naming the profile file and the key.
+    """
+    folders = search_path(settings.profiles_dir)
+    for name in sorted({r.profile for r in rows if r.profile}):
+        if name in known_profiles(folders):
+            load_profile(name, folders)
 
 
 def ingest_therapies(path: str | Path, store: Store) -> IngestReport:

@@ -407,15 +407,6 @@ def _validate(frame: pd.DataFrame, path: Path, prof: Profile, warnings: list[str
     _fail(path, out, ~vtype.isin(allowed), "variant_type",
           "unknown variant_type {value!r} (expected snv, mnv, indel, cnv or fusion)")
     out["variant_type"] = vtype
-    untyped = (vtype == UNCLASSIFIED).to_numpy(dtype=bool)
-    if untyped.any():
-        # #9 item 4: a row the profile cannot type keeps its draw (never a reason to lose
-        # the other calls) and is never silently dropped: stored as "unclassified", warned.
-        rows = out[untyped]
-        shown = ", ".join(f"{g} {p or ''}".strip() + f" (line {n})" for g, p, n in
-                          zip(rows["gene"], rows["protein_change"], rows["_line"], strict=True))
-        warnings.append(f"{int(untyped.sum())} row(s) the profile {prof.name!r} cannot type "
-                        f"stored as unclassified alterations: {shown}")
     for col in _NUMERIC:
         if col not in out.columns:
             out[col] = np.nan
@@ -467,6 +458,15 @@ def _validate(frame: pd.DataFrame, path: Path, prof: Profile, warnings: list[str
           "fusion_partner", "fusion row without fusion_partner")
     out.loc[cnv | fusion, "protein_change"] = out.loc[cnv | fusion, "protein_change"].where(
         ~out.loc[cnv | fusion, "protein_change"].isin(["Amplification", "Fusion"]), None)
+    untyped = (out["variant_type"] == UNCLASSIFIED).to_numpy(dtype=bool)
+    if untyped.any():
+        # #9 item 4: a row the profile cannot type keeps its draw (never a reason to lose
+        # the other calls) and is never silently dropped: stored as "unclassified", warned.
+        rows = out[untyped]
+        shown = ", ".join(f"{g} {p or ''}".strip() + f" (line {n})" for g, p, n in
+                          zip(rows["gene"], rows["protein_change"], rows["_line"], strict=True))
+        warnings.append(f"{int(untyped.sum())} row(s) the profile {prof.name!r} cannot type "
+                        f"stored as unclassified alterations: {shown}")
     out["filter"] = out["filter"].where(out["filter"].notna(), "PASS")
     out["record_index"] = out["_line"].astype("int64")
     out["cnv_kind"] = np.where(cnv, prof.get("cnv_kind", "plasma_cn"), None)
