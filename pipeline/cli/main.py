@@ -126,6 +126,9 @@ def ingest(
                    + (f", therapy rows {report.therapies}" if therapies else ""))
         for rejection in report.rejected:
             typer.echo(f"rejected: {rejection.error}", err=True)
+        for warning in report.warnings:
+            typer.echo(f"warning: {warning['path']}: {warning['sample_id']}: "
+                       f"{warning['warning']}", err=True)
     if report.rejected:
         raise typer.Exit(EXIT_BAD_INPUT)
 
