@@ -11,14 +11,15 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: demo test test-fast lint typecheck setup clean
+.PHONY: demo test test-fast lint typecheck setup clean bench bench-ci
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 .venv/.installed: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --extra dev --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --extra dev --python $(PYTHON)
+	$(UV) run --no-sync python -m compileall -q pipeline flows
 	touch $@
 
 setup: .venv/.installed
@@ -32,6 +33,18 @@ test: .venv/.installed
 
 test-fast: .venv/.installed
 	.venv/bin/python -m pytest -q -m "not flow and not postgres and not browser and not benchmark"
+
+# Benchmarks of issue #11 (docs/performance.md); skipped by every other target.
+# bench: full size (CTDNA_BENCH_PATIENTS=10000 for the issue's cohort); bench-ci: scaled
+# down, fails on a 3x regression against tests/benchmarks/baseline.json.
+bench: .venv/.installed
+	.venv/bin/python -m compileall -q pipeline flows
+	.venv/bin/python -m pytest -q -s -p no:cacheprovider --benchmark-enable \
+		tests/benchmarks/test_benchmarks.py
+
+bench-ci: .venv/.installed
+	.venv/bin/python -m pytest -q -p no:cacheprovider --benchmark-enable \
+		tests/benchmarks/test_regression.py
 
 lint: .venv/.installed
 	.venv/bin/ruff check pipeline flows tests

@@ -3,8 +3,9 @@
 Resolution order (later wins): ``configs/defaults.yaml`` shipped with ctdna, then the
 file given by ``--config`` or ``CTDNA_CONFIG`` (deep-merged), then environment variables
 (``CTDNA_DB_URL``, ``CTDNA_SMTP_*``, ``CTDNA_MAIL_FROM``, ``CTDNA_OUTBOX``,
-``CTDNA_REPORTS_DIR``, ``CTDNA_PROFILES_DIR``). The merged mapping is validated by the
-pydantic schema below; unknown keys are errors, so a typo in a threshold name never passes silently.
+``CTDNA_REPORTS_DIR``, ``CTDNA_KB_OVERRIDES``, ``CTDNA_PROFILES_DIR``). The merged mapping is
+validated by the pydantic schema below; unknown keys are errors, so a typo in a threshold name
+never passes silently.
 
 Every assessment and report records :attr:`Settings.version` and
 :meth:`Settings.fingerprint` so that an alert can be reproduced with the exact config.
@@ -106,8 +107,10 @@ class RulesSettings(_Strict):
     met_absolute_cn_failure: float = Field(
         5.0, gt=0, description="R3 for absolute-CN assays: NGS gene copy number >= 5 (EHO 2021)"
     )
-    chip_genes: tuple[str, ...] = (
-        "DNMT3A", "TET2", "ASXL1", "PPM1D", "JAK2", "SF3B1", "SRSF2", "CBL", "GNB1", "GNAS",
+    chip_genes: tuple[str, ...] = Field(
+        (),
+        description="EXTRA clonal-haematopoiesis genes of this lab, added to the knowledge "
+        "base's chip_genes (the single list, issue #13); remove a gene via a KB override",
     )
     high_risk_baseline_genes: tuple[str, ...] = Field(
         ("TP53",), description="B2: a baseline mutation in these genes is a high-risk profile"
@@ -211,6 +214,18 @@ class ScheduleSettings(_Strict):
     timezone: str = "Europe/Berlin"
 
 
+class KnowledgeSettings(_Strict):
+    """Knowledge-base settings (issue #13 items 4-5)."""
+
+    overrides_dir: str | None = Field(
+        None, description="The lab's KB override folder (override.yaml, alterations.tsv, "
+        "activity.tsv); env CTDNA_KB_OVERRIDES. Shipped files are never edited"
+    )
+    audit_max_source_age_years: int = Field(
+        5, ge=1, description="ctdna kb audit: flag sources published longer ago than this"
+    )
+
+
 class PathSettings(_Strict):
     reports: str = "reports"
     quarantine: str = "quarantine"
@@ -228,6 +243,7 @@ class Settings(_Strict):
     notify: NotifySettings = NotifySettings()
     schedule: ScheduleSettings = ScheduleSettings()
     paths: PathSettings = PathSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
     database_url: str | None = None
     profiles_dir: str | list[str] | None = Field(
         None, description="Folder(s) of the lab's table profiles, searched before the shipped "
@@ -315,6 +331,8 @@ def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
         out["notify"] = notify
     if env.get("CTDNA_REPORTS_DIR"):
         out["paths"] = {"reports": env["CTDNA_REPORTS_DIR"]}
+    if env.get("CTDNA_KB_OVERRIDES"):
+        out["knowledge"] = {"overrides_dir": env["CTDNA_KB_OVERRIDES"]}
     if env.get("CTDNA_PROFILES_DIR"):
         out["profiles_dir"] = [p for p in env["CTDNA_PROFILES_DIR"].split(os.pathsep) if p]
     return out

@@ -2,6 +2,11 @@
 
 One bad manifest row (unreadable file, malformed VCF, unknown build) is rejected with a
 one-line reason while the good rows proceed; nothing of a rejected sample is stored.
+
+Batches, not rows (issue #11 item 1): every file is read and validated once per batch
+whatever number of manifest rows point at it (:func:`pipeline.io.read_variant_files`),
+recognition runs once over all the batch's calls, and the store writes the batch in bulk
+(:meth:`pipeline.store.repository.Store.ingest_samples`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import pandas as pd
 
 from pipeline.config import Settings
 from pipeline.errors import InputError, ManifestError
-from pipeline.io import read_variant_file
+from pipeline.io import ReadRequest, ReadResult, read_variant_files
 from pipeline.io.manifest import ManifestRow, RowRejection, read_manifest, read_therapies
 from pipeline.io.profiles import known_profiles, load_profile, search_path
 from pipeline.io.result import DrawLevel
@@ -77,7 +82,13 @@ def choose_lod(
     """
     depths = pd.to_numeric(calls.get("depth", pd.Series(dtype="float64")), errors="coerce")
     depths = depths[depths > 0]
-    median_depth = float(depths.median()) if len(depths) else None
+    return lod_from_depth(row, float(depths.median()) if len(depths) else None, settings)
+
+
+def lod_from_depth(
+    row: ManifestRow, median_depth: float | None, settings: Settings
+) -> tuple[float, str, float | None]:
+    """:func:`choose_lod` given the draw's median depth (computed batch-wise by ingest)."""
     if row.lod_vaf is not None:
         return row.lod_vaf, "manifest", median_depth
     known = {name.lower() for name in settings.assays}
@@ -88,16 +99,17 @@ def choose_lod(
     return settings.assay(None).lod_vaf, "default", median_depth
 
 
-def detected_mask(calls: pd.DataFrame, lod_vaf: float, min_alt_reads: int,
-                  policy: str = "lod_floor") -> np.ndarray:
+def detected_mask(calls: pd.DataFrame, lod_vaf: float | np.ndarray,
+                  min_alt_reads: int, reported: bool | np.ndarray = False) -> np.ndarray:
     """Which calls count as detected in this draw (vectorised).
 
     PASS (or no filter applied), and for SNV/MNV/indel/unclassified calls: alt reads (when
-    known) at least ``min_alt_reads``, and under the assay's ``lod_floor`` policy a VAF (when
-    known) at or above the draw's LoD. Under ``reported`` (#9 item 4: a vendor report) every
-    reported call is a detection whatever the LoD; the LoD then only says what a non-detect
-    means. CNV and fusion calls are taken as the caller reports them (their abundance is
-    not a VAF).
+    known) at least ``min_alt_reads`` and, under the assay's ``lod_floor`` detection policy,
+    a VAF (when known) at or above the draw's LoD. Where ``reported`` (the assay's policy
+    ``reported``, #9 item 4: a vendor report) every reported call is a detection whatever
+    the LoD; the LoD then only says what a non-detect means. CNV and fusion calls are taken
+    as the caller reports them (their abundance is not a VAF). ``lod_vaf`` and
+    ``reported`` are one value, or one per row when a whole batch is checked at once.
     """
     if calls.empty:
         return np.zeros(0, dtype=bool)
@@ -106,7 +118,7 @@ def detected_mask(calls: pd.DataFrame, lod_vaf: float, min_alt_reads: int,
     vaf = calls["vaf"].to_numpy(dtype="float64", na_value=np.nan)
     alt_reads = pd.to_numeric(calls["alt_reads"], errors="coerce").to_numpy(dtype="float64",
                                                                             na_value=np.nan)
-    vaf_ok = np.isnan(vaf) | (vaf >= lod_vaf - VAF_TOLERANCE) | (policy == "reported")
+    vaf_ok = np.isnan(vaf) | (vaf >= lod_vaf - VAF_TOLERANCE) | reported
     reads_ok = np.isnan(alt_reads) | (alt_reads >= min_alt_reads)
     return passed & (~small | (vaf_ok & reads_ok))
 
@@ -146,78 +158,130 @@ def _content_hash(row: ManifestRow, calls: pd.DataFrame, file_format: str,
 
 def prepare_sample(row: ManifestRow, settings: Settings, kb: KnowledgeBase) -> PreparedSample:
     """Read, validate and annotate one draw; raises :class:`InputError` on bad input."""
-    result = read_variant_file(
-        row.path, sample_id=row.sample_id, vcf_sample=row.vcf_sample,
-        genome_build=row.genome_build, profile=row.profile, settings=settings,
-        anchor_date=row.anchor_date,
-    )
-    calls = result.calls
-    collection = _draw_date(row, result.collection_date)
-    # The profile's assay when the manifest names none (#9 item 4); the content hash keeps
-    # the manifest row as given.
-    assay_name = row.assay or result.assay
-    assay = settings.assay(assay_name)
-    annotated = kb.annotate(calls, result.genome_build, cnv_kind=assay.cnv_kind)
-    lod_vaf, lod_source, median_depth = choose_lod(replace(row, assay=assay_name), calls,
-                                                   settings)
-    annotated = annotated.assign(
-        detected=detected_mask(annotated, lod_vaf, settings.rules.min_alt_reads_detected,
-                               assay.detection),
-    )
+    prepared = prepare_samples([row], settings, kb)[0]
+    if isinstance(prepared, InputError):
+        raise prepared
+    return prepared
+
+
+#: Manifest rows prepared and stored together; bounds the memory of one batch.
+BATCH_ROWS = 5000
+
+
+def prepare_samples(rows: list[ManifestRow], settings: Settings,
+                    kb: KnowledgeBase) -> list[PreparedSample | InputError]:
+    """Read, validate and annotate a batch of draws (see the module docstring).
+
+    Returns
+    -------
+    list
+        Aligned with ``rows``: the sample ready to store, or the :class:`InputError` that
+        rejects it (one bad row never stops the good ones).
+    """
+    reads = read_variant_files([
+        ReadRequest(row.path, row.sample_id, row.vcf_sample, row.genome_build, row.profile,
+                    row.anchor_date)
+        for row in rows
+    ], profile_dirs=search_path(settings.profiles_dir))
+    # Per draw: the date (manifest, or anchor + the table's relative day) and the assay (the
+    # manifest's, else the profile's, #9 item 4); the content hash keeps the row as given.
+    given = list(rows)
+    rows = list(rows)
+    for k, read in enumerate(reads):
+        if isinstance(read, ReadResult):
+            try:
+                day = _draw_date(rows[k], read.collection_date)
+            except InputError as exc:
+                reads[k] = exc
+                continue
+            rows[k] = replace(rows[k], collection_date=day, assay=rows[k].assay or read.assay)
+    out: list[PreparedSample | InputError | None] = [
+        r if isinstance(r, InputError) else None for r in reads]
+    good = [k for k, r in enumerate(reads) if isinstance(r, ReadResult)]
+    ok = [r for r in reads if isinstance(r, ReadResult)]
+    if not ok:
+        return [o for o in out if o is not None]
+    calls = pd.concat([r.calls for r in ok], ignore_index=True)
+    owner = np.repeat(np.arange(len(ok)), [len(r.calls) for r in ok])
+    calls["_owner"] = owner
+    depths = pd.to_numeric(calls["depth"], errors="coerce").to_numpy(dtype="float64",
+                                                                     na_value=np.nan)
+    positive = depths > 0
+    medians = pd.Series(depths[positive]).groupby(owner[positive]).median()
+    lods = [lod_from_depth(rows[k], (float(medians[j]) if j in medians.index else None),
+                           settings) for j, k in enumerate(good)]
+    # One recognition call per (build, CNV unit) over the whole batch (issue #11 item 1).
+    keys = [(r.genome_build, settings.assay(rows[k].assay).cnv_kind) for r, k in zip(ok, good,
+                                                                                    strict=True)]
+    row_keys = pd.Series([keys[j] for j in owner], dtype=object) if len(owner) else \
+        pd.Series([], dtype=object)
+    parts = []
+    for key in dict.fromkeys(keys):
+        mask = (row_keys == key).to_numpy(dtype=bool) if len(keys) > 1 else slice(None)
+        parts.append(kb.annotate(calls[mask], key[0], cnv_kind=key[1]))
+    annotated = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    row_owner = annotated["_owner"].to_numpy()
+    lod_per_row = np.array([lods[j][0] for j in range(len(good))], dtype="float64")[row_owner]
+    reported = np.array([settings.assay(rows[k].assay).detection == "reported" for k in good],
+                        dtype=bool)[row_owner]
+    annotated["detected"] = detected_mask(annotated, lod_per_row,
+                                          settings.rules.min_alt_reads_detected, reported)
     annotated["category"] = annotated["category"].fillna("other")
-    level = result.level
-    return PreparedSample(
-        sample_id=row.sample_id, patient_id=row.patient_id,
-        collection_date=collection, care_team=row.care_team,
-        source_path=str(row.path),
-        content_sha256=_content_hash(row, calls, result.file_format, level),
-        file_format=result.file_format, vcf_sample=result.vcf_sample, caller=result.caller,
-        genome_build=result.genome_build, assay=assay_name, lod_vaf=lod_vaf,
-        lod_source=lod_source, tumor_fraction=row.tumor_fraction, median_depth=median_depth,
-        n_records=int(result.n_records), kb_version=kb.version, observations=annotated,
-        warnings=tuple(result.warnings),
-        level_value=level.value if level else None, level_unit=level.unit if level else None,
-        level_lod=level.lod if level else None, level_call=level.call if level else None,
-    )
-
-
-def _draw_date(row: ManifestRow, from_table: date | None) -> date:
-    """The manifest's collection_date, or anchor + the table's relative day (#12 item 5);
-    both given must agree."""
-    if from_table is not None and row.collection_date is not None \
-            and from_table != row.collection_date:
-        raise ManifestError(
-            f"collection_date {row.collection_date} disagrees with anchor_date + the table's "
-            f"relative day ({from_table})", path=row.manifest_path, record=f"line {row.line}",
-            field="collection_date")
-    found = from_table or row.collection_date
-    if found is None:
-        raise ManifestError(
-            "collection_date is empty and the file gives no relative day for this draw (only "
-            "a table whose profile declares relative_date can date a draw from anchor_date)",
-            path=row.manifest_path, record=f"line {row.line}", field="collection_date")
-    return found
+    annotated = annotated.drop(columns="_owner")
+    positions = pd.Series(row_owner).groupby(row_owner, sort=False).indices
+    empty = annotated.iloc[0:0]
+    for j, k in enumerate(good):
+        result, row = ok[j], rows[k]
+        lod_vaf, lod_source, median_depth = lods[j]
+        own = positions.get(j)
+        observations = (annotated.take(own).reset_index(drop=True) if own is not None
+                        else empty.reset_index(drop=True))
+        level = result.level
+        out[k] = PreparedSample(
+            sample_id=row.sample_id, patient_id=row.patient_id,
+            collection_date=row.collection_date, care_team=row.care_team,
+            source_path=str(row.path),
+            content_sha256=_content_hash(given[k], result.calls, result.file_format, level),
+            file_format=result.file_format, vcf_sample=result.vcf_sample,
+            caller=result.caller, genome_build=result.genome_build, assay=row.assay,
+            lod_vaf=lod_vaf, lod_source=lod_source, tumor_fraction=row.tumor_fraction,
+            median_depth=median_depth, n_records=int(result.n_records), kb_version=kb.version,
+            observations=observations, warnings=tuple(result.warnings),
+            level_value=level.value if level else None,
+            level_unit=level.unit if level else None,
+            level_lod=level.lod if level else None,
+            level_call=level.call if level else None,
+        )
+    done = [o for o in out if o is not None]
+    assert len(done) == len(rows)  # every row ends prepared or rejected
+    return done
 
 
 def ingest_rows(rows: list[ManifestRow], store: Store, settings: Settings, kb: KnowledgeBase,
                 *, amend: bool = False, run_id: str | None = None) -> IngestReport:
-    """Ingest validated manifest rows one sample at a time (each atomic)."""
+    """Ingest validated manifest rows in batches (each sample still atomic)."""
     report = IngestReport()
-    for row in rows:
-        try:
-            prepared = prepare_sample(row, settings, kb)
-            action = store.ingest_sample(prepared, amend=amend, run_id=run_id)
-        except InputError as exc:
-            rejection = RowRejection(str(row.path), exc.one_line(), row.sample_id, row.line)
-            report.rejected.append(rejection)
-            store.record_rejection(path=rejection.path, error=rejection.error,
-                                   sample_id=row.sample_id, run_id=run_id)
-            continue
-        getattr(report, action).append(row.sample_id)
-        report.warnings += [{"sample_id": row.sample_id, "path": str(row.path), "warning": w}
-                            for w in prepared.warnings]
-        if action != "unchanged":
-            report.patients.add(row.patient_id)
+    for start in range(0, len(rows), BATCH_ROWS):
+        batch = rows[start:start + BATCH_ROWS]
+        prepared = prepare_samples(batch, settings, kb)
+        ready = [p for p in prepared if isinstance(p, PreparedSample)]
+        stored = iter(store.ingest_samples(ready, amend=amend, run_id=run_id))
+        rejections = []
+        for row, outcome in zip(batch, prepared, strict=True):
+            action = outcome if isinstance(outcome, InputError) else next(stored)
+            if isinstance(action, InputError):
+                rejection = RowRejection(str(row.path), action.one_line(), row.sample_id,
+                                         row.line)
+                report.rejected.append(rejection)
+                rejections.append((rejection.path, rejection.error, row.sample_id))
+                continue
+            getattr(report, action).append(row.sample_id)
+            if isinstance(outcome, PreparedSample):
+                report.warnings += [{"sample_id": row.sample_id, "path": str(row.path),
+                                     "warning": w} for w in outcome.warnings]
+            if action != "unchanged":
+                report.patients.add(row.patient_id)
+        store.record_rejections(rejections, run_id=run_id)
     return report
 
 
@@ -255,6 +319,24 @@ def check_profiles(rows: list[ManifestRow], settings: Settings) -> None:
             load_profile(name, folders)
 
 
+def _draw_date(row: ManifestRow, from_table: date | None) -> date:
+    """The manifest's collection_date, or anchor + the table's relative day (#12 item 5);
+    both given must agree."""
+    if from_table is not None and row.collection_date is not None \
+            and from_table != row.collection_date:
+        raise ManifestError(
+            f"collection_date {row.collection_date} disagrees with anchor_date + the table's "
+            f"relative day ({from_table})", path=row.manifest_path, record=f"line {row.line}",
+            field="collection_date")
+    found = from_table or row.collection_date
+    if found is None:
+        raise ManifestError(
+            "collection_date is empty and the file gives no relative day for this draw (only "
+            "a table whose profile declares relative_date can date a draw from anchor_date)",
+            path=row.manifest_path, record=f"line {row.line}", field="collection_date")
+    return found
+
+
 def ingest_therapies(path: str | Path, store: Store) -> IngestReport:
     """Validate a therapy history (all or nothing) and store it."""
     therapies = read_therapies(path)
@@ -263,12 +345,10 @@ def ingest_therapies(path: str | Path, store: Store) -> IngestReport:
     return report
 
 
-def reannotate(store: Store, settings: Settings, kb: KnowledgeBase,
-               patient_ids: list[str] | None = None) -> int:
-    """Re-run recognition on stored observations after a knowledge-base change."""
-    observations = store.observations_frame(patient_ids)
-    if observations.empty:
-        return 0
+def recognise_stored(observations: pd.DataFrame, settings: Settings,
+                     kb: KnowledgeBase) -> pd.DataFrame:
+    """``observation_id, gene, alteration, category, kb_id`` of stored observations as
+    ``kb`` recognises them (per genome build and assay; nothing is written)."""
     updated = []
     for (build, assay_name), group in observations.groupby(["genome_build", "assay"],
                                                            dropna=False, sort=False):
@@ -278,4 +358,13 @@ def reannotate(store: Store, settings: Settings, kb: KnowledgeBase,
         updated.append(annotated[["observation_id", "gene", "alteration", "category", "kb_id"]])
     frame = pd.concat(updated, ignore_index=True)
     frame["category"] = frame["category"].fillna("other")
-    return store.update_annotations(frame)
+    return frame
+
+
+def reannotate(store: Store, settings: Settings, kb: KnowledgeBase,
+               patient_ids: list[str] | None = None) -> int:
+    """Re-run recognition on stored observations after a knowledge-base change."""
+    observations = store.observations_frame(patient_ids)
+    if observations.empty:
+        return 0
+    return store.update_annotations(recognise_stored(observations, settings, kb))

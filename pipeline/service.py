@@ -9,14 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pipeline
-from pipeline.assessment import Assessment
-from pipeline.config import Settings
 from pipeline.errors import NotFoundError
-from pipeline.knowledge import KnowledgeBase
 from pipeline.store.repository import Store, now_utc, plain_value
+
+if TYPE_CHECKING:  # loaded where used: `ctdna observations` needs no pandas (#11 item 4)
+    from pipeline.assessment import Assessment
+    from pipeline.config import Settings
+    from pipeline.knowledge import KnowledgeBase
 
 #: ``ctdna observations --json`` fields (contract order), then extensions.
 OBSERVATION_JSON_FIELDS = (
@@ -34,10 +36,9 @@ def _json_value(value: Any) -> Any:
 def observations_records(store: Store, patient_id: str) -> list[dict[str, Any]]:
     """Every stored observation of the patient (current sample versions), as JSON-ready dicts."""
     require_patient(store, patient_id)
-    frame = store.observations_frame([patient_id])
     return [
         {name: _json_value(row[name]) for name in OBSERVATION_JSON_FIELDS}
-        for row in frame.to_dict("records")
+        for row in store.observation_records([patient_id])
     ]
 
 
