@@ -3,8 +3,9 @@
 Resolution order (later wins): ``configs/defaults.yaml`` shipped with ctdna, then the
 file given by ``--config`` or ``CTDNA_CONFIG`` (deep-merged), then environment variables
 (``CTDNA_DB_URL``, ``CTDNA_SMTP_*``, ``CTDNA_MAIL_FROM``, ``CTDNA_OUTBOX``,
-``CTDNA_REPORTS_DIR``, ``CTDNA_KB_OVERRIDES``). The merged mapping is validated by the
-pydantic schema below; unknown keys are errors, so a typo in a threshold name never passes silently.
+``CTDNA_REPORTS_DIR``, ``CTDNA_KB_OVERRIDES``, ``CTDNA_PROFILES_DIR``). The merged mapping is
+validated by the pydantic schema below; unknown keys are errors, so a typo in a threshold name
+never passes silently.
 
 Every assessment and report records :attr:`Settings.version` and
 :meth:`Settings.fingerprint` so that an alert can be reproduced with the exact config.
@@ -54,6 +55,14 @@ class AssaySettings(_Strict):
         le=1,
         description="Below this tumor fraction an absent CNV call is not evaluable "
         "(FoundationOne Liquid CDx: 21.7% TF for CN amplification, Woodhouse 2020)",
+    )
+    detection: Literal["reported", "lod_floor"] = Field(
+        "lod_floor",
+        description="What makes a call a detection (#9 item 4). 'reported': every call the "
+        "vendor or caller reported and did not filter is detected, whatever the default LoD "
+        "(the LoD then only says what a non-detect means: below this draw's LoD). "
+        "'lod_floor': small-variant calls below the draw's LoD are not counted as detected "
+        "(raw caller output that reports noise below the validated LoD)",
     )
 
 
@@ -273,6 +282,10 @@ class Settings(_Strict):
     ingest: IngestSettings = IngestSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     database_url: str | None = None
+    profiles_dir: str | list[str] | None = Field(
+        None, description="Folder(s) of the lab's table profiles, searched before the shipped "
+        "configs/profiles (env CTDNA_PROFILES_DIR overrides; #12 item 5)",
+    )
 
     def assay(self, name: str | None) -> AssaySettings:
         """Settings of ``name`` (case-insensitive), else of the default assay."""
@@ -357,6 +370,8 @@ def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
         out["paths"] = {"reports": env["CTDNA_REPORTS_DIR"]}
     if env.get("CTDNA_KB_OVERRIDES"):
         out["knowledge"] = {"overrides_dir": env["CTDNA_KB_OVERRIDES"]}
+    if env.get("CTDNA_PROFILES_DIR"):
+        out["profiles_dir"] = [p for p in env["CTDNA_PROFILES_DIR"].split(os.pathsep) if p]
     return out
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Settings
-from pipeline.errors import InputError
+from pipeline.errors import InputError, ManifestError
 from pipeline.faults import fault_point
 from pipeline.io import ReadRequest, ReadResult, read_variant_files
 from pipeline.io.manifest import ManifestRow, RowRejection, read_manifest, read_therapies
+from pipeline.io.profiles import known_profiles, load_profile, search_path
+from pipeline.io.result import DrawLevel
 from pipeline.knowledge import KnowledgeBase
 from pipeline.progress import Progress, resolve
 from pipeline.schema import CALL_COLUMNS
@@ -118,22 +121,25 @@ def lod_from_depth(
 
 
 def detected_mask(calls: pd.DataFrame, lod_vaf: float | np.ndarray,
-                  min_alt_reads: int) -> np.ndarray:
+                  min_alt_reads: int, reported: bool | np.ndarray = False) -> np.ndarray:
     """Which calls count as detected in this draw (vectorised).
 
-    PASS (or no filter applied), and for SNV/MNV/indel calls: VAF (when known) at or above
-    the draw's LoD, and alt reads (when known) at least ``min_alt_reads``. CNV and fusion
-    calls are taken as the caller reports them (their abundance is not a VAF).
-    ``lod_vaf`` is one fraction, or one per row when a whole batch is checked at once.
+    PASS (or no filter applied), and for SNV/MNV/indel/unclassified calls: alt reads (when
+    known) at least ``min_alt_reads`` and, under the assay's ``lod_floor`` detection policy,
+    a VAF (when known) at or above the draw's LoD. Where ``reported`` (the assay's policy
+    ``reported``, #9 item 4: a vendor report) every reported call is a detection whatever
+    the LoD; the LoD then only says what a non-detect means. CNV and fusion calls are taken
+    as the caller reports them (their abundance is not a VAF). ``lod_vaf`` and
+    ``reported`` are one value, or one per row when a whole batch is checked at once.
     """
     if calls.empty:
         return np.zeros(0, dtype=bool)
     passed = calls["filter"].fillna("PASS").isin(["PASS", "."]).to_numpy()
-    small = calls["variant_type"].isin(["snv", "mnv", "indel"]).to_numpy()
+    small = calls["variant_type"].isin(["snv", "mnv", "indel", "unclassified"]).to_numpy()
     vaf = calls["vaf"].to_numpy(dtype="float64", na_value=np.nan)
     alt_reads = pd.to_numeric(calls["alt_reads"], errors="coerce").to_numpy(dtype="float64",
                                                                             na_value=np.nan)
-    vaf_ok = np.isnan(vaf) | (vaf >= lod_vaf - VAF_TOLERANCE)
+    vaf_ok = np.isnan(vaf) | (vaf >= lod_vaf - VAF_TOLERANCE) | reported
     reads_ok = np.isnan(alt_reads) | (alt_reads >= min_alt_reads)
     # Issue #10 item 5: a small variant counts as detected only with evidence (a VAF or read
     # counts), and never when the caller genotyped this draw homozygous reference (GT 0/0).
@@ -143,7 +149,8 @@ def detected_mask(calls: pd.DataFrame, lod_vaf: float | np.ndarray,
     return passed & ~gt_ref & (~small | (vaf_ok & reads_ok & evidence))
 
 
-def _content_hash(row: ManifestRow, calls: pd.DataFrame, file_format: str) -> str:
+def _content_hash(row: ManifestRow, calls: pd.DataFrame, file_format: str,
+                  level: DrawLevel | None = None) -> str:
     """SHA-256 of what was delivered for this draw plus the manifest metadata.
 
     VCF: the file's bytes (a multi-sample file is disambiguated by ``vcf_sample``).
@@ -158,12 +165,19 @@ def _content_hash(row: ManifestRow, calls: pd.DataFrame, file_format: str) -> st
     else:
         canonical = calls.reindex(columns=list(CALL_COLUMNS)).to_csv(index=False)
         digest.update(canonical.encode())
-    meta = {
-        "patient_id": row.patient_id, "collection_date": row.collection_date.isoformat(),
+    meta: dict[str, Any] = {
+        "patient_id": row.patient_id,
+        "collection_date": row.collection_date.isoformat() if row.collection_date else None,
         "vcf_sample": row.vcf_sample, "genome_build": row.genome_build, "lod_vaf": row.lod_vaf,
         "assay": row.assay, "tumor_fraction": row.tumor_fraction, "profile": row.profile,
         "sample_id": row.sample_id,
     }
+    # Added only when present, so that the hashes of samples stored before these existed
+    # stay the same (re-ingest stays a no-op).
+    if row.anchor_date is not None:
+        meta["anchor_date"] = row.anchor_date.isoformat()
+    if level is not None:
+        meta["level"] = [level.value, level.unit, level.lod, level.call]
     digest.update(json.dumps(meta, sort_keys=True).encode())
     return digest.hexdigest()
 
@@ -191,9 +205,22 @@ def prepare_samples(rows: list[ManifestRow], settings: Settings,
         rejects it (one bad row never stops the good ones).
     """
     reads = read_variant_files([
-        ReadRequest(row.path, row.sample_id, row.vcf_sample, row.genome_build, row.profile)
+        ReadRequest(row.path, row.sample_id, row.vcf_sample, row.genome_build, row.profile,
+                    row.anchor_date)
         for row in rows
-    ])
+    ], profile_dirs=search_path(settings.profiles_dir))
+    # Per draw: the date (manifest, or anchor + the table's relative day) and the assay (the
+    # manifest's, else the profile's, #9 item 4); the content hash keeps the row as given.
+    given = list(rows)
+    rows = list(rows)
+    for k, read in enumerate(reads):
+        if isinstance(read, ReadResult):
+            try:
+                day = _draw_date(rows[k], read.collection_date)
+            except InputError as exc:
+                reads[k] = exc
+                continue
+            rows[k] = replace(rows[k], collection_date=day, assay=rows[k].assay or read.assay)
     out: list[PreparedSample | InputError | None] = [
         r if isinstance(r, InputError) else None for r in reads]
     good = [k for k, r in enumerate(reads) if isinstance(r, ReadResult)]
@@ -221,8 +248,10 @@ def prepare_samples(rows: list[ManifestRow], settings: Settings,
     annotated = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     row_owner = annotated["_owner"].to_numpy()
     lod_per_row = np.array([lods[j][0] for j in range(len(good))], dtype="float64")[row_owner]
+    reported = np.array([settings.assay(rows[k].assay).detection == "reported" for k in good],
+                        dtype=bool)[row_owner]
     annotated["detected"] = detected_mask(annotated, lod_per_row,
-                                          settings.rules.min_alt_reads_detected)
+                                          settings.rules.min_alt_reads_detected, reported)
     annotated["category"] = annotated["category"].fillna("other")
     annotated = annotated.drop(columns="_owner")
     positions = pd.Series(row_owner).groupby(row_owner, sort=False).indices
@@ -233,16 +262,21 @@ def prepare_samples(rows: list[ManifestRow], settings: Settings,
         own = positions.get(j)
         observations = (annotated.take(own).reset_index(drop=True) if own is not None
                         else empty.reset_index(drop=True))
+        level = result.level
         out[k] = PreparedSample(
             sample_id=row.sample_id, patient_id=row.patient_id,
             collection_date=row.collection_date, care_team=row.care_team,
             source_path=str(row.path),
-            content_sha256=_content_hash(row, result.calls, result.file_format),
+            content_sha256=_content_hash(given[k], result.calls, result.file_format, level),
             file_format=result.file_format, vcf_sample=result.vcf_sample,
             caller=result.caller, genome_build=result.genome_build, assay=row.assay,
             lod_vaf=lod_vaf, lod_source=lod_source, tumor_fraction=row.tumor_fraction,
             median_depth=median_depth, n_records=int(result.n_records), kb_version=kb.version,
             observations=observations, warnings=list(result.warnings),
+            level_value=level.value if level else None,
+            level_unit=level.unit if level else None,
+            level_lod=level.lod if level else None,
+            level_call=level.call if level else None,
         )
     done = [o for o in out if o is not None]
     assert len(done) == len(rows)  # every row ends prepared or rejected
@@ -289,6 +323,7 @@ def ingest_manifest(manifest: str | Path, store: Store, settings: Settings, kb: 
     """Validate a manifest, then ingest each valid row (optionally only ``sample_ids``)."""
     parsed = read_manifest(manifest, allowed_roots=settings.ingest.allowed_roots)
     rows = [r for r in parsed.rows if sample_ids is None or r.sample_id in sample_ids]
+    check_profiles(rows, settings)
     report = ingest_rows(rows, store, settings, kb, amend=amend, run_id=run_id,
                          progress=progress)
     for rejection in parsed.rejected:
@@ -297,6 +332,42 @@ def ingest_manifest(manifest: str | Path, store: Store, settings: Settings, kb: 
             store.record_rejection(path=rejection.path, error=rejection.error,
                                    sample_id=rejection.sample_id, run_id=run_id)
     return report
+
+
+def check_profiles(rows: list[ManifestRow], settings: Settings) -> None:
+    """Validate every profile the batch names before anything is stored.
+
+    A broken profile file (unknown key, bad value) is the lab's configuration, not one bad
+    row: the whole batch is refused (exit 2, nothing half-stored). Unknown names stay
+    per-row rejections (#12 item 5).
+
+    Raises
+    ------
+    ProfileError
+        Naming the profile file and the key.
+    """
+    folders = search_path(settings.profiles_dir)
+    for name in sorted({r.profile for r in rows if r.profile}):
+        if name in known_profiles(folders):
+            load_profile(name, folders)
+
+
+def _draw_date(row: ManifestRow, from_table: date | None) -> date:
+    """The manifest's collection_date, or anchor + the table's relative day (#12 item 5);
+    both given must agree."""
+    if from_table is not None and row.collection_date is not None \
+            and from_table != row.collection_date:
+        raise ManifestError(
+            f"collection_date {row.collection_date} disagrees with anchor_date + the table's "
+            f"relative day ({from_table})", path=row.manifest_path, record=f"line {row.line}",
+            field="collection_date")
+    found = from_table or row.collection_date
+    if found is None:
+        raise ManifestError(
+            "collection_date is empty and the file gives no relative day for this draw (only "
+            "a table whose profile declares relative_date can date a draw from anchor_date)",
+            path=row.manifest_path, record=f"line {row.line}", field="collection_date")
+    return found
 
 
 def ingest_therapies(path: str | Path, store: Store) -> IngestReport:

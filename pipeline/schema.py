@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 #: Variant types of the contract (``../shared/spec/interfaces.md``), plus ``sv`` for
-#: structural records that are not recognised as a fusion or CNV.
-VARIANT_TYPES = ("snv", "mnv", "indel", "cnv", "fusion", "sv")
+#: structural records that are not recognised as a fusion or CNV, and ``unclassified`` for a
+#: vendor row its profile cannot type (``TP53 Splice``; kept with a warning, #9 item 4).
+VARIANT_TYPES = ("snv", "mnv", "indel", "cnv", "fusion", "sv", "unclassified")
 
 #: Knowledge-base categories written to ``observations.category``.
 CATEGORIES = (

@@ -11,6 +11,7 @@ import gzip
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,7 @@ def read_variant_file(
     genome_build: str | None = None,
     profile: str | None = None,
     settings: Any = None,
+    anchor_date: date | None = None,
 ) -> ReadResult:
     """Read one sample's calls from a VCF/BCF or a CSV/TSV variant table.
 
@@ -104,10 +106,12 @@ def read_variant_file(
     genome_build
         Declared build (``GRCh37``/``hg19``/``b37``/``GRCh38``/``hg38``) or None to detect.
     profile
-        Vendor table profile name (``configs/profiles/<name>.yaml``) or None to detect.
+        Table profile name on the profile search path (``profiles_dir``, then the shipped
+        ``configs/profiles``) or None to detect.
     settings
-        :class:`pipeline.config.Settings`; reserved for assay-specific reading options
-        (currently unused by the readers).
+        :class:`pipeline.config.Settings`; its ``profiles_dir`` sets the profile search path.
+    anchor_date
+        Per-patient anchor date for tables whose profile declares ``relative_date``.
 
     Returns
     -------
@@ -121,7 +125,6 @@ def read_variant_file(
     GenomeBuildError
         Build unknown, contradictory or not detectable.
     """
-    del settings  # accepted for the internal contract; no reader option depends on it yet
     kind, compression = sniff_format(path)
     if kind == "vcf":
         if compression == "gzip":
@@ -134,11 +137,14 @@ def read_variant_file(
         from pipeline.io.vcf import read_vcf
 
         return read_vcf(path, vcf_sample=vcf_sample, genome_build=genome_build)
+    from pipeline.io.profiles import search_path
     from pipeline.io.table import read_table
 
     opener = gzip.open if compression != "none" else None
+    folders = search_path(getattr(settings, "profiles_dir", None)) if settings else None
     return read_table(
-        path, sample_id=sample_id, profile=profile, genome_build=genome_build, opener=opener
+        path, sample_id=sample_id, profile=profile, genome_build=genome_build, opener=opener,
+        profile_dirs=folders, anchor_date=anchor_date,
     )
 
 
@@ -151,9 +157,12 @@ class ReadRequest:
     vcf_sample: str | None = None
     genome_build: str | None = None
     profile: str | None = None
+    anchor_date: date | None = None  # relative-date tables (#12 item 5)
 
 
-def read_variant_files(requests: Sequence[ReadRequest]) -> list[ReadResult | InputError]:
+def read_variant_files(requests: Sequence[ReadRequest],
+                       profile_dirs: list[Path] | None = None,
+                       ) -> list[ReadResult | InputError]:
     """Read a batch of samples; each file is sniffed and (for tables) parsed once.
 
     Tables go through :func:`pipeline.io.table.read_tables` (one parse per file, one
@@ -183,7 +192,8 @@ def read_variant_files(requests: Sequence[ReadRequest]) -> list[ReadResult | Inp
         elif kind[0] == "table":
             opener = gzip.open if kind[1] != "none" else None
             tables.append((i, TableRequest(req.path, req.sample_id, req.profile,
-                                           req.genome_build, opener)))
+                                           req.genome_build, opener, profile_dirs,
+                                           req.anchor_date)))
         else:
             try:
                 results[i] = read_variant_file(req.path, sample_id=req.sample_id,

@@ -32,13 +32,17 @@ import pandas as pd
 
 from pipeline.config import parse_iso_date
 from pipeline.errors import InputError, ManifestError
+from pipeline.io.profiles import validate_profile_name
 
 MANIFEST_REQUIRED = ("sample_id", "patient_id", "collection_date", "path")
 MANIFEST_OPTIONAL = (
     "vcf_sample", "genome_build", "care_team", "lod_vaf", "assay", "tumor_fraction", "profile",
+    "anchor_date",
 )
 THERAPY_REQUIRED = ("patient_id", "drug", "start_date")
-THERAPY_OPTIONAL = ("end_date", "line")
+THERAPY_OPTIONAL = ("end_date", "line", "intent")
+#: Therapy intent (#9 item 7): surveillance mode for curative-intent / adjuvant lines.
+THERAPY_INTENTS = ("palliative", "curative", "adjuvant")
 
 #: Longest value (in characters) of each stored text column; the store's column lengths
 #: (``pipeline/store/models.py``; ``tests/store/test_manifest.py`` checks they agree).
@@ -57,7 +61,7 @@ class ManifestRow:
     line: int  # physical line in the manifest (header = line 1)
     sample_id: str
     patient_id: str
-    collection_date: date
+    collection_date: date | None  # None only with anchor_date (relative-date tables)
     path: Path  # resolved against the manifest's folder
     vcf_sample: str | None = None
     genome_build: str | None = None
@@ -65,7 +69,8 @@ class ManifestRow:
     lod_vaf: float | None = None  # fraction 0-1
     assay: str | None = None
     tumor_fraction: float | None = None  # fraction 0-1
-    profile: str | None = None  # vendor column-mapping profile for tables
+    profile: str | None = None  # vendor column-mapping profile NAME (search path) for tables
+    anchor_date: date | None = None  # per-patient anchor of relative collection days
 
 
 @dataclass
@@ -267,7 +272,13 @@ def read_manifest(path: str | Path, *, allowed_roots: Sequence[str | Path] = ()
 def _manifest_row(manifest: Path, line: int, values: dict[str, str],
                   allowed_roots: Sequence[Path]) -> ManifestRow:
     record = f"line {line}"
+    anchor = None
+    if values.get("anchor_date"):
+        anchor = parse_iso_date(values["anchor_date"], path=manifest, record=record,
+                                field="anchor_date", kind=ManifestError)
     for column in MANIFEST_REQUIRED:
+        if column == "collection_date" and anchor is not None:
+            continue  # the table's relative day + anchor_date give the date (#12 item 5)
         if not values.get(column):
             raise ManifestError("required value is empty", path=manifest, record=record,
                                 field=column)
@@ -276,14 +287,23 @@ def _manifest_row(manifest: Path, line: int, values: dict[str, str],
                       or column in MANIFEST_OPTIONAL):
             check_text(value, path=manifest, record=record, field=column, kind=ManifestError,
                        limit=TEXT_LIMITS.get(column))
+    profile = values.get("profile") or None
+    if profile is not None:
+        try:
+            profile = validate_profile_name(profile, path=manifest, record=record)
+        except InputError as exc:
+            raise ManifestError(exc.message, path=manifest, record=record,
+                                field="profile") from None
     variant_path = confine(values["path"], manifest, allowed_roots, record)
     if not variant_path.is_file():
         raise ManifestError(
             f"variant file {values['path']!r} does not exist (resolved to {variant_path})",
             path=manifest, record=record, field="path",
         )
-    collection = parse_iso_date(values["collection_date"], path=manifest, record=record,
-                                field="collection_date", kind=ManifestError)
+    collection = None
+    if values.get("collection_date"):
+        collection = parse_iso_date(values["collection_date"], path=manifest, record=record,
+                                    field="collection_date", kind=ManifestError)
     return ManifestRow(
         manifest_path=manifest,
         line=line,
@@ -299,8 +319,33 @@ def _manifest_row(manifest: Path, line: int, values: dict[str, str],
         assay=values.get("assay") or None,
         tumor_fraction=_optional_fraction(values.get("tumor_fraction", ""), path=manifest,
                                           line=line, field_name="tumor_fraction"),
-        profile=values.get("profile") or None,
+        profile=profile,
+        anchor_date=anchor,
     )
+
+
+def _therapy_line_number(value: str | None, source: Path, record: str) -> int | None:
+    """The optional ``line`` column: a whole number >= 1, or None when empty."""
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ManifestError(f"not a whole number: {value!r}", path=source,
+                            record=record, field="line") from None
+    if number < 1:
+        raise ManifestError("must be 1 or more", path=source, record=record, field="line")
+    return number
+
+
+def _therapy_intent(value: str | None, source: Path, record: str) -> str | None:
+    """The optional ``intent`` column (#9 item 7); None when empty (read as palliative)."""
+    intent = (value or "").strip().lower() or None
+    if intent is not None and intent not in THERAPY_INTENTS:
+        raise ManifestError(f"unknown intent {value!r} (expected "
+                            f"{', '.join(THERAPY_INTENTS)}, or empty for palliative)",
+                            path=source, record=record, field="intent")
+    return intent
 
 
 def read_therapies(path: str | Path) -> pd.DataFrame:
@@ -309,8 +354,10 @@ def read_therapies(path: str | Path) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        ``patient_id, line, drug, start_date, end_date`` (dates as ``datetime.date``); when
-        ``line`` is absent it is numbered per patient in start-date order.
+        ``patient_id, line, drug, start_date, end_date, intent`` (dates as
+        ``datetime.date``; ``intent`` ``palliative|curative|adjuvant`` or None when not
+        given, read as palliative); when ``line`` is absent it is numbered per patient in
+        start-date order.
 
     Raises
     ------
@@ -340,20 +387,13 @@ def read_therapies(path: str | Path) -> pd.DataFrame:
             if end < start:
                 raise ManifestError(f"end_date {end} is before start_date {start}",
                                     path=source, record=record, field="end_date")
-        line_number: int | None = None
-        if values.get("line"):
-            try:
-                line_number = int(values["line"])
-            except ValueError:
-                raise ManifestError(f"not a whole number: {values['line']!r}", path=source,
-                                    record=record, field="line") from None
-            if line_number < 1:
-                raise ManifestError("must be 1 or more", path=source, record=record, field="line")
+        line_number = _therapy_line_number(values.get("line"), source, record)
+        intent = _therapy_intent(values.get("intent"), source, record)
         rows.append({"patient_id": values["patient_id"], "drug": values["drug"].strip().lower(),
                      "start_date": start, "end_date": end, "line": line_number,
-                     "_line": line})
+                     "intent": intent, "_line": line})
     frame = pd.DataFrame(rows, columns=["patient_id", "drug", "start_date", "end_date", "line",
-                                        "_line"])
+                                        "intent", "_line"])
     if frame.empty:
         raise ManifestError("no therapy rows", path=source)
     frame = frame.sort_values(["patient_id", "start_date", "_line"], kind="stable")

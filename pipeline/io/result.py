@@ -3,9 +3,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Literal
 
 import pandas as pd
+
+#: Units of a draw-level value (#9 item 7): fractions 0-1 for the first two, molecules/mL.
+LEVEL_UNITS = ("tumor_fraction", "mean_vaf", "mtm_per_ml")
+
+
+@dataclass(frozen=True)
+class DrawLevel:
+    """One draw's sample-level result (tumor-informed MRD, tumor fraction assays).
+
+    Attributes
+    ----------
+    value
+        Fraction 0-1 for ``tumor_fraction``/``mean_vaf``, molecules per mL for
+        ``mtm_per_ml``; None when not reported or not detected (a non-detect is "below this
+        draw's LoD", never zero).
+    unit
+        One of :data:`LEVEL_UNITS`.
+    lod
+        The draw's limit of detection in the same unit, None when not reported.
+    call
+        ``positive``/``negative`` as the assay reported it (or derived from value and LoD),
+        None when neither is known.
+    """
+
+    value: float | None
+    unit: str
+    lod: float | None
+    call: Literal["positive", "negative"] | None
 
 
 @dataclass
@@ -32,6 +61,12 @@ class ReadResult:
         non-detect rows).
     warnings
         Tolerated oddities, one sentence each (undeclared INFO keys, missing contig lines ...).
+    assay
+        The profile's assay (configs ``assays``) for when the manifest names none.
+    collection_date
+        The draw's date from a relative-date profile and its anchor (None otherwise).
+    level
+        The draw-level value of a draw-level profile (None otherwise).
     """
 
     calls: pd.DataFrame
@@ -41,3 +76,6 @@ class ReadResult:
     file_format: Literal["vcf", "table"]
     n_records: int
     warnings: list[str] = field(default_factory=list)
+    assay: str | None = None
+    collection_date: date | None = None
+    level: DrawLevel | None = None

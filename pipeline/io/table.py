@@ -15,24 +15,26 @@ import csv
 import io
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from dataclasses import dataclass, replace
+from datetime import date
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from pipeline.config import configs_dir
 from pipeline.errors import GenomeBuildError, InputError, InvalidVariantFileError
 from pipeline.io.build import normalise_build
+from pipeline.io.drawinfo import draw_date, draw_level
+from pipeline.io.profiles import CANONICAL, Profile, known_profiles, load_profile, search_path
 from pipeline.io.result import ReadResult
 from pipeline.schema import conform_calls
-from pipeline.yamlio import load_yaml
 
 #: Variant types a table row may declare (the contract's five).
 TABLE_VARIANT_TYPES = ("snv", "mnv", "indel", "cnv", "fusion")
+#: A vendor row its profile cannot type (``TP53 Splice``, ``EGFR Exon``; #9 item 4).
+UNCLASSIFIED = "unclassified"
 #: float32-style tolerance on the VAF bounds, as for VCFs.
 VAF_TOLERANCE = 1e-6
 #: Column names that hold a VAF of undeclared unit: refused in canonical tables.
@@ -41,58 +43,6 @@ _CANONICAL_REQUIRED = {"sample_id", "gene", "variant_type"}
 _NUMERIC = ("pos", "vaf", "vaf_percent", "alt_reads", "depth", "copy_number", "mate_pos")
 _INTEGER = ("pos", "alt_reads", "depth", "mate_pos")
 _NA = {"", ".", "NA", "N/A", "na", "nan", "NaN", "None", "null"}
-
-
-class _Profile(dict):
-    """A profile mapping (``name`` is set to the file stem)."""
-
-    @property
-    def name(self) -> str:
-        return str(self.get("name", "canonical"))
-
-
-CANONICAL = _Profile(name="canonical", comment_prefix="#", zero_vaf_is_non_detect=True)
-
-
-def profiles_dir() -> Path:
-    """Folder of the shipped vendor profiles (``configs/profiles``)."""
-    return configs_dir() / "profiles"
-
-
-def known_profiles() -> list[str]:
-    """Names of the shipped profiles (YAML file stems), sorted."""
-    return sorted(p.stem for p in profiles_dir().glob("*.yaml"))
-
-
-@lru_cache(maxsize=64)
-def _load_profile_file(path: str) -> _Profile:
-    try:
-        data = load_yaml(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"unreadable profile ({exc})", path=path) from None
-    if not isinstance(data, dict):
-        raise InputError("profile must be a YAML mapping", path=path)
-    data.setdefault("name", Path(path).stem)
-    return _Profile(data)
-
-
-def load_profile(name: str) -> _Profile:
-    """Load ``configs/profiles/<name>.yaml``.
-
-    Raises
-    ------
-    InputError
-        Unknown name (the message lists the known profiles) or an unreadable file.
-    """
-    if name == "canonical":
-        return CANONICAL
-    path = profiles_dir() / f"{name}.yaml"
-    if not path.is_file():
-        raise InputError(
-            f"unknown table profile {name!r}; known: canonical, {', '.join(known_profiles())}",
-            field="profile",
-        )
-    return _load_profile_file(str(path))
 
 
 def _read_lines(path: Path, opener: Callable[..., Any] | None) -> list[str]:
@@ -129,27 +79,27 @@ def _split(line: str, delimiter: str | None = None) -> list[str]:
     return [c.strip() for c in next(csv.reader([line], delimiter=delim))]
 
 
-def _choose_profile(lines: list[str], path: Path) -> _Profile:
-    """Canonical header first, then every shipped profile's detection columns."""
+def _choose_profile(lines: list[str], path: Path, folders: list[Path]) -> Profile:
+    """Canonical header first, then every profile's detection columns (search path)."""
     n = _header_index(lines, "#", None)
     if n is not None and set(_split(lines[n])) >= _CANONICAL_REQUIRED:
         return CANONICAL
-    for name in known_profiles():
-        prof = load_profile(name)
+    for name in known_profiles(folders):
+        prof = load_profile(name, folders)
         detect = list(prof.get("detect_columns") or [])
         prefix = str(prof.get("comment_prefix", "#"))
         if detect and _header_index(lines, prefix, detect) is not None:
             return prof
     raise InvalidVariantFileError(
         "table header matches neither the canonical columns (sample_id, gene, variant_type, "
-        f"...) nor a known profile ({', '.join(known_profiles())}); pass a profile",
+        f"...) nor a known profile ({', '.join(known_profiles(folders))}); pass a profile",
         path=path,
         record="header",
     )
 
 
 def _parse_rows(
-    lines: list[str], path: Path, prof: _Profile
+    lines: list[str], path: Path, prof: Profile
 ) -> tuple[pd.DataFrame, list[str]]:
     prefix = str(prof.get("comment_prefix", "#"))
     detect = list(prof.get("detect_columns") or []) or None
@@ -201,7 +151,7 @@ def _normalise_id(value: str) -> str:
     return text
 
 
-def _apply_profile(frame: pd.DataFrame, prof: _Profile, path: Path) -> pd.DataFrame:
+def _apply_profile(frame: pd.DataFrame, prof: Profile, path: Path) -> pd.DataFrame:
     """Vendor columns → canonical columns (renames, splits, extraction, value maps)."""
     out = frame.copy()
     na = set(prof.get("na_values") or []) | _NA
@@ -220,9 +170,12 @@ def _apply_profile(frame: pd.DataFrame, prof: _Profile, path: Path) -> pd.DataFr
         out["sample_id"] = joined
     elif isinstance(spec, dict) and spec.get("column"):
         out = out.rename(columns={spec["column"]: "sample_id"})
+    # drop_rows marks "this draw had no calls" rows: kept (without gene and type) until the
+    # draw's rows are selected, so that a draw of only such rows still has its date.
+    marker = pd.Series(False, index=out.index)
     for rule_col, values in (prof.get("drop_rows") or {}).items():
         if rule_col in out.columns:
-            out = out[~out[rule_col].isin([str(v) for v in values])]
+            marker |= out[rule_col].isin([str(v) for v in values])
     renames = {k: v for k, v in (prof.get("columns") or {}).items() if k in out.columns}
     out = out.rename(columns=renames)
     vaf_col = prof.get("vaf_column")
@@ -288,11 +241,21 @@ def _apply_profile(frame: pd.DataFrame, prof: _Profile, path: Path) -> pd.DataFr
                 assigned[hit.to_numpy(dtype=bool)] = rule["type"]
             out["variant_type"] = out["variant_type"].where(out["variant_type"].notna(),
                                                             assigned)
+            if prof.get("untyped_rows", "unclassified") == UNCLASSIFIED:
+                untyped = out["variant_type"].isna() & text.notna()
+                if "gene" in out.columns:
+                    untyped &= out["gene"].notna()
+                out.loc[untyped.to_numpy(dtype=bool), "variant_type"] = UNCLASSIFIED
+    if marker.any():
+        for col in ("gene", "variant_type"):
+            if col not in out.columns:
+                out[col] = None
+        out.loc[marker.to_numpy(dtype=bool), ["gene", "variant_type"]] = None
     return out
 
 
 def _resolve_table_build(
-    declared: str | None, prof: _Profile, frame: pd.DataFrame, path: Path
+    declared: str | None, prof: Profile, frame: pd.DataFrame, path: Path
 ) -> str:
     candidates: list[tuple[str, str]] = []
     if declared is not None and str(declared).strip():
@@ -331,6 +294,8 @@ def read_table(
     profile: str | None = None,
     genome_build: str | None = None,
     opener: Callable[..., Any] | None = None,
+    profile_dirs: list[Path] | None = None,
+    anchor_date: date | None = None,
 ) -> ReadResult:
     """Read one sample's rows of a canonical or vendor variant table.
 
@@ -347,11 +312,18 @@ def read_table(
         Manifest build; else the profile's fixed build; else a ``genome_build`` column.
     opener
         ``gzip.open`` for compressed tables.
+    profile_dirs
+        Profile search path (:func:`pipeline.io.profiles.search_path`); None for the
+        environment's and the shipped profiles.
+    anchor_date
+        Per-patient anchor of a profile with ``relative_date`` (manifest ``anchor_date``).
 
     Returns
     -------
     ReadResult
-        ``vaf`` as a fraction (percent columns divided by 100); non-detect rows dropped.
+        ``vaf`` as a fraction (percent columns divided by 100); non-detect rows dropped;
+        rows the profile cannot type kept as ``unclassified`` (warned); ``collection_date``
+        set for relative-date profiles with an anchor; ``level`` for draw-level profiles.
 
     Raises
     ------
@@ -360,8 +332,8 @@ def read_table(
     GenomeBuildError
         No or conflicting build.
     """
-    parsed = parse_table(path, profile=profile, opener=opener)
-    return parsed.sample(sample_id, genome_build)
+    parsed = parse_table(path, profile=profile, opener=opener, profile_dirs=profile_dirs)
+    return parsed.sample(sample_id, genome_build, anchor_date)
 
 
 @dataclass
@@ -373,18 +345,20 @@ class ParsedTable:
     """
 
     path: Path
-    profile: _Profile
+    profile: Profile
     header: list[str]
     raw: pd.DataFrame  # cells as delivered (strings), ``_line`` = physical line
     frame: pd.DataFrame  # after the profile's mapping (canonical column names)
 
-    def sample(self, sample_id: str, genome_build: str | None) -> ReadResult:
+    def sample(self, sample_id: str, genome_build: str | None,
+               anchor_date: date | None = None) -> ReadResult:
         """This sample's calls (validated, VAF fraction), see :func:`read_table`."""
         selected = self.select(sample_id)
         build = self.build_of(selected, genome_build)
+        facts = draw_facts(self.profile, selected, self.path, anchor_date)
         warnings: list[str] = []
         calls = _validate(selected, self.path, self.profile, warnings)
-        return self.result(selected, build, calls, warnings)
+        return replace(self.result(selected, build, calls, warnings), **facts)
 
     @cached_property
     def has_sample_ids(self) -> bool:
@@ -436,7 +410,7 @@ class ParsedTable:
         return _result(self.profile, len(selected), build, calls, warnings)
 
 
-def _result(prof: _Profile, n_rows: int, build: str, calls: pd.DataFrame,
+def _result(prof: Profile, n_rows: int, build: str, calls: pd.DataFrame,
             warnings: list[str]) -> ReadResult:
     if prof.get("dedupe_fusions") and len(calls):
         calls = _dedupe_fusions(calls, warnings)
@@ -451,8 +425,17 @@ def _result(prof: _Profile, n_rows: int, build: str, calls: pd.DataFrame,
     )
 
 
+def draw_facts(prof: Profile, selected: pd.DataFrame, path: Path,
+               anchor_date: date | None) -> dict[str, Any]:
+    """The draw's profile assay, relative-date collection date and draw-level value."""
+    return {"assay": prof.get("assay"),
+            "collection_date": draw_date(selected, prof, path, anchor_date),
+            "level": draw_level(selected, prof, path) if prof.get("level") else None}
+
+
 def parse_table(path: str | Path, *, profile: str | None = None,
-                opener: Callable[..., Any] | None = None) -> ParsedTable:
+                opener: Callable[..., Any] | None = None,
+                profile_dirs: list[Path] | None = None) -> ParsedTable:
     """Read a table, choose its profile, parse and map its rows (no per-sample checks yet).
 
     Raises
@@ -461,15 +444,16 @@ def parse_table(path: str | Path, *, profile: str | None = None,
         Unreadable file, unknown layout, malformed rows, missing/ambiguous canonical columns.
     """
     path = Path(path)
-    prof, header, raw = _parse_raw(path, profile, opener)
+    prof, header, raw = _parse_raw(path, profile, opener, profile_dirs)
     return ParsedTable(path, prof, header, raw, _apply_profile(raw, prof, path))
 
 
-def _parse_raw(path: Path, profile: str | None,
-               opener: Callable[..., Any] | None) -> tuple[_Profile, list[str], pd.DataFrame]:
+def _parse_raw(path: Path, profile: str | None, opener: Callable[..., Any] | None,
+               profile_dirs: list[Path] | None = None) -> tuple[Profile, list[str], pd.DataFrame]:
     """Read the lines, choose the profile, split the rows (before the profile's mapping)."""
     lines = _read_lines(path, opener)
-    prof = load_profile(profile) if profile else _choose_profile(lines, path)
+    folders = profile_dirs or search_path()
+    prof = load_profile(profile, folders) if profile else _choose_profile(lines, path, folders)
     raw, header = _parse_rows(lines, path, prof)
     if prof is CANONICAL:
         missing = sorted(_CANONICAL_REQUIRED - set(header))
@@ -494,6 +478,8 @@ class TableRequest:
     profile: str | None = None
     genome_build: str | None = None
     opener: Callable[..., Any] | None = None
+    profile_dirs: list[Path] | None = None  # profile search path (None: env + shipped)
+    anchor_date: date | None = None  # manifest anchor of relative collection days
 
 
 def read_tables(requests: Sequence[TableRequest]) -> list[ReadResult | InputError]:
@@ -513,14 +499,14 @@ def read_tables(requests: Sequence[TableRequest]) -> list[ReadResult | InputErro
         rejects that sample (nothing raised).
     """
     results: list[ReadResult | InputError | None] = [None] * len(requests)
-    raws: dict[tuple[Path, str | None], tuple[_Profile, list[str], pd.DataFrame] |
+    raws: dict[tuple[Path, str | None], tuple[Profile, list[str], pd.DataFrame] |
                InputError] = {}
     groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
     for i, req in enumerate(requests):
         key = (req.path, req.profile)
         if key not in raws:
             try:
-                raws[key] = _parse_raw(req.path, req.profile, req.opener)
+                raws[key] = _parse_raw(req.path, req.profile, req.opener, req.profile_dirs)
             except InputError as exc:
                 raws[key] = exc
         parsed = raws[key]
@@ -528,9 +514,14 @@ def read_tables(requests: Sequence[TableRequest]) -> list[ReadResult | InputErro
             results[i] = parsed
         else:
             groups.setdefault((id(parsed[0]), tuple(parsed[1])), []).append(i)
+    facts: dict[int, dict[str, Any]] = {}
     for members in groups.values():
-        prof, chosen = _select_group(requests, members, raws, results)
+        prof, chosen = _select_group(requests, members, raws, results, facts)
         _validate_group(prof, chosen, results)
+    for i, found in facts.items():  # per-draw facts (#9 items 4, 7; #12 item 5)
+        result = results[i]
+        if isinstance(result, ReadResult):
+            results[i] = replace(result, **found)
     done = [r for r in results if r is not None]
     assert len(done) == len(requests)  # every request ends as a result or an error
     return done
@@ -538,8 +529,9 @@ def read_tables(requests: Sequence[TableRequest]) -> list[ReadResult | InputErro
 
 def _select_group(requests: Sequence[TableRequest], members: list[int],
                   raws: dict[tuple[Path, str | None], Any],
-                  results: list[ReadResult | InputError | None]
-                  ) -> tuple[_Profile, list[tuple[int, Path, pd.DataFrame, str]]]:
+                  results: list[ReadResult | InputError | None],
+                  facts: dict[int, dict[str, Any]] | None = None,
+                  ) -> tuple[Profile, list[tuple[int, Path, pd.DataFrame, str]]]:
     """Map the files of one layout with one profile pass, then pick each sample's rows."""
     files = list(dict.fromkeys((requests[i].path, requests[i].profile) for i in members))
     prof, header = raws[files[0]][0], raws[files[0]][1]
@@ -597,13 +589,15 @@ def _select_group(requests: Sequence[TableRequest], members: list[int],
                 selected = mapped.iloc[rows]
             build = (parsed.build_of(selected, req.genome_build) if parsed is not None
                      else _resolve_table_build(req.genome_build, prof, selected, req.path))
+            if facts is not None:
+                facts[i] = draw_facts(prof, selected, req.path, req.anchor_date)
             chosen.append((i, req.path, selected.drop(columns="_file", errors="ignore"), build))
         except InputError as exc:
             results[i] = exc
     return prof, chosen
 
 
-def _validate_group(prof: _Profile, chosen: list[tuple[int, Path, pd.DataFrame, str]],
+def _validate_group(prof: Profile, chosen: list[tuple[int, Path, pd.DataFrame, str]],
                     results: list[ReadResult | InputError | None]) -> None:
     """Validate the selected rows of tables of one layout in one pass (see read_tables)."""
     if not chosen:
@@ -638,7 +632,7 @@ def _validate_group(prof: _Profile, chosen: list[tuple[int, Path, pd.DataFrame, 
                                 n_records=len(selected), warnings=[])
 
 
-def _validate(frame: pd.DataFrame, path: Path, prof: _Profile, warnings: list[str]) -> pd.DataFrame:
+def _validate(frame: pd.DataFrame, path: Path, prof: Profile, warnings: list[str]) -> pd.DataFrame:
     """Type, unit and placement checks; returns the calls (pre-conform)."""
     out = frame.copy()
     for col in ("gene", "variant_type", "chrom", "ref", "alt", "protein_change",
@@ -652,7 +646,8 @@ def _validate(frame: pd.DataFrame, path: Path, prof: _Profile, warnings: list[st
         return pd.DataFrame({c: pd.Series(dtype=object) for c in sorted(_OUTPUT_COLUMNS)})
     _fail(path, out, out["gene"].isna(), "gene", "gene is empty")
     vtype = out["variant_type"].map(lambda v: str(v).strip().lower() if v is not None else v)
-    _fail(path, out, ~vtype.isin(TABLE_VARIANT_TYPES), "variant_type",
+    allowed = TABLE_VARIANT_TYPES + ((UNCLASSIFIED,) if prof is not CANONICAL else ())
+    _fail(path, out, ~vtype.isin(allowed), "variant_type",
           "unknown variant_type {value!r} (expected snv, mnv, indel, cnv or fusion)")
     out["variant_type"] = vtype
     for col in _NUMERIC:
@@ -706,6 +701,15 @@ def _validate(frame: pd.DataFrame, path: Path, prof: _Profile, warnings: list[st
           "fusion_partner", "fusion row without fusion_partner")
     out.loc[cnv | fusion, "protein_change"] = out.loc[cnv | fusion, "protein_change"].where(
         ~out.loc[cnv | fusion, "protein_change"].isin(["Amplification", "Fusion"]), None)
+    untyped = (out["variant_type"] == UNCLASSIFIED).to_numpy(dtype=bool)
+    if untyped.any():
+        # #9 item 4: a row the profile cannot type keeps its draw (never a reason to lose
+        # the other calls) and is never silently dropped: stored as "unclassified", warned.
+        rows = out[untyped]
+        shown = ", ".join(f"{g} {p or ''}".strip() + f" (line {n})" for g, p, n in
+                          zip(rows["gene"], rows["protein_change"], rows["_line"], strict=True))
+        warnings.append(f"{int(untyped.sum())} row(s) the profile {prof.name!r} cannot type "
+                        f"stored as unclassified alterations: {shown}")
     out["filter"] = out["filter"].where(out["filter"].notna(), "PASS")
     out["record_index"] = out["_line"].astype("int64")
     out["cnv_kind"] = np.where(cnv, prof.get("cnv_kind", "plasma_cn"), None)

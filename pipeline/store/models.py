@@ -46,6 +46,13 @@ samples = sa.Table(
     sa.Column("kb_version", sa.String(64), nullable=False),
     sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("superseded_at", sa.DateTime(timezone=True), nullable=True),
+    # Draw-level (sample-level) result, #9 item 7 (all NULL for variant-level draws):
+    # value in level_unit (fraction 0-1 for tumor_fraction/mean_vaf, molecules/mL for
+    # mtm_per_ml; NULL = not reported or not detected), its LoD, positive|negative.
+    sa.Column("level_value", sa.Float, nullable=True),
+    sa.Column("level_unit", sa.String(16), nullable=True),
+    sa.Column("level_lod", sa.Float, nullable=True),
+    sa.Column("level_call", sa.String(8), nullable=True),
     sa.UniqueConstraint("sample_id", "version", name="uq_sample_version"),
     sa.Index("ix_samples_patient", "patient_id", "collection_date"),
 )
@@ -87,6 +94,8 @@ therapy_lines = sa.Table(
     sa.Column("drug", sa.String(128), nullable=False),
     sa.Column("start_date", sa.Date, nullable=False),
     sa.Column("end_date", sa.Date, nullable=True),
+    # palliative | curative | adjuvant; NULL = not given (read as palliative), #9 item 7
+    sa.Column("intent", sa.String(16), nullable=True),
     sa.Column("source_path", sa.Text, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("patient_id", "line", name="uq_therapy_line"),

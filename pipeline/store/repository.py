@@ -77,6 +77,10 @@ class PreparedSample:
     kb_version: str
     observations: pd.DataFrame  # OBSERVATION_COLUMNS
     warnings: list[str] = field(default_factory=list)  # reader warnings (not stored)
+    level_value: float | None = None  # draw-level value (#9 item 7), unit level_unit
+    level_unit: str | None = None  # tumor_fraction | mean_vaf | mtm_per_ml
+    level_lod: float | None = None
+    level_call: str | None = None  # positive | negative
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -386,6 +390,7 @@ class Store:
                 conn.execute(models.therapy_lines.insert(), [
                     {"patient_id": str(patient_id), "line": int(r.line), "drug": str(r.drug),
                      "start_date": r.start_date, "end_date": plain_value(r.end_date),
+                     "intent": plain_value(getattr(r, "intent", None)),
                      "source_path": source_path, "updated_at": now}
                     for r in group.itertuples(index=False)
                 ])
@@ -470,15 +475,22 @@ class Store:
 
     def samples_frame(self, patient_ids: Iterable[str] | None = None) -> pd.DataFrame:
         """Current version of every draw (including draws with no calls)."""
+        import pandas as pd
+
         t = models.samples
         stmt = (sa.select(t.c.id.label("sample_pk"), t.c.sample_id, t.c.patient_id,
                           t.c.collection_date, t.c.lod_vaf, t.c.lod_source, t.c.tumor_fraction,
                           t.c.assay, t.c.median_depth, t.c.n_records, t.c.genome_build,
-                          t.c.version, t.c.caller, t.c.source_path)
+                          t.c.version, t.c.caller, t.c.source_path, t.c.level_value,
+                          t.c.level_unit, t.c.level_lod, t.c.level_call)
                 .where(t.c.is_current.is_(True)))
         if patient_ids is not None:
             stmt = stmt.where(t.c.patient_id.in_(list(patient_ids)))
         frame = self._frame(stmt.order_by(t.c.patient_id, t.c.collection_date, t.c.sample_id))
+        for column in ("level_value", "level_lod"):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        for column in ("level_unit", "level_call"):
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
         return _coerce_dates(frame, ["collection_date"])
 
     @staticmethod
@@ -519,10 +531,14 @@ class Store:
 
     def therapies_frame(self, patient_ids: Iterable[str] | None = None) -> pd.DataFrame:
         t = models.therapy_lines
-        stmt = sa.select(t.c.patient_id, t.c.line, t.c.drug, t.c.start_date, t.c.end_date)
+        stmt = sa.select(t.c.patient_id, t.c.line, t.c.drug, t.c.start_date, t.c.end_date,
+                         t.c.intent)
         if patient_ids is not None:
             stmt = stmt.where(t.c.patient_id.in_(list(patient_ids)))
         frame = self._frame(stmt.order_by(t.c.patient_id, t.c.line))
+        # Intent not declared = palliative (the contract's default line of therapy, #9 item 7).
+        frame["intent"] = frame["intent"].astype(object).where(frame["intent"].notna(),
+                                                               "palliative")
         return _coerce_dates(frame, ["start_date", "end_date"])
 
     def ingest_history(self, sample_id: str | None = None) -> pd.DataFrame:
@@ -626,6 +642,8 @@ def _sample_row(sample: PreparedSample, version: int, now: datetime) -> dict[str
         lod_source=sample.lod_source, tumor_fraction=sample.tumor_fraction,
         median_depth=sample.median_depth, n_records=sample.n_records,
         kb_version=sample.kb_version, ingested_at=now, superseded_at=None,
+        level_value=sample.level_value, level_unit=sample.level_unit,
+        level_lod=sample.level_lod, level_call=sample.level_call,
     )
 
 
