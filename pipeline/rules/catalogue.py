@@ -757,11 +757,15 @@ def urgent_rise(ctx: LineContext, row: pd.Series) -> str:
     rules = ctx.rules
     if not bool(row["detected"]):
         return ""
-    fold = row["fold_from_nadir"]
-    if row["fold_from_nadir_kind"] in (FOLD_VALUE, FOLD_LOWER) and pd.notna(fold) \
+    # The first on-treatment draw has no nadir before it: its reference is the baseline.
+    kind, fold, ref = row["fold_from_nadir_kind"], row["fold_from_nadir"], "the nadir"
+    if kind not in (FOLD_VALUE, FOLD_LOWER) and pd.isna(row.get("nadir_before")):
+        kind, fold = row["fold_from_baseline_kind"], row["fold_from_baseline"]
+        ref = "the provisional reference" if ctx.provisional else "baseline"
+    if kind in (FOLD_VALUE, FOLD_LOWER) and pd.notna(fold) \
             and fold >= rules.rise_from_nadir_fold:
-        bound = ">= " if row["fold_from_nadir_kind"] == FOLD_LOWER else ""
-        return (f"single-draw rise {bound}{fold:.3g}x from the nadir on {row['sample_id']} "
+        bound = ">= " if kind == FOLD_LOWER else ""
+        return (f"single-draw rise {bound}{fold:.3g}x from {ref} on {row['sample_id']} "
                 f"({_date(row['collection_date'])})")
     level = row["ctdna_level"]
     if row.get("level_unit", "fraction") == "fraction" and pd.notna(level) \

@@ -141,7 +141,8 @@ def _assess(patient: str, as_of: date, line: pd.Series | None,
         draws = None
     if draws is None:
         draws = _unlined_draws(patient_draws)
-    parts = [obs_by[s] for s in draws["sample_id"] if s in obs_by]
+    # A provisional reference is listed twice in ``draws`` (reference and on-treatment).
+    parts = [obs_by[s] for s in dict.fromkeys(draws["sample_id"]) if s in obs_by]
     obs = pd.concat(parts, ignore_index=True) if parts else _empty_obs(obs_by)
     obs = obs.merge(draws[["sample_id", "day", "role"]].drop_duplicates("sample_id"),
                     on="sample_id", how="left")

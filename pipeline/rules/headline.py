@@ -52,7 +52,8 @@ def _alteration_part(alert: Alert) -> str:
         reason = next((e for e in alert.evidence if "knowledge base rates" in e), "")
         text += ": " + (reason.split(": ", 1)[1] if reason else "present at baseline")
     elif alert.tier == "WARNING" and alert.confirmed is False:
-        text += " (unconfirmed)"
+        urgent = any(x.startswith("URGENT") for x in alert.suggested_actions)
+        text += " (unconfirmed: urgent confirmatory draw)" if urgent else " (unconfirmed)"
     return text
 
 
@@ -78,7 +79,10 @@ def make_headline(status: str, reason: str, alerts: list[Alert], levels: list[Dr
     """One sentence for the status, naming the alteration(s) behind it."""
     rank = {rid: i for i, rid in enumerate(_PRIORITY)}
     current = [a for a in alerts if a.tier in ("FAILURE", "WARNING") and a.rule_id in rank]
-    current.sort(key=lambda a: (a.tier != "FAILURE", rank[a.rule_id]))
+    # FAILURE first; among equals an urgent request (single-draw 1-log rise) leads.
+    current.sort(key=lambda a: (a.tier != "FAILURE",
+                                not any(x.startswith("URGENT") for x in a.suggested_actions),
+                                rank[a.rule_id]))
     parts = []
     if current and status in ("FAILURE", "WARNING", "NOT_EVALUABLE"):
         lead = current[0]
@@ -87,7 +91,7 @@ def make_headline(status: str, reason: str, alerts: list[Alert], levels: list[Dr
         if others:
             parts[-1] += f" (+{len(others)} more {lead.tier} rule{'s' if len(others) > 1 else ''})"
     else:
-        parts.append(reason)
+        parts.append(reason.split(": not evaluable for response")[0])
     level = _level_part(levels)
     if level:
         parts.append(level)

@@ -342,4 +342,5 @@ def test_every_rule_is_catalogued():
     assert set(CATALOGUE) == {"B1", "B2", "E1", "E2", "E3", "E4", "P1", "P2", "P3", "P4",
                               "R0", "R1", "R2", "R3", "R4", "R5", "R6", "S1", "Q1", "Q2", "C1"}
     for info in CATALOGUE.values():
-        assert info.sources and info.evidence_strength in ("direct", "analogy", "heuristic")
+        assert info.sources and info.evidence_strength in ("evidenced", "analogy", "convention")
+        assert info.clinician and info.evidence_strength.rstrip("d").rstrip("e") in info.clinician.lower() or info.evidence_strength in info.clinician.lower()
