@@ -86,8 +86,8 @@ DRAW_COLUMNS = (
 
 LINE_COLUMNS = (
     "patient_id", "line", "drug", "intent", "start_date", "end_date", "next_start",
-    "baseline_provisional", "baseline_sample_id", "baseline_date", "baseline_level", "baseline_detected",
-    "baseline_lod", "nadir", "nadir_censored", "nadir_sample_id", "nadir_date",
+    "baseline_provisional", "baseline_sample_id", "baseline_date", "baseline_level",
+    "baseline_detected", "baseline_lod", "nadir", "nadir_censored", "nadir_sample_id", "nadir_date",
     "growth_rate_per_day", "doubling_time_days", "halving_time_days", "growth_fit_points",
     "level_sources",
 )

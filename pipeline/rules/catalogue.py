@@ -16,7 +16,6 @@ Evaluable draws are on-treatment draws that are not non-informative negatives (Q
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
