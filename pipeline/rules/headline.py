@@ -32,7 +32,30 @@ def _draw_text(level: DrawLevel) -> str:
     return "< LoD" if bound is None else f"< {level_text(bound, level.unit)}"
 
 
+_KINETIC = {"E2", "E3", "E4", "P1", "P2", "P3"}
+
+
+def _kinetic_part(alert: Alert) -> str | None:
+    """For level rules: the marker behind the latest level and the level path."""
+    levels = sorted((f for f in alert.findings if f.ctdna_level is not None),
+                    key=lambda f: f.collection_date)
+    if not levels:
+        return None
+    last = levels[-1]
+    path = " → ".join(f"{v * 100:.3g}" for v in dict.fromkeys(f.ctdna_level for f in levels))
+    label = f"{last.gene} {last.alteration}: " if last.gene else ""
+    text = f"{label}ctDNA {path} %"
+    if alert.tier == "WARNING" and alert.confirmed is False:
+        urgent = any(x.startswith("URGENT") for x in alert.suggested_actions)
+        text += " (unconfirmed: urgent confirmatory draw)" if urgent else " (unconfirmed)"
+    return text
+
+
 def _alteration_part(alert: Alert) -> str:
+    if alert.rule_id in _KINETIC:
+        kinetic = _kinetic_part(alert)
+        if kinetic:
+            return kinetic
     named = [f for f in alert.findings if f.gene and f.alteration and f.alteration != "ctDNA level"]
     if not named:
         return alert.title
