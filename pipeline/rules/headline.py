@@ -116,6 +116,11 @@ def make_headline(status: str, reason: str, alerts: list[Alert], levels: list[Dr
     else:
         parts.append(reason.split(": not evaluable for response")[0])
     level = _level_part(levels)
+    if level and current and current[0].rule_id in _KINETIC and "ctDNA" in parts[0]:
+        # the lead already gives the level path; keep only what the level part adds
+        level = ("provisional reference (no pre-treatment draw)"
+                 if levels and levels[0].provisional_reference else
+                 "after clearance" if level.endswith("after clearance") else "")
     if level:
         parts.append(level)
     return f"{_TIER_WORDS.get(status, status)}: " + "; ".join(p for p in parts if p)
