@@ -18,7 +18,8 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 .venv/.installed: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --extra dev --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --extra dev --python $(PYTHON)
+	$(UV) run --no-sync python -m compileall -q pipeline flows
 	touch $@
 
 setup: .venv/.installed

@@ -58,8 +58,15 @@ def serve_deployments(*, inbox: Path, db_url: str | None = None,
 
     from prefect import serve
 
-    from pipeline.errors import InputError
+    from flows.local_server import uses_temporary_server
+    from pipeline.errors import InputError, OrchestratorUnavailableError
 
+    if uses_temporary_server():
+        # Served deployments on Prefect's throwaway temporary server would vanish with this
+        # process, schedules and run history included (issue #12).
+        raise OrchestratorUnavailableError(
+            "ctdna serve needs a running Prefect server: start one with `prefect server start` "
+            "and set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api); see docs/deployment.md")
     if not inbox.is_dir():
         raise InputError("inbox folder does not exist", path=inbox, field="--inbox")
     if db_url:

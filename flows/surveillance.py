@@ -247,7 +247,10 @@ def run_surveillance_locally(*, inbox: Path, outbox: Path | None = None,
     if not inbox.is_dir():
         raise InputError("inbox folder does not exist", path=inbox, field="--inbox")
     load_settings(config_file)  # validate the config before starting Prefect
-    with _environment(CTDNA_DB_URL=db_url, CTDNA_CONFIG=str(config_file) if config_file else None):
+    from flows.local_server import local_prefect
+
+    with _environment(CTDNA_DB_URL=db_url, CTDNA_CONFIG=str(config_file) if config_file else None), \
+            local_prefect():
         return surveillance_run(
             inbox=str(inbox.resolve()), outbox=str(outbox.resolve()) if outbox else None,
             reports=str(reports.resolve()) if reports else None, force=force,

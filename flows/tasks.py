@@ -23,7 +23,7 @@ from pipeline.inbox import InboxScan, mark_processed, quarantine, scan_inbox
 from pipeline.ingest import IngestReport, ingest_manifest, ingest_therapies
 from pipeline.ingest import prepare_sample as _prepare_sample
 from pipeline.io.manifest import RowRejection, read_manifest, read_therapies
-from pipeline.knowledge import KnowledgeBase, load_knowledge_base
+from pipeline.knowledge import KnowledgeBase, knowledge_base_for
 from pipeline.service import (
     EvaluationResult,
     evaluate_patients,
@@ -39,7 +39,7 @@ TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": Fals
 def context() -> tuple[Settings, Store, KnowledgeBase]:
     """Settings, store and knowledge base from the environment of this worker."""
     settings = load_settings()
-    return settings, Store(settings.database_url), load_knowledge_base()
+    return settings, Store(settings.database_url), knowledge_base_for(settings)
 
 
 @task(name="scan-inbox", **TASK_OPTIONS)

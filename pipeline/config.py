@@ -3,8 +3,8 @@
 Resolution order (later wins): ``configs/defaults.yaml`` shipped with ctdna, then the
 file given by ``--config`` or ``CTDNA_CONFIG`` (deep-merged), then environment variables
 (``CTDNA_DB_URL``, ``CTDNA_SMTP_*``, ``CTDNA_MAIL_FROM``, ``CTDNA_OUTBOX``,
-``CTDNA_REPORTS_DIR``). The merged mapping is validated by the pydantic schema below;
-unknown keys are errors, so a typo in a threshold name never passes silently.
+``CTDNA_REPORTS_DIR``, ``CTDNA_KB_OVERRIDES``). The merged mapping is validated by the
+pydantic schema below; unknown keys are errors, so a typo in a threshold name never passes silently.
 
 Every assessment and report records :attr:`Settings.version` and
 :meth:`Settings.fingerprint` so that an alert can be reproduced with the exact config.
@@ -113,8 +113,10 @@ class RulesSettings(_Strict):
     met_absolute_cn_failure: float = Field(
         5.0, gt=0, description="R3 for absolute-CN assays: NGS gene copy number >= 5 (EHO 2021)"
     )
-    chip_genes: tuple[str, ...] = (
-        "DNMT3A", "TET2", "ASXL1", "PPM1D", "JAK2", "SF3B1", "SRSF2", "CBL", "GNB1", "GNAS",
+    chip_genes: tuple[str, ...] = Field(
+        (),
+        description="EXTRA clonal-haematopoiesis genes of this lab, added to the knowledge "
+        "base's chip_genes (the single list, issue #13); remove a gene via a KB override",
     )
     high_risk_baseline_genes: tuple[str, ...] = Field(
         ("TP53",), description="B2: a baseline mutation in these genes is a high-risk profile"
@@ -218,6 +220,18 @@ class ScheduleSettings(_Strict):
     timezone: str = "Europe/Berlin"
 
 
+class KnowledgeSettings(_Strict):
+    """Knowledge-base settings (issue #13 items 4-5)."""
+
+    overrides_dir: str | None = Field(
+        None, description="The lab's KB override folder (override.yaml, alterations.tsv, "
+        "activity.tsv); env CTDNA_KB_OVERRIDES. Shipped files are never edited"
+    )
+    audit_max_source_age_years: int = Field(
+        5, ge=1, description="ctdna kb audit: flag sources published longer ago than this"
+    )
+
+
 class PathSettings(_Strict):
     reports: str = "reports"
     quarantine: str = "quarantine"
@@ -235,6 +249,7 @@ class Settings(_Strict):
     notify: NotifySettings = NotifySettings()
     schedule: ScheduleSettings = ScheduleSettings()
     paths: PathSettings = PathSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
     database_url: str | None = None
 
     def assay(self, name: str | None) -> AssaySettings:
@@ -318,6 +333,8 @@ def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
         out["notify"] = notify
     if env.get("CTDNA_REPORTS_DIR"):
         out["paths"] = {"reports": env["CTDNA_REPORTS_DIR"]}
+    if env.get("CTDNA_KB_OVERRIDES"):
+        out["knowledge"] = {"overrides_dir": env["CTDNA_KB_OVERRIDES"]}
     return out
 
 

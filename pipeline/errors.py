@@ -11,6 +11,8 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+#: Prefect's API could not be reached or its temporary server did not start (issue #12).
+EXIT_ORCHESTRATOR_UNAVAILABLE = 5
 
 
 class CtdnaError(Exception):
@@ -93,3 +95,12 @@ class StoreError(CtdnaError):
 
 class DeliveryError(CtdnaError):
     """An alert email could not be delivered (retryable: the alert stays pending)."""
+
+
+class OrchestratorUnavailableError(CtdnaError):
+    """Prefect's API is not configured when it must be, or its temporary server did not start.
+
+    Exit status 5: nothing was ingested or sent; start a Prefect server and retry.
+    """
+
+    exit_code = EXIT_ORCHESTRATOR_UNAVAILABLE

@@ -192,12 +192,10 @@ def ingest_therapies(path: str | Path, store: Store) -> IngestReport:
     return report
 
 
-def reannotate(store: Store, settings: Settings, kb: KnowledgeBase,
-               patient_ids: list[str] | None = None) -> int:
-    """Re-run recognition on stored observations after a knowledge-base change."""
-    observations = store.observations_frame(patient_ids)
-    if observations.empty:
-        return 0
+def recognise_stored(observations: pd.DataFrame, settings: Settings,
+                     kb: KnowledgeBase) -> pd.DataFrame:
+    """``observation_id, gene, alteration, category, kb_id`` of stored observations as
+    ``kb`` recognises them (per genome build and assay; nothing is written)."""
     updated = []
     for (build, assay_name), group in observations.groupby(["genome_build", "assay"],
                                                            dropna=False, sort=False):
@@ -207,4 +205,13 @@ def reannotate(store: Store, settings: Settings, kb: KnowledgeBase,
         updated.append(annotated[["observation_id", "gene", "alteration", "category", "kb_id"]])
     frame = pd.concat(updated, ignore_index=True)
     frame["category"] = frame["category"].fillna("other")
-    return store.update_annotations(frame)
+    return frame
+
+
+def reannotate(store: Store, settings: Settings, kb: KnowledgeBase,
+               patient_ids: list[str] | None = None) -> int:
+    """Re-run recognition on stored observations after a knowledge-base change."""
+    observations = store.observations_frame(patient_ids)
+    if observations.empty:
+        return 0
+    return store.update_annotations(recognise_stored(observations, settings, kb))

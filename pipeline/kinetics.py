@@ -10,7 +10,8 @@ Conventions (``../shared/reference/clinical-evidence.md`` section 6, "Core quant
 * ``ctdna_level`` of a draw is the assay-reported ``tumor_fraction`` when given, else the
   maximum VAF of the line's *tracked truncal markers*: the ALK fusion (category
   ``driver``) and every non-CHIP SNV/MNV/indel/fusion detected at the line's baseline draw.
-  CHIP variants (category ``chip`` or a gene in ``rules.chip_genes``) never count (rule Q2).
+  CHIP variants (category ``chip`` from the KB list, or a lab extra gene in
+  ``rules.chip_genes``) never count (rule Q2).
 * A draw in which no tracked marker is detected is *left-censored*: ``ctdna_level`` is NaN,
   ``censored`` is True and ``upper_bound`` is the draw's LoD (``lod_vaf``). It is never 0.
   A draw with no observations at all is such a draw.
@@ -89,7 +90,7 @@ LINE_COLUMNS = (
     "baseline_provisional", "baseline_sample_id", "baseline_date", "baseline_level",
     "baseline_detected", "baseline_lod", "nadir", "nadir_censored", "nadir_sample_id", "nadir_date",
     "growth_rate_per_day", "doubling_time_days", "halving_time_days", "growth_fit_points",
-    "level_sources",
+    "level_sources", "prior_drugs",  # prior_drugs: earlier lines' drugs, ';'-joined (#13)
 )
 
 
@@ -126,7 +127,12 @@ def marker_keys(observations: pd.DataFrame) -> pd.Series:
 
 
 def is_chip(observations: pd.DataFrame, rules: RulesSettings) -> pd.Series:
-    """True for clonal-haematopoiesis variants (rule Q2: excluded from the ctDNA level)."""
+    """True for clonal-haematopoiesis variants (rule Q2: excluded from the ctDNA level).
+
+    The gene list is the knowledge base's ``chip_genes`` (category ``chip``, re-applied by
+    ``KnowledgeBase.mark_chip`` before the rules run); ``rules.chip_genes`` only ADDS a
+    lab's extra genes (issue #13: one source of truth, no second list that can drift).
+    """
     genes = observations["gene"].astype("object").fillna("").astype(str).str.upper()
     return (observations["category"] == "chip") | genes.isin(rules.chip_genes)
 
@@ -174,9 +180,19 @@ def prepare_therapies(therapies: pd.DataFrame, as_of: pd.Timestamp | None) -> pd
     out["line"] = pd.to_numeric(out["line"], errors="coerce").fillna(rank).astype("int64")
     out = out.sort_values(["patient_id", "start_date", "line"], kind="mergesort")
     out["next_start"] = out.groupby("patient_id")["start_date"].shift(-1)
+    # drugs of the earlier lines, for indication-aware therapy options (issue #13 item 2)
+    earlier = out[["patient_id", "start_date", "drug"]].merge(
+        out[["patient_id", "start_date"]], on="patient_id", suffixes=("_prev", ""))
+    earlier = earlier[earlier["start_date_prev"] < earlier["start_date"]]
+    prior = earlier.groupby(["patient_id", "start_date"])["drug"].agg(
+        lambda s: ";".join(dict.fromkeys(map(str, s))))
+    out["prior_drugs"] = pd.Series(
+        list(zip(out["patient_id"], out["start_date"], strict=True)), index=out.index
+    ).map(prior).fillna("")
     if as_of is not None:
         out = out[out["start_date"] <= as_of]
-    return out[["patient_id", "line", "drug", "intent", "start_date", "end_date", "next_start"]]
+    return out[["patient_id", "line", "drug", "intent", "start_date", "end_date", "next_start",
+                "prior_drugs"]]
 
 
 def assign_draws(

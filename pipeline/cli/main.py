@@ -75,12 +75,12 @@ def edge(func: F) -> F:
 
 def _context(db: str | None, config: Path | None) -> tuple[Any, Any, Any]:
     from pipeline.config import load_settings
-    from pipeline.knowledge import load_knowledge_base
+    from pipeline.knowledge import knowledge_base_for
     from pipeline.store.repository import Store
 
     settings = load_settings(config)
     store = Store(db or settings.database_url)
-    return settings, store, load_knowledge_base()
+    return settings, store, knowledge_base_for(settings)  # + lab KB override (#13)
 
 
 def _parse_date(value: str | None, option: str) -> date | None:
@@ -253,6 +253,11 @@ def demo(
 
     for line in run_demo(workdir):
         typer.echo(line)
+
+
+from pipeline.cli.kb import app as kb_app  # noqa: E402  (the kb module imports this one)
+
+app.add_typer(kb_app, name="kb")
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -8,6 +8,7 @@ The knowledge is data in ``configs/knowledge/`` (manifest.yaml + TSV tables, see
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = [
     "KnowledgeEntry",
     "TherapyAdvice",
     "default_knowledge_dir",
+    "knowledge_base_for",
     "load_knowledge_base",
 ]
 
@@ -68,7 +70,31 @@ class KnowledgeBase:
         self._data = data
         self._recognizer = Recognizer(data)
         self._advisor = TherapyAdvisor(data)
-        self.version: str = str(data.manifest["version"])
+        #: ``YYYY.MM.PATCH`` of the shipped data, ``+lab.<sha8>`` with a lab override.
+        self.version: str = str(data.manifest.get("lab_version") or data.manifest["version"])
+        self.base_version: str = str(data.manifest["version"])
+
+    @property
+    def chip_genes(self) -> tuple[str, ...]:
+        """Clonal-haematopoiesis genes: THE list (config ``rules.chip_genes`` only adds)."""
+        return tuple(str(g).upper() for g in self._data.manifest.get("chip_genes", []))
+
+    def mark_chip(self, observations: pd.DataFrame) -> pd.DataFrame:
+        """Observations with ``category`` = ``chip`` for every call in a KB CHIP gene.
+
+        Stored annotations may predate this KB version (e.g. IDH1 before 2026.12); the rules
+        re-apply the current list so that a myeloid clone never drives the ctDNA level
+        (rule Q2, issue #13). Returns the same frame when nothing changes.
+        """
+        if observations.empty or "gene" not in observations.columns:
+            return observations
+        genes = observations["gene"].astype("object").fillna("").astype(str).str.upper()
+        hit = genes.isin(self.chip_genes) & (observations["category"] != "chip")
+        if not hit.any():
+            return observations
+        out = observations.copy()
+        out.loc[hit, "category"] = "chip"
+        return out
 
     @property
     def data(self) -> KnowledgeData:
@@ -100,12 +126,21 @@ class KnowledgeBase:
         return self._recognizer.annotate(calls, genome_build, cnv_kind)
 
     def therapy_options(self, alterations: list[tuple[str, str]],
-                        current_drug: str | None) -> TherapyAdvice:
+                        current_drug: str | None, *,
+                        prior_drugs: Iterable[str] | None = None,
+                        line: int | None = None) -> TherapyAdvice:
         """Therapy options for ``[(gene, alteration), ...]`` observed together.
 
         ``alteration`` uses the observation names (``G1202R``, ``amplification``,
         ``EML4-ALK fusion``); compound ALK mutations may be given as separate tuples or as one
         ``G1202R+L1196M``. ``current_drug`` (any alias or brand name) is never suggested again.
+
+        Options respect each drug's approved indication and line (issue #13 item 2): the ALK
+        TKIs in ``prior_drugs`` (earlier lines) and ``current_drug`` decide whether the patient
+        is ALK-inhibitor-naive (first-line indications) or pretreated (later-line
+        indications, e.g. lorlatinib after a second-generation TKI; ensartinib never). An
+        active drug outside its indication is named in a note, never offered as approved.
+        ``line`` (1-based) is only used to flag an incomplete therapy history.
         """
         expanded: list[tuple[str, str]] = []
         for gene, alteration in alterations:
@@ -113,7 +148,7 @@ class KnowledgeBase:
                 expanded.extend(("ALK", part) for part in alteration.split("+"))
             else:
                 expanded.append((gene, alteration))
-        return self._advisor.advise(expanded, current_drug)
+        return self._advisor.advise(expanded, current_drug, prior_drugs=prior_drugs, line=line)
 
     def drug_activity(self, kb_id: str | None, drug: str | None) -> dict[str, str] | None:
         """Activity of ``drug`` (any alias) against the entry ``kb_id`` (#9 item 2).
@@ -189,22 +224,41 @@ def default_knowledge_dir() -> Path:
 
 
 @lru_cache(maxsize=8)
-def _load_cached(folder: str) -> KnowledgeBase:
-    return KnowledgeBase(load_data(Path(folder)))
+def _load_cached(folder: str, overrides: str | None, stamp: str) -> KnowledgeBase:
+    return KnowledgeBase(load_data(Path(folder), Path(overrides) if overrides else None))
 
 
-def load_knowledge_base(path: str | Path | None = None) -> KnowledgeBase:
-    """Load (once per folder, cached) and validate the knowledge base.
+def load_knowledge_base(path: str | Path | None = None,
+                        overrides: str | Path | None = None) -> KnowledgeBase:
+    """Load (cached per folder and override content) and validate the knowledge base.
 
     Parameters
     ----------
     path
         A knowledge-base folder; defaults to the shipped ``configs/knowledge``.
+    overrides
+        A lab override folder (:mod:`pipeline.knowledge.overrides`); None = shipped data only.
 
     Raises
     ------
     KnowledgeBaseError
-        The data are missing or inconsistent.
+        The data (or the override) are missing, inconsistent or fail the schema.
     """
+    from pipeline.knowledge.overrides import override_fingerprint
+
     folder = Path(path) if path is not None else default_knowledge_dir()
-    return _load_cached(str(folder.resolve()))
+    lab = Path(overrides).resolve() if overrides is not None else None
+    # the cache key carries the override content hash: an edited override is reloaded
+    stamp = override_fingerprint(lab) if lab is not None and lab.is_dir() else ""
+    return _load_cached(str(folder.resolve()), str(lab) if lab else None, stamp)
+
+
+def knowledge_base_for(settings: Any, path: str | Path | None = None) -> KnowledgeBase:
+    """The knowledge base a run uses: shipped data + the lab override of ``settings``.
+
+    ``settings.knowledge.overrides_dir`` (config, or env ``CTDNA_KB_OVERRIDES``) names the
+    lab's override folder; absent means the shipped knowledge base only.
+    """
+    knowledge = getattr(settings, "knowledge", None)
+    overrides = getattr(knowledge, "overrides_dir", None)
+    return load_knowledge_base(path, overrides)

@@ -16,15 +16,22 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from pydantic import ValidationError
 
 from pipeline.errors import KnowledgeBaseError
+from pipeline.knowledge.schema import LABELS, Manifest
 from pipeline.knowledge.sequence import IUPAC, complement, translate_iupac
 from pipeline.schema import CATEGORIES
 
 BUILDS = ("GRCh37", "GRCh38")
-LABELS = ("verified", "derived", "lifted", "recalled-unverified")
 ACTIVITIES = ("S", "I", "R", "unknown")
 _VERSION_RE = re.compile(r"^\d{4}\.\d{1,2}\.\d+$")
+#: Exact column sets of the curated tables (unknown or missing columns are errors).
+TABLE_COLUMNS = {
+    "alterations": ("kb_id", "gene", "alteration", "category", "hgvs_c", "hgvs_p", "transcript",
+                    "aliases", "components", "evidence_label", "citations", "notes"),
+    "activity": ("kb_id", "drug", "activity", "reported", "evidence_label", "citation"),
+}
 
 
 @dataclass(frozen=True)
@@ -41,13 +48,56 @@ class KnowledgeData:
     alias_index: dict[str, str] = field(default_factory=dict)  # "GENE:SHORT" -> kb_id
 
 
-def _read_tsv(path: Path) -> pd.DataFrame:
+def read_tsv(path: Path, kind: str | None = None) -> pd.DataFrame:
+    """Read a knowledge-base TSV (``#`` comments); ``kind`` checks its exact columns."""
     if not path.is_file():
         raise KnowledgeBaseError(f"{path}: knowledge-base table missing")
     try:
-        return pd.read_csv(path, sep="\t", comment="#", dtype=str, keep_default_na=False)
+        frame = pd.read_csv(path, sep="\t", comment="#", dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError) as exc:
         raise KnowledgeBaseError(f"{path}: unreadable knowledge-base table ({exc})") from exc
+    if kind is not None:
+        expected = TABLE_COLUMNS[kind]
+        unknown = [c for c in frame.columns if c not in expected]
+        missing = [c for c in expected if c not in frame.columns]
+        if unknown or missing:
+            raise KnowledgeBaseError(
+                f"{path}: columns must be {', '.join(expected)}"
+                + (f"; unknown {unknown}" if unknown else "")
+                + (f"; missing {missing}" if missing else ""))
+    return frame
+
+
+_read_tsv = read_tsv
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping of the knowledge base (manifest or lab override)."""
+    if not path.is_file():
+        raise KnowledgeBaseError(f"{path}: knowledge-base manifest missing")
+    try:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available (speed)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+    except yaml.YAMLError as exc:
+        raise KnowledgeBaseError(f"{path}: invalid YAML ({exc})") from exc
+    _require(isinstance(data, dict), str(path), "top level must be a mapping")
+    return data
+
+
+def validate_manifest(manifest: dict[str, Any], where: str) -> None:
+    """Validate ``manifest`` against :class:`~pipeline.knowledge.schema.Manifest`.
+
+    Raises
+    ------
+    KnowledgeBaseError
+        Naming the file and the first offending field (unknown keys are errors).
+    """
+    try:
+        Manifest.model_validate(manifest)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field_name = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise KnowledgeBaseError(f"{where}: field {field_name}: {first['msg']}") from None
 
 
 def _require(cond: bool, where: str, message: str) -> None:
@@ -159,34 +209,43 @@ def _generated_entries(manifest: dict[str, Any], hot: pd.DataFrame,
     return rows
 
 
-def load_data(folder: Path) -> KnowledgeData:
-    """Read and validate a knowledge-base folder.
+def load_data(folder: Path, overrides: Path | None = None) -> KnowledgeData:
+    """Read and validate a knowledge-base folder, with an optional lab override folder.
+
+    Parameters
+    ----------
+    folder
+        The shipped knowledge base (``configs/knowledge``) or another full KB version.
+    overrides
+        A lab override folder (:mod:`pipeline.knowledge.overrides`); its content is merged
+        over the shipped data and validated by the same schema. Shipped files are never
+        written.
 
     Raises
     ------
     KnowledgeBaseError
-        Missing or inconsistent data (unknown category/label/activity, codon that does not
+        Missing or inconsistent data (unknown key/category/label/activity, codon that does not
         translate to its amino acid, activity for an unknown entry, bad version string).
     """
+    from pipeline.knowledge.overrides import apply_overrides
+
     manifest_path = folder / "manifest.yaml"
-    if not manifest_path.is_file():
-        raise KnowledgeBaseError(f"{manifest_path}: knowledge-base manifest missing")
-    try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available (speed)
-        manifest = yaml.load(manifest_path.read_text(encoding="utf-8"), Loader=loader)
-    except yaml.YAMLError as exc:
-        raise KnowledgeBaseError(f"{manifest_path}: invalid YAML ({exc})") from exc
-    _require(isinstance(manifest, dict), str(manifest_path), "top level must be a mapping")
+    manifest = read_manifest(manifest_path)
+    validate_manifest(manifest, str(manifest_path))
+    files = manifest.get("files", {})
+    curated = read_tsv(folder / files.get("alterations", "alterations.tsv"), "alterations")
+    activity = read_tsv(folder / files.get("activity", "activity.tsv"), "activity")
+    lab_label = ""
+    if overrides is not None:
+        manifest, curated, activity, lab_label = apply_overrides(
+            overrides, manifest, curated, activity)
     version = str(manifest.get("version", ""))
     _require(bool(_VERSION_RE.match(version)), str(manifest_path),
              f"version {version!r} is not YYYY.MM.PATCH")
-    for source in manifest.get("sources", []):
-        for key in ("id", "name", "version", "licence"):
-            _require(key in source, str(manifest_path), f"source {source!r} lacks {key}")
-    files = manifest.get("files", {})
+    if lab_label:
+        manifest = {**manifest, "lab_version": f"{version}+{lab_label}"}
     codons, positions = _load_codons(folder, files.get("codons", "codons.tsv"))
     hot = _read_tsv(folder / files.get("hotspot_alleles", "hotspot_alleles.tsv"))
-    curated = _read_tsv(folder / files.get("alterations", "alterations.tsv"))
     entries = pd.concat(
         [curated, pd.DataFrame(_generated_entries(manifest, hot, codons))], ignore_index=True
     )
@@ -198,7 +257,6 @@ def load_data(folder: Path) -> KnowledgeData:
     bad_label = set(entries["evidence_label"]) - set(LABELS)
     _require(not bad_label, where, f"unknown evidence labels {sorted(bad_label)}")
     entries = entries.set_index("kb_id", drop=False)
-    activity = _read_tsv(folder / files.get("activity", "activity.tsv"))
     a_where = str(folder / files.get("activity", "activity.tsv"))
     _require(set(activity["activity"]) <= set(ACTIVITIES), a_where,
              "activity must be S/I/R/unknown")

@@ -7,6 +7,7 @@ advice is ``unverified`` as soon as one option or note rests on a recalled/unver
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -32,12 +33,16 @@ class TherapyAdvice:
         True when any option or note relies on a claim labelled recalled-unverified.
     citations
         Every reference used, de-duplicated, in order of first use.
+    alk_history
+        ALK TKIs in the therapy history used for the indication check (issue #13).
     """
 
     options: list[TherapyOption] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     unverified: bool = False
     citations: list[str] = field(default_factory=list)
+    #: ALK TKIs of the therapy history (earlier lines + current drug) the indication check used
+    alk_history: list[str] = field(default_factory=list)
 
     def _cite(self, ref: str) -> None:
         if ref and ref not in self.citations:
@@ -89,9 +94,40 @@ class TherapyAdvisor:
         return self.data.alias_index.get(f"{gene.upper()}:{alteration.strip().upper()}")
 
     # -----------------------------------------------------------------------------------
-    def advise(self, alterations: list[tuple[str, str]], current_drug: str | None) -> TherapyAdvice:
+    def alk_exposure(self, current: str | None, prior_drugs: Iterable[str] | None) -> list[str]:
+        """ALK TKIs in the therapy history (earlier lines + the current drug), canonical."""
+        names = [str(self.drug_name(d)) for d in [*(prior_drugs or []), current] if d]
+        return list(dict.fromkeys(n for n in names if n in self.drugs
+                                  and self.drugs[n].get("alk_tki", True)))
+
+    def on_label(self, drug: str, exposed: list[str]) -> bool:
+        """Whether ``drug``'s approved indication covers a patient with this ALK-TKI history."""
+        ind = self.drugs[drug].get("indication") or {}
+        lines = ind.get("lines", [])
+        if not exposed:
+            return "first_line" in lines
+        after = set(ind.get("after_any_of", []))
+        return "after_prior_alk_tki" in lines and (not after or bool(after & set(exposed)))
+
+    def _line_ok(self, spec: dict, exposed: list[str]) -> bool:
+        lines = spec.get("lines") or []
+        return not lines or ("after_prior_alk_tki" if exposed else "first_line") in lines
+
+    def advise(self, alterations: list[tuple[str, str]], current_drug: str | None, *,
+               prior_drugs: Iterable[str] | None = None,
+               line: int | None = None) -> TherapyAdvice:
         advice = TherapyAdvice()
         current = self.drug_name(current_drug)
+        advice.alk_history = self.alk_exposure(current, prior_drugs)
+        if advice.alk_history:
+            advice.add_note("Indication check: prior ALK TKIs " + ", ".join(advice.alk_history)
+                            + "; options follow each drug's approved line.")
+        else:
+            advice.add_note("Indication check: no ALK TKI in the therapy history "
+                            "(ALK-inhibitor-naive); first-line indications apply.")
+        if line is not None and line > 1 and prior_drugs is None:
+            advice.add_note(f"Line {line} but no earlier drug was given: the indication check "
+                            "assumes only the current drug; complete the therapy history.")
         alk: list[str] = []
         others: list[tuple[str, str, str | None]] = []
         for gene, alteration in alterations:
@@ -139,17 +175,40 @@ class TherapyAdvisor:
                     citation, label != _UNVERIFIED)
             if not spec.get("approved"):
                 continue
-            if activity == "S":
+            if activity == "S" and not self.on_label(drug, advice.alk_history):
+                if drug != current:
+                    self._off_label_note(drug, name, label, advice)
+            elif activity == "S":
                 chosen.append(drug)
                 if drug != current:
-                    advice.add_option(TherapyOption(
-                        name=drug, kind="approved", reference=citation,
-                        evidence_level=f"{name}: {activity} ({label})",
-                        verified=label != _UNVERIFIED))
+                    self._approved_option(drug, citation, f"{name}: {activity} ({label})",
+                                          label != _UNVERIFIED, advice)
             elif activity in ("R", "I") and drug != current:
                 advice.add_note(f"{name}: {drug} {activity} (reported {reported}); not suggested.",
                                 citation, label != _UNVERIFIED)
         return chosen
+
+    def _indication(self, drug: str) -> tuple[str, str, bool]:
+        ind = self.drugs[drug].get("indication") or {}
+        label = ind.get("label", _UNVERIFIED)
+        return ind.get("text", "indication not recorded"), label, label != _UNVERIFIED
+
+    def _approved_option(self, drug: str, reference: str, level: str, verified: bool,
+                         advice: TherapyAdvice) -> None:
+        text, label, ind_verified = self._indication(drug)
+        advice.add_option(TherapyOption(
+            name=drug, kind="approved", reference=reference,
+            evidence_level=f"{level}; indication: {text} [{label}]",
+            verified=verified and ind_verified))
+
+    def _off_label_note(self, drug: str, name: str, label: str, advice: TherapyAdvice) -> None:
+        text, ind_label, ind_verified = self._indication(drug)
+        history = ", ".join(advice.alk_history) or "none"
+        advice.add_note(f"{name}: {drug} active (S, {label}) but outside its approved indication "
+                        f"({text} [{ind_label}]) for prior ALK TKIs: {history}; not offered as an "
+                        "approved option.",
+                        self.drugs[drug].get("indication", {}).get("source", ""),
+                        ind_verified and label != _UNVERIFIED)
 
     def _single(self, mutation: str, current: str | None, advice: TherapyAdvice) -> None:
         kb_id = self._kb_id("ALK", mutation)
@@ -157,19 +216,26 @@ class TherapyAdvisor:
             return
         chosen = self._approved_sensitive(kb_id, f"ALK {mutation}", current, advice)
         for drug in ("neladalkib", "zotizalkib"):
-            activity, reported, _label, _citation = self._cell(kb_id, drug)
+            activity, reported, label, _citation = self._cell(kb_id, drug)
             if activity == "S":
-                self._fourth_gen(drug, f"ALK {mutation}: {reported}", advice)
+                self._fourth_gen(drug, f"ALK {mutation}: {reported}", advice, label)
         if not chosen:
             advice.add_note(f"ALK {mutation}: no approved ALK TKI with recorded activity S.")
             self._rebiopsy(advice)
 
-    def _fourth_gen(self, drug: str, why: str, advice: TherapyAdvice) -> None:
-        for s in self.strategies["fourth_generation_g1202r"]:
-            if s.get("drug") == drug:
-                advice.add_option(TherapyOption(name=s["name"], kind=s["kind"],
-                                                reference=s["reference"], evidence_level=why,
-                                                verified=s["label"] != _UNVERIFIED))
+    def _fourth_gen(self, drug: str, why: str, advice: TherapyAdvice,
+                    cell_label: str = "verified") -> None:
+        keys = ("fourth_generation_g1202r", "first_line_trials")
+        for s in (s for k in keys for s in self.strategies.get(k, [])):
+            if s.get("drug") == drug and self._line_ok(s, advice.alk_history):
+                advice.add_option(TherapyOption(
+                    name=s["name"], kind=s["kind"], reference=s["reference"],
+                    evidence_level=f"{why} [activity {cell_label}; trial {s['label']}]",
+                    verified=s["label"] != _UNVERIFIED and cell_label != _UNVERIFIED))
+        status = self.drugs.get(drug, {}).get("status")
+        if status:
+            advice.add_note(f"{drug}: {status['text']} [{status['label']}]", status["source"],
+                            status["label"] != _UNVERIFIED)
 
     def _rebiopsy(self, advice: TherapyAdvice) -> None:
         for s in self.strategies["rebiopsy"]:
@@ -198,9 +264,9 @@ class TherapyAdvisor:
         if kb_id is not None:
             chosen = self._approved_sensitive(kb_id, f"ALK {name} (if cis)", current, advice)
             for drug in ("neladalkib", "zotizalkib"):
-                activity, reported, _label, _citation = self._cell(kb_id, drug)
+                activity, reported, label, _citation = self._cell(kb_id, drug)
                 if activity == "S":
-                    self._fourth_gen(drug, f"ALK {name}: {reported}", advice)
+                    self._fourth_gen(drug, f"ALK {name}: {reported}", advice, label)
         else:
             advice.add_note(f"ALK {name}: activity of this combination as a cis compound is not "
                             "in the knowledge base.", verified=True)
@@ -209,6 +275,7 @@ class TherapyAdvisor:
         for m in mutations:
             mid = self._kb_id("ALK", m)
             per.append({d for d in self.drugs if self.drugs[d].get("approved")
+                        and self.on_label(d, advice.alk_history)
                         and mid is not None and self._cell(mid, d)[0] == "S"})
         cover = set.intersection(*per) if per else set()
         if cover:
@@ -218,18 +285,24 @@ class TherapyAdvisor:
                                for m in mutations)
                 labels.append(drug)
                 if drug != current and kb_id is None:
-                    advice.add_option(TherapyOption(
-                        name=drug, kind="approved",
-                        reference="alk-knowledge.md 2.1 (per-mutation activity)",
-                        evidence_level=f"covers each of {', '.join(mutations)} if polyclonal "
-                        "(trans); compound activity unknown", verified=verified))
+                    self._approved_option(
+                        drug, "alk-knowledge.md 2.1 (per-mutation activity)",
+                        f"covers each of {', '.join(mutations)} if polyclonal "
+                        "(trans); compound activity unknown", verified, advice)
             advice.add_note(f"If polyclonal (trans), approved TKIs active against every component: "
                             f"{', '.join(labels)}.", "alk-knowledge.md 2.1",
                             verified=all(o.verified for o in advice.options
                                          if o.name in cover))
+        if i1171 and kb_id is not None and self._cell(kb_id, "gilteritinib")[0] == "S":
+            for s in self.strategies.get("i1171_compound", []):
+                advice.add_option(TherapyOption(
+                    name=s["name"], kind=s["kind"], reference=s["reference"],
+                    evidence_level=f"ALK {name}: {self._cell(kb_id, 'gilteritinib')[1]}",
+                    verified=s["label"] != _UNVERIFIED))
         if g1202 and kb_id is None:
             for drug in ("neladalkib", "zotizalkib"):
-                self._fourth_gen(drug, "G1202R-based compound (design intent, Ou 2021)", advice)
+                self._fourth_gen(drug, "G1202R-based compound (design intent, Ou 2021)", advice,
+                                 _UNVERIFIED)
         if not chosen:
             advice.add_note(f"ALK {name}: no approved ALK TKI is recorded as active against "
                             "this compound; consider trials and tissue re-biopsy.")
@@ -266,6 +339,8 @@ class TherapyAdvisor:
                         label != _UNVERIFIED)
         for k in keys:
             for s in self.strategies[k]:
+                if not self._line_ok(s, advice.alk_history):
+                    continue
                 advice.add_option(TherapyOption(name=s["name"], kind=s["kind"],
                                                 reference=s["reference"],
                                                 evidence_level=f"{gene} {alteration}",

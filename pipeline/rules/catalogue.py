@@ -46,7 +46,8 @@ class KnowledgeBaseLike(Protocol):
     version: str
 
     def therapy_options(self, alterations: list[tuple[str, str]],
-                        current_drug: str | None) -> Any: ...
+                        current_drug: str | None, *, prior_drugs: list[str] | None = None,
+                        ) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,9 @@ def attach_therapy_options(alert: Alert, ctx: LineContext,
             "Therapy options unavailable: no knowledge base was loaded for this evaluation."
         )
         return alert
-    advice = ctx.kb.therapy_options(alterations, drug)
+    prior = "" if ctx.line is None else str(ctx.line.get("prior_drugs") or "")  # issue #13
+    advice = ctx.kb.therapy_options(alterations, drug,
+                                    prior_drugs=[d for d in prior.split(";") if d])
     options = []
     for option in getattr(advice, "options", []) or []:
         data = option.model_dump() if hasattr(option, "model_dump") else dict(vars(option))

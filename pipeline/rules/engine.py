@@ -79,6 +79,8 @@ def evaluate_cohort(
         if missing:
             raise NotFoundError(f"no draws and no therapy history for {missing[0]!r}",
                                 field="patient_id")
+    if kb is not None and hasattr(kb, "mark_chip"):  # KB chip_genes = the one list (#13)
+        observations = kb.mark_chip(observations)
     kin = compute_kinetics(observations, samples, therapies, settings.rules, as_of=cutoff)
 
     obs = observations.copy()

@@ -19,7 +19,7 @@ CHAIN_OFFSETS = {"ALK": 222866, "KRAS": 152934, "NRAS": 542621, "BRAF": -300200,
 
 
 def test_version_and_sources(kb):
-    assert kb.version == "2026.11.0"
+    assert kb.version == "2026.12.0"
     ids = {s["id"] for s in kb.sources()}
     for needed in ("docm", "alk_knowledge", "gainor2016", "recondo2020", "shiba_ishii2022",
                    "desai_lovly2023", "dagogo_jack2020", "pmc10552597", "woodhouse2020",
@@ -107,8 +107,10 @@ def test_labels_and_unverified_claims_stay_unverified(kb):
     assert kb.entry("KRAS:G12C").verified is True
     strategies = kb.data.manifest["strategies"]
     trial_labels = {s["name"]: s["label"] for k in strategies for s in strategies[k]}
-    assert trial_labels["NCT03202940 (alectinib + cobimetinib)"] == "recalled-unverified"
-    assert trial_labels["NCT04005144 (brigatinib + binimetinib)"] == "recalled-unverified"
+    assert trial_labels["NCT03202940 (alectinib + cobimetinib; identifier UNCONFIRMED)"] == \
+        "recalled-unverified"
+    assert trial_labels["NCT04005144 (brigatinib + binimetinib; identifier UNCONFIRMED)"] == \
+        "recalled-unverified"
     assert trial_labels["NCT04800822 (PF-07284892 SHP2 inhibitor + lorlatinib)"] == "verified"
 
 
@@ -158,7 +160,7 @@ def test_activity_for_unknown_entry_is_rejected(tmp_path):
 def test_bad_version_is_rejected(tmp_path):
     folder = _copy_kb(tmp_path)
     path = folder / "manifest.yaml"
-    path.write_text(path.read_text().replace('version: "2026.11.0"', 'version: "latest"'))
+    path.write_text(path.read_text().replace('version: "2026.12.0"', 'version: "latest"'))
     with pytest.raises(KnowledgeBaseError, match="version"):
         load_data(folder)
 

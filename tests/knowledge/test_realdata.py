@@ -94,3 +94,21 @@ def test_pcgr_fusion_list_grch38(kb):
                      "variant_type": "sv"})
     out = kb.annotate(make_calls(rows), "GRCh38")
     assert list(out.loc[out["category"] == "driver", "alteration"]) == ["EML4-ALK fusion"]
+
+
+def test_guardant_myeloid_clone_is_chip_in_kb_2026_12(kb):
+    """Real Guardant360 serial table (Roosan et al., mumtahena/ctDNA_lung multi.csv, read in
+    place): patient G8 carries IDH1 R132H / IDH2 R140Q at 21-27 % (issue #13). With KB
+    2026.12 both are CHIP, so they can never drive the lung-cancer ctDNA level."""
+    path = REALDATA / "mumtahena__ctDNA_lung" / "multi.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    with path.open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["Gene"] in ("IDH1", "IDH2")]
+    assert rows, "the real table holds the IDH1/IDH2 rows"
+    calls = make_calls([{"gene": r["Gene"], "protein_change": r["Mutations"].split()[-1],
+                         "variant_type": "SNV", "vaf": float(r["ctDNA"]) / 100.0}
+                        for r in rows])
+    annotated = kb.annotate(calls, "GRCh37")
+    assert set(annotated["category"]) == {"chip"}
+    assert annotated["vaf"].max() > 0.2  # the 20-27 % clone that drove the level before

@@ -21,9 +21,14 @@ def test_i1171t_is_not_alectinib(kb):
     advice = kb.therapy_options([("ALK", "I1171T")], current_drug="alectinib")
     approved = _names(advice, "approved")
     assert "alectinib" not in approved and "crizotinib" not in approved
-    assert set(approved) == {"ceritinib", "brigatinib", "lorlatinib"}
-    assert all(o.verified for o in advice.options)  # Katayama 2014 row is verified
+    # after alectinib only lorlatinib is on label (issue #13); ceritinib/brigatinib are active
+    # (Katayama 2014, verified) but their later-line indication is after crizotinib only
+    assert approved == ["lorlatinib"]
+    assert any("brigatinib active" in n and "outside its approved indication" in n
+               for n in advice.notes)
     assert "Katayama 2014 abstract (verified)" in advice.citations
+    first = kb.therapy_options([("ALK", "I1171T")], current_drug=None)
+    assert set(_names(first, "approved")) == {"ceritinib", "brigatinib", "lorlatinib"}
 
 
 def test_current_drug_never_suggested_and_aliases(kb):
@@ -69,7 +74,7 @@ def test_bypass_mapk(kb):
     advice = kb.therapy_options([("KRAS", "G12C")], current_drug="alectinib")
     names = _names(advice)
     assert "ALK TKI + MEK inhibitor" in names
-    assert "NCT03202940 (alectinib + cobimetinib)" in names
+    assert "NCT03202940 (alectinib + cobimetinib; identifier UNCONFIRMED)" in names
     assert any(n.startswith("NCT04800822") for n in names)  # SHP2 (verified)
     mek = kb.therapy_options([("MAP2K1", "K57N")], current_drug=None)
     assert not any(n.startswith("NCT04800822") for n in _names(mek))  # no SHP2 for MEK1
