@@ -484,7 +484,8 @@ Q1 = register(RuleInfo(
     clinician="Evidenced: a negative with a poor LoD does not prove clearance."))
 Q2 = register(RuleInfo(
     "Q2", "Clonal haematopoiesis variant excluded from the ctDNA level", ("INFO",),
-    "Variant in a CHIP gene (rules.chip_genes) or knowledge-base category chip", "Any", "none",
+    "Variant in a knowledge-base CHIP gene (plus any rules.chip_genes a lab adds) or category "
+    "chip", "Any", "none",
     ("Razavi 2019 via bioSkills [V2]", "FoundationOne Tracker excludes non-tumour variants [V]"),
     "evidenced", sets_status=False, needs_therapy_line=False, categories=("chip",),
     config_keys=("chip_genes",),
