@@ -44,7 +44,7 @@ def _kinetic_part(alert: Alert) -> str | None:
     last = levels[-1]
     path = " → ".join(f"{v * 100:.3g}" for v in dict.fromkeys(f.ctdna_level for f in levels))
     label = f"{last.gene} {last.alteration}: " if last.gene else ""
-    text = f"{label}ctDNA {path} %"
+    text = f"{label}ctDNA {path} %" if "→" in path else f"{label}ctDNA level {path} %"
     if alert.tier == "WARNING" and alert.confirmed is False:
         urgent = any(x.startswith("URGENT") for x in alert.suggested_actions)
         text += " (unconfirmed: urgent confirmatory draw)" if urgent else " (unconfirmed)"
@@ -116,7 +116,8 @@ def make_headline(status: str, reason: str, alerts: list[Alert], levels: list[Dr
     else:
         parts.append(reason.split(": not evaluable for response")[0])
     level = _level_part(levels)
-    if level and current and current[0].rule_id in _KINETIC and "ctDNA" in parts[0]:
+    if level and current and current[0].rule_id in _KINETIC and (
+            "→" in parts[0] or "→" not in level):
         # the lead already gives the level path; keep only what the level part adds
         level = ("provisional reference (no pre-treatment draw)"
                  if levels and levels[0].provisional_reference else
