@@ -31,6 +31,7 @@ class Therapy(_Model):
     start_date: date
     line: int
     end_date: date | None = None
+    intent: str = Field("palliative", description="palliative | curative | adjuvant (#9 item 7)")
 
 
 class Finding(_Model):
@@ -65,13 +66,30 @@ class Alert(_Model):
     therapy_options: list[TherapyOption] = Field(default_factory=list)
     evidence: list[str]
     evidence_strength: str | None = Field(
-        None, description="direct | analogy (CML/IO) | heuristic: how the rule is supported"
+        None, description="evidenced | analogy | convention: how the rule is supported"
     )
     unverified_knowledge: bool = Field(
         False, description="True when a fact used is not verified against its primary source"
     )
     confirmed: bool | None = None
     draws_used: list[str] = Field(default_factory=list, description="sample_ids the rule read")
+
+
+class DrawLevel(_Model):
+    """The ctDNA level of one draw as the rules used it (one truth for reports and emails)."""
+
+    sample_id: str
+    collection_date: date
+    day: int = Field(..., description="days since the start of the line")
+    role: Literal["baseline", "on_treatment"]
+    provisional_reference: bool = False
+    detected: bool
+    level: float | None = Field(None, description="ctDNA level (unit below); None if censored")
+    upper_bound: float | None = Field(None, description="LoD bound of a non-detect")
+    unit: Literal["fraction", "mtm_per_ml"] = "fraction"
+    source: str = Field(..., description="marker_vaf | tumor_fraction | draw_<unit>")
+    markers: str | None = Field(None, description="tracked markers detected, 'GENE ALT, ...'")
+    informative: bool = True
 
 
 class Assessment(_Model):
@@ -91,7 +109,32 @@ class Assessment(_Model):
     days_on_therapy: int | None = None
     status_reason: str = ""
     caveats: list[str] = Field(default_factory=list)
+    headline: str = Field("", description="one sentence: what drives the status (#9 item 8)")
+    baseline_context: list[Alert] = Field(
+        default_factory=list,
+        description="baseline-risk alerts (B2) once response is assessed: context, not current",
+    )
+    baseline_provisional: bool = Field(
+        False, description="True when the reference is the first on-treatment draw (#9 item 5)"
+    )
+    levels: list[DrawLevel] = Field(
+        default_factory=list, description="per-draw ctDNA level of the line, as the rules used it"
+    )
 
     def contract_json(self) -> dict[str, object]:
-        """The object printed by ``ctdna evaluate --json`` (contract + extensions)."""
-        return self.model_dump(mode="json")
+        """The object printed by ``ctdna evaluate --json`` (contract + extensions).
+
+        Floats are rounded to 3 significant digits (VAF, LoD, levels: the assays report
+        2-3 digits; #9 item 8), copy numbers included.
+        """
+        return _rounded(self.model_dump(mode="json"))
+
+
+def _rounded(value: object, digits: int = 3) -> object:
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    return value

@@ -95,6 +95,21 @@ class RulesSettings(_Strict):
     second_landmark_end_week: float = Field(16, ge=0, description="E4 window end")
     rise_from_nadir_fold: float = Field(10.0, gt=1, description="P2/P3: >= 1-log rise")
     never_cleared_warning_fold: float = Field(2.0, gt=1, description="P3 warning: >= 2x rise")
+    urgent_level_ceiling: Fraction = Field(
+        0.10, gt=0, le=1,
+        description="P1/P3: a single draw at or above this level (fraction) asks for an urgent "
+        "confirmatory draw (#9 item 3)",
+    )
+    emerging_min_vaf: Fraction = Field(
+        0.005, ge=0, le=1, description="P4: absolute floor (VAF fraction) of an emerging clone"
+    )
+    emerging_rise_fold: float = Field(
+        2.0, gt=1, description="P4: rise of an emerging clone from its first detection"
+    )
+    emerging_single_draw_vaf: Fraction = Field(
+        0.02, ge=0, le=1,
+        description="P4: a new clone first seen at or above this VAF on one draw is a WARNING",
+    )
     min_alt_reads_detected: int = Field(
         2, ge=1, description="A call with fewer supporting reads is not 'detected'"
     )

@@ -69,7 +69,11 @@ class Kinetics:
 
 DRAW_COLUMNS = (
     "patient_id", "line", "sample_id", "sample_pk", "collection_date", "day", "role",
-    "lod_vaf", "tumor_fraction", "median_depth", "assay", "level_source",
+    "provisional", "lod_vaf", "tumor_fraction", "median_depth", "assay", "level_source",
+    "level_lod",  # LoD in the level's own unit (draw-level LoD, else the draw's VAF LoD)
+    "level_unit",  # fraction | mtm_per_ml
+    "level_gene", "level_alteration",  # the marker whose VAF is the level (marker_vaf only)
+    "level_markers",  # "GENE ALT, ..." tracked markers detected in the draw
     "ctdna_level",  # fraction 0-1; NaN when censored or when detected markers have no VAF
     "censored", "upper_bound", "detected", "n_markers_detected",
     "prev_detected_level", "informative",
@@ -82,9 +86,9 @@ DRAW_COLUMNS = (
 )
 
 LINE_COLUMNS = (
-    "patient_id", "line", "drug", "start_date", "end_date", "next_start",
-    "baseline_sample_id", "baseline_date", "baseline_level", "baseline_detected",
-    "baseline_lod", "nadir", "nadir_censored", "nadir_sample_id", "nadir_date",
+    "patient_id", "line", "drug", "intent", "start_date", "end_date", "next_start",
+    "baseline_provisional", "baseline_sample_id", "baseline_date", "baseline_level",
+    "baseline_detected", "baseline_lod", "nadir", "nadir_censored", "nadir_sample_id", "nadir_date",
     "growth_rate_per_day", "doubling_time_days", "halving_time_days", "growth_fit_points",
     "level_sources", "prior_drugs",  # prior_drugs: earlier lines' drugs, ';'-joined (#13)
 )
@@ -141,6 +145,13 @@ def prepare_samples(samples: pd.DataFrame, as_of: pd.Timestamp | None) -> pd.Dat
         out[column] = pd.to_numeric(out.get(column), errors="coerce").astype("float64")
     if "assay" not in out.columns:
         out["assay"] = None
+    # Draw-level (sample-level) results, #9 item 7: optional columns; absent = none.
+    for column in ("level_value", "level_lod"):
+        out[column] = pd.to_numeric(out.get(column), errors="coerce").astype("float64")
+    for column in ("level_unit", "level_call"):
+        if column not in out.columns:
+            out[column] = None
+        out[column] = out[column].astype("object").where(out[column].notna(), None)
     if "sample_pk" not in out.columns:
         out["sample_pk"] = pd.NA
     if as_of is not None:
@@ -160,6 +171,10 @@ def prepare_therapies(therapies: pd.DataFrame, as_of: pd.Timestamp | None) -> pd
     out["end_date"] = _dates(out["end_date"]) if "end_date" in out.columns else pd.NaT
     if "line" not in out.columns:
         out["line"] = np.nan
+    # Therapy intent (#9 item 7): palliative unless the therapy file declares otherwise.
+    intent = out["intent"] if "intent" in out.columns else pd.Series(None, index=out.index)
+    out["intent"] = intent.astype("object").where(intent.notna(), "palliative").astype(str)
+    out["intent"] = out["intent"].str.strip().str.lower()
     out = out.sort_values(["patient_id", "start_date", "drug"], kind="mergesort")
     rank = out.groupby("patient_id").cumcount() + 1
     out["line"] = pd.to_numeric(out["line"], errors="coerce").fillna(rank).astype("int64")
@@ -176,7 +191,7 @@ def prepare_therapies(therapies: pd.DataFrame, as_of: pd.Timestamp | None) -> pd
     ).map(prior).fillna("")
     if as_of is not None:
         out = out[out["start_date"] <= as_of]
-    return out[["patient_id", "line", "drug", "start_date", "end_date", "next_start",
+    return out[["patient_id", "line", "drug", "intent", "start_date", "end_date", "next_start",
                 "prior_drugs"]]
 
 
@@ -201,9 +216,18 @@ def assign_draws(
         & (pairs["end_date"].isna() | (pairs["collection_date"] <= pairs["end_date"]))
     )
     window = pairs[in_window].sort_values([*_KEY, "collection_date", "sample_id"])
-    baseline = window.groupby(_KEY, sort=False).tail(1).assign(role="baseline")
-    treated = pairs[on_treatment].assign(role="on_treatment")
-    out = pd.concat([baseline, treated], ignore_index=True)
+    baseline = window.groupby(_KEY, sort=False).tail(1).assign(role="baseline",
+                                                                provisional=False)
+    treated = pairs[on_treatment].assign(role="on_treatment", provisional=False)
+    # #9 item 5: without a pre-treatment draw the first on-treatment draw is a provisional
+    # reference. It stays an on-treatment draw too (emergence, rise and resistance rules
+    # read it); the early-response rules (E1-E3) do not judge a provisional reference.
+    has_base = pd.MultiIndex.from_frame(baseline[_KEY])
+    no_base = ~pd.MultiIndex.from_frame(treated[_KEY]).isin(has_base)
+    first = treated[no_base].sort_values([*_KEY, "collection_date", "sample_id"])
+    provisional = first.groupby(_KEY, sort=False).head(1).assign(role="baseline",
+                                                                   provisional=True)
+    out = pd.concat([baseline, provisional, treated], ignore_index=True)
     out["_order"] = (out["role"] == "on_treatment").astype(int)
     out = out.sort_values([*_KEY, "_order", "collection_date", "sample_id"], kind="mergesort")
     return out.drop(columns="_order").reset_index(drop=True)
@@ -349,25 +373,24 @@ def compute_kinetics(
     draws = assign_draws(smp, lines, rules)
     markers = tracked_markers(draws, obs, rules)
 
-    # ctDNA level from the tracked markers: max VAF of the detected ones.
+    # ctDNA level from the tracked markers: max VAF of the detected ones; the marker giving
+    # it and every tracked marker detected are named (#9 item 1: "the level reported per
+    # draw says which markers it comes from").
     tracked_obs = obs[obs["detected"]].merge(
-        draws[[*_KEY, "sample_id"]], on="sample_id"
+        draws[[*_KEY, "sample_id"]].drop_duplicates(), on="sample_id"
     ).merge(markers[[*_KEY, "marker_key"]], on=[*_KEY, "marker_key"])
-    per_draw = tracked_obs.groupby([*_KEY, "sample_id"], as_index=False).agg(
-        marker_level=("vaf", "max"), n_markers_detected=("marker_key", "nunique")
+    tracked_obs = tracked_obs.assign(label=marker_labels(tracked_obs))
+    tracked_obs = tracked_obs.sort_values([*_KEY, "sample_id", "vaf", "marker_key"],
+                                          ascending=[True, True, True, False, True],
+                                          na_position="last", kind="mergesort")
+    per_draw = tracked_obs.groupby([*_KEY, "sample_id"], as_index=False, sort=False).agg(
+        marker_level=("vaf", "max"), n_markers_detected=("marker_key", "nunique"),
+        level_gene=("gene", "first"), level_alteration=("alteration", "first"),
+        level_markers=("label", lambda x: ", ".join(dict.fromkeys(x))),
     )
     draws = draws.merge(per_draw, on=[*_KEY, "sample_id"], how="left")
     draws["n_markers_detected"] = draws["n_markers_detected"].fillna(0).astype("int64")
-    has_tf = draws["tumor_fraction"].notna()
-    draws["level_source"] = np.where(has_tf, "tumor_fraction", "marker_vaf")
-    # Tumour fraction 0 is "below the assay's sensitivity", i.e. censored, never a level 0.
-    draws["detected"] = np.where(
-        has_tf, draws["tumor_fraction"] > 0, draws["n_markers_detected"] > 0
-    ).astype(bool)
-    level = np.where(has_tf, draws["tumor_fraction"], draws["marker_level"])
-    draws["ctdna_level"] = pd.Series(level, index=draws.index).where(draws["detected"])
-    draws["censored"] = ~draws["detected"]
-    draws["upper_bound"] = draws["lod_vaf"].where(draws["censored"])
+    draws = _draw_level(draws)
 
     # Pooled read counts and the Fisher test against the previous draw of the line.
     reads = _pooled_reads(draws, markers, obs)
@@ -386,26 +409,74 @@ def compute_kinetics(
     last_detected = draws["ctdna_level"].groupby(keys, sort=False).ffill()
     last_detected = last_detected.groupby(keys, sort=False).shift(1)
     draws["prev_detected_level"] = last_detected
-    draws["informative"] = ~(draws["censored"] & (draws["lod_vaf"] > last_detected))
+    draws["informative"] = ~(draws["censored"] & (draws["level_lod"] > last_detected))
 
     draws = _add_baseline_folds(draws)
     draws = _add_nadir(draws)
     line_table = _line_summary(lines, draws)
-    draws = draws.drop(columns=["marker_level"])
+    draws = draws.drop(columns=["marker_level", "level_value", "level_call"])
     extra = [c for c in draws.columns if c not in DRAW_COLUMNS]
     draws = draws[[*DRAW_COLUMNS, *extra]]
     return Kinetics(draws=draws, lines=line_table, markers=markers.reset_index(drop=True))
 
 
+def marker_labels(observations: pd.DataFrame) -> pd.Series:
+    """``"GENE alteration"`` labels for findings and headlines (gene alone when unnamed)."""
+    gene = observations["gene"].astype("object").fillna("").astype(str)
+    alteration = observations["alteration"].astype("object").fillna("").astype(str)
+    return (gene + " " + alteration).str.strip()
+
+
+def _draw_level(draws: pd.DataFrame) -> pd.DataFrame:
+    """The draw's ctDNA level, its LoD, unit and source, censoring and upper bound.
+
+    Precedence: a draw-level value (``level_value``/``level_call``, tumour-informed MRD
+    assays; #9 item 7), then the assay-reported ``tumor_fraction``, then the maximum VAF of
+    the tracked markers. A negative draw-level call, a tumour fraction of 0 and a draw with
+    no tracked marker detected are left-censored at the LoD, never a level 0.
+    """
+    out = draws
+    call = out["level_call"].astype("object").fillna("").astype(str).str.lower()
+    value = out["level_value"]
+    level_lod = out["level_lod"]
+    has_draw_level = value.notna() | call.isin(["positive", "negative"])
+    has_tf = ~has_draw_level & out["tumor_fraction"].notna()
+    unit = out["level_unit"].astype("object").fillna("").astype(str).str.lower()
+    draw_detected = np.where(
+        call == "positive", True,
+        np.where(call == "negative", False,
+                 value > level_lod.fillna(0.0)))
+    out["level_source"] = np.select(
+        [has_draw_level, has_tf],
+        ["draw_" + unit.where(unit != "", "level"), "tumor_fraction"], default="marker_vaf")
+    out["level_unit"] = np.where(has_draw_level & (unit == "mtm_per_ml"), "mtm_per_ml",
+                                 "fraction")
+    out["detected"] = np.select(
+        [has_draw_level, has_tf],
+        [draw_detected, out["tumor_fraction"] > 0],
+        default=out["n_markers_detected"] > 0,
+    ).astype(bool)
+    level = np.select([has_draw_level, has_tf], [value, out["tumor_fraction"]],
+                      default=out["marker_level"])
+    out["ctdna_level"] = pd.Series(level, index=out.index, dtype="float64").where(out["detected"])
+    out["level_lod"] = level_lod.where(has_draw_level & level_lod.notna(), out["lod_vaf"])
+    out["censored"] = ~out["detected"]
+    out["upper_bound"] = out["level_lod"].where(out["censored"])
+    by_marker = out["level_source"] == "marker_vaf"
+    for column in ("level_gene", "level_alteration", "level_markers"):
+        out[column] = out[column].where(by_marker & out["detected"], None)
+    return out
+
+
 def _add_baseline_folds(draws: pd.DataFrame) -> pd.DataFrame:
-    base = draws[draws["role"] == "baseline"][[*_KEY, "ctdna_level", "censored", "lod_vaf"]]
+    base = draws[draws["role"] == "baseline"][[*_KEY, "ctdna_level", "censored", "level_lod"]]
     base = base.rename(columns={
-        "ctdna_level": "_b_level", "censored": "_b_censored", "lod_vaf": "_b_lod"
+        "ctdna_level": "_b_level", "censored": "_b_censored", "level_lod": "_b_lod"
     })
     out = draws.merge(base, on=_KEY, how="left")
     out["_b_censored"] = out["_b_censored"].astype("boolean").fillna(True).astype(bool)
     fold, kind = _fold(out["ctdna_level"], out["censored"], out["_b_level"],
-                       out["_b_censored"], out["lod_vaf"], out["_b_lod"])
+                       out["_b_censored"], out["level_lod"], out["_b_lod"])
     treated = out["role"] == "on_treatment"
     out["fold_from_baseline"] = fold.where(treated)
     out["fold_from_baseline_kind"] = kind.where(treated, None)
@@ -418,7 +489,7 @@ def _add_nadir(draws: pd.DataFrame) -> pd.DataFrame:
     out = draws
     treated = out["role"] == "on_treatment"
     clearing = out["censored"] & out["informative"]
-    candidate = out["ctdna_level"].where(~out["censored"], out["lod_vaf"].where(clearing))
+    candidate = out["ctdna_level"].where(~out["censored"], out["level_lod"].where(clearing))
     candidate = candidate.where(treated)
     grouped = candidate.groupby([out["patient_id"], out["line"]], sort=False)
     running = grouped.cummin()
@@ -435,7 +506,7 @@ def _add_nadir(draws: pd.DataFrame) -> pd.DataFrame:
         out[before] = out[column].groupby(keys, sort=False).shift(1).where(treated)
     nadir_censored = out["nadir_before_censored"].astype("boolean").fillna(True).astype(bool)
     fold, kind = _fold(out["ctdna_level"], out["censored"], out["nadir_before"],
-                       nadir_censored, out["lod_vaf"], out["nadir_before"])
+                       nadir_censored, out["level_lod"], out["nadir_before"])
     no_nadir = out["nadir_before"].isna()
     out["fold_from_nadir"] = fold.where(treated & ~no_nadir)
     out["fold_from_nadir_kind"] = pd.Series(kind, index=out.index).where(
@@ -449,11 +520,12 @@ def _add_nadir(draws: pd.DataFrame) -> pd.DataFrame:
 def _line_summary(lines: pd.DataFrame, draws: pd.DataFrame) -> pd.DataFrame:
     base = draws[draws["role"] == "baseline"].set_index(_KEY)
     summary = lines.set_index(_KEY).copy()
+    summary["baseline_provisional"] = base["provisional"].astype("object")
     summary["baseline_sample_id"] = base["sample_id"]
     summary["baseline_date"] = base["collection_date"]
     summary["baseline_level"] = base["ctdna_level"]
     summary["baseline_detected"] = base["detected"].astype("object")
-    summary["baseline_lod"] = base["lod_vaf"]
+    summary["baseline_lod"] = base["level_lod"]
 
     treated = draws[draws["role"] == "on_treatment"]
     last = treated.groupby(_KEY, sort=False).tail(1).set_index(_KEY)

@@ -150,6 +150,21 @@ class KnowledgeBase:
                 expanded.append((gene, alteration))
         return self._advisor.advise(expanded, current_drug, prior_drugs=prior_drugs, line=line)
 
+    def drug_activity(self, kb_id: str | None, drug: str | None) -> dict[str, str] | None:
+        """Activity of ``drug`` (any alias) against the entry ``kb_id`` (#9 item 2).
+
+        Returns ``{"drug", "activity" (S/I/R/unknown), "reported", "evidence_label",
+        "citation"}``, or None when the knowledge base has no cell for the pair.
+        """
+        if not kb_id or not drug:
+            return None
+        name = self._advisor.drug_name(drug)
+        row = self._advisor.activity.get((kb_id, name))
+        if row is None:
+            return None
+        return {"drug": str(name), "activity": str(row.activity), "reported": str(row.reported),
+                "evidence_label": str(row.evidence_label), "citation": str(row.citation)}
+
     def entry(self, kb_id: str) -> KnowledgeEntry:
         """The entry ``kb_id`` (as written to ``observations.kb_id``).
 

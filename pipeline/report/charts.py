@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Literal
@@ -292,32 +292,15 @@ def tracked_markers(observations: pd.DataFrame) -> list[tuple[str, str, str]]:
     return sorted((g, a, c) for (g, a), c in seen.items())
 
 
-def _truncal(
-    observations: pd.DataFrame,
-    draws: pd.DataFrame,
-    markers: Sequence[tuple[str, str, str]],
-    baseline_sample_id: str | None,
-) -> list[tuple[str, str]]:
-    """Baseline truncal markers: tracked markers detected at baseline, plus the driver.
-
-    clinical-evidence.md section 6: "max VAF of baseline truncal markers (ALK fusion reads,
-    plus TP53 and other baseline clonal SNVs not on the CHIP list)". The baseline is the
-    assessment's baseline draw, else the patient's first draw. When nothing qualifies (no
-    detect at baseline and no driver call), every tracked marker is used so that the level
-    still reflects the tumour signal; the series label says which definition applies.
-    """
-    if not markers or draws.empty:
-        return []
-    ids = set(draws["sample_id"])
-    baseline = baseline_sample_id if baseline_sample_id in ids else draws["sample_id"].iloc[0]
-    at_base = observations[
-        (observations["sample_id"].astype(str) == baseline) & _detected_mask(observations)
-    ]
-    base_keys = {
-        (str(g), str(a)) for g, a in at_base[["gene", "alteration"]].itertuples(index=False)
-    }
-    truncal = [(g, a) for g, a, c in markers if (g, a) in base_keys or c == "driver"]
-    return truncal or [(g, a) for g, a, _ in markers]
+def _level_markers(assessment: Assessment | None) -> list[tuple[str, str]]:
+    """The tracked markers the rules' ctDNA level came from (``Assessment.levels``)."""
+    out: dict[tuple[str, str], None] = {}
+    for level in assessment.levels if assessment is not None else []:
+        for label in (level.markers or "").split(", "):
+            if label:
+                gene, _, alteration = label.partition(" ")
+                out[(gene, alteration)] = None
+    return list(out)
 
 
 def _confirmation_draws(assessment: Assessment | None) -> set[str]:
@@ -405,27 +388,28 @@ def chart_series(
             ChartSeries("marker", f"{gene} {alteration}", gene, alteration, category, tuple(points))
         )
 
-    truncal = _truncal(obs, draws, markers, assessment.baseline_sample_id if assessment else None)
+    # #9 item 9: one truth per quantity. The level is the one the rules used
+    # (``Assessment.levels``: baseline truncal markers, tumour fraction or a draw-level
+    # value, censored at the LoD), never recomputed here. Levels in MTM/mL are not VAF and
+    # are left off this VAF axis.
+    truncal = _level_markers(assessment)
     level_points: list[ChartPoint] = []
-    for draw in draw_list:
-        sid = str(draw.sample_id)
-        lod = float(draw.lod_vaf)
-        tf = draw.tumor_fraction
-        if np.isfinite(tf) and tf > 0:
-            level_points.append(ChartPoint(draw.collection_date, sid, float(tf), True, lod,
-                                           "tumor_fraction"))
+    for level in assessment.levels if assessment is not None else []:
+        if level.unit != "fraction":
             continue
-        values = [best[(sid, g, a)] for g, a in truncal if (sid, g, a) in best]
-        if values:
-            level_points.append(ChartPoint(draw.collection_date, sid, float(max(values)), True,
-                                           lod, "truncal_vaf"))
-        elif np.isfinite(lod):
-            level_points.append(ChartPoint(draw.collection_date, sid, lod, False, lod, "lod"))
-    if len(draws):
+        bound = level.upper_bound if level.upper_bound is not None else np.nan
+        if level.detected and level.level is not None:
+            level_points.append(ChartPoint(level.collection_date, level.sample_id, level.level,
+                                           True, bound, level.source))
+        elif not level.detected and np.isfinite(bound):
+            level_points.append(ChartPoint(level.collection_date, level.sample_id, bound, False,
+                                           bound, "lod"))
+    if level_points:
         series.append(
             ChartSeries(
                 "ctdna_level",
-                "ctDNA level (tumor fraction, else max truncal VAF)",
+                "ctDNA level used by the rules (tumour fraction or draw-level value, else max "
+                "VAF of the baseline markers)",
                 None,
                 None,
                 None,

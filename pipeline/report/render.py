@@ -27,7 +27,7 @@ from markupsafe import Markup
 
 import pipeline
 from pipeline.assessment import FAILURE_MEANING, Alert, Assessment, Finding, Status
-from pipeline.config import CadenceSettings, RulesSettings, Settings
+from pipeline.config import Settings
 from pipeline.errors import InputError
 from pipeline.report.charts import (
     ChartData,
@@ -36,11 +36,11 @@ from pipeline.report.charts import (
     therapy_bands,
     trend_chart_svg,
 )
+from pipeline.rules.catalogue import CATALOGUE
 
 __all__ = [
     "TIER_ORDER",
     "CohortRow",
-    "cadence_next_draw_due",
     "render_cohort_report",
     "render_patient_report",
     "status_words",
@@ -305,6 +305,14 @@ def _finding_view(finding: Finding) -> dict[str, Any]:
     }
 
 
+def _strength(alert: Alert) -> str:
+    """The rule's evidence label (evidenced / analogy / convention; #13 item 3)."""
+    info = CATALOGUE.get(alert.rule_id)
+    if info is not None:
+        return info.strength_label()
+    return alert.evidence_strength or "not stated"
+
+
 def _alert_view(alert: Alert) -> dict[str, Any]:
     return {
         "rule_id": alert.rule_id,
@@ -314,7 +322,7 @@ def _alert_view(alert: Alert) -> dict[str, Any]:
         "findings": [_finding_view(f) for f in alert.findings],
         "actions": list(alert.suggested_actions),
         "evidence": list(alert.evidence),
-        "evidence_strength": alert.evidence_strength or "not stated",
+        "evidence_strength": _strength(alert),
         "unverified": alert.unverified_knowledge
         or any(not o.verified for o in alert.therapy_options),
         "options": [
@@ -437,6 +445,8 @@ def render_patient_report(
         "status": status,
         "assessment": assessment,
         "alerts": [_alert_view(a) for a in assessment.alerts] if assessment else [],
+        "baseline_context": [_alert_view(a) for a in assessment.baseline_context]
+        if assessment else [],
         "therapy_rows": _therapy_rows(lines, reference_day),
         "chart_svg": Markup(svg),  # matplotlib's SVG writer escapes every text it contains
         "truncal": [f"{g} {a}" for g, a in data.truncal_markers],
@@ -476,8 +486,8 @@ class CohortRow:
     last_draw_date
         Collection date of the patient's latest draw, None without draws.
     next_draw_due
-        When the next draw is due: the assessment's ``next_draw_due`` (rule C1), else
-        :func:`cadence_next_draw_due`. None when no schedule applies (no therapy line).
+        When the next draw is due: the assessment's ``next_draw_due`` (rule C1). None when
+        no schedule applies (no therapy line).
     alerts
         Short ``"RULE TIER: title"`` lines of the current alerts, most severe first.
     care_team
@@ -512,21 +522,15 @@ class CohortRow:
         draw_dates
             Collection dates of the patient's draws (``samples_frame.collection_date``).
         settings
-            Supplies the cadence (rule C1) when the assessment has no ``next_draw_due``.
+            Resolved settings (kept for callers; the due date comes from the assessment).
         care_team
             Routing key, when known.
         """
         dates = sorted(d for d in (_to_date(v) for v in draw_dates) if d is not None)
         therapy = assessment.therapy
+        # #9 item 9: one truth per quantity: the due date is the rules' (C1), never
+        # recomputed here (None when no line of therapy applies).
         due = assessment.next_draw_due
-        if due is None:
-            due = cadence_next_draw_due(
-                therapy.start_date if therapy else None,
-                dates,
-                assessment.status,
-                settings.cadence,
-                settings.rules,
-            )
         severity = {"FAILURE": 0, "WARNING": 1, "INFO": 2}
         alerts = tuple(
             f"{a.rule_id} {a.tier}: {a.title}"
@@ -543,51 +547,6 @@ class CohortRow:
             alerts=alerts,
             care_team=care_team,
         )
-
-
-def cadence_next_draw_due(
-    therapy_start: date | None,
-    draw_dates: Sequence[date],
-    status: str | None,
-    cadence: CadenceSettings,
-    rules: RulesSettings | None = None,
-) -> date | None:
-    """Next draw due under rule C1 (clinical-evidence.md section 6), as a fallback.
-
-    C1: baseline, week 3-6, week 8-10, then every 8-12 weeks; every ~4 weeks after a
-    WARNING (ELN "up to monthly"). The due date is the *end* of the applicable window, so
-    that "overdue" means the window has been missed.
-
-    Parameters
-    ----------
-    therapy_start
-        Start of the current line; None -> no schedule (returns None).
-    draw_dates
-        Collection dates of the patient's draws.
-    status
-        Current tier; WARNING and FAILURE shorten the interval.
-    cadence
-        The cadence settings (weeks).
-    rules
-        Supplies ``baseline_after_start_days`` (draws up to N days after the start still
-        count as baseline, not as the first on-treatment draw).
-    """
-    if therapy_start is None:
-        return None
-    grace_after_start = rules.baseline_after_start_days if rules is not None else 0
-    on_treatment = sorted(
-        d for d in draw_dates if (d - therapy_start).days > grace_after_start
-    )
-    last = max(draw_dates) if draw_dates else None
-    if status in ("WARNING", "FAILURE"):
-        anchor = max(last, therapy_start) if last is not None else therapy_start
-        return anchor + timedelta(weeks=cadence.after_warning_interval_weeks)
-    if not on_treatment:
-        return therapy_start + timedelta(weeks=cadence.first_draw_weeks[1])
-    second_window_start = therapy_start + timedelta(weeks=cadence.second_draw_weeks[0])
-    if on_treatment[-1] < second_window_start:
-        return therapy_start + timedelta(weeks=cadence.second_draw_weeks[1])
-    return on_treatment[-1] + timedelta(weeks=cadence.maintenance_interval_weeks[1])
 
 
 def _cohort_sort_key(item: dict[str, Any]) -> tuple[Any, ...]:

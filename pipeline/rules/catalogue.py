@@ -16,7 +16,6 @@ Evaluable draws are on-treatment draws that are not non-informative negatives (Q
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
@@ -30,7 +29,10 @@ from pipeline.assessment import Alert, Finding, Therapy, TherapyOption
 from pipeline.config import RulesSettings, Settings
 from pipeline.kinetics import FOLD_LOWER, FOLD_VALUE
 
-EvidenceStrength = Literal["direct", "analogy", "heuristic"]
+#: How a rule is supported (#13 item 3): ``evidenced`` = directly shown in TKI-treated
+#: oncogene-driven NSCLC; ``analogy`` = borrowed from CML (ELN) or IO/chemo ctDNA data;
+#: ``convention`` = a scheduling or data-handling convention, not an outcome claim.
+EvidenceStrength = Literal["evidenced", "analogy", "convention"]
 
 FAILURE_ACTION = (
     "Early-switch review by the treating clinician: confirm the result, re-genotype "
@@ -60,6 +62,19 @@ class RuleInfo:
     confirmation: str
     sources: tuple[str, ...]
     evidence_strength: EvidenceStrength
+    sets_status: bool = True  # its WARNING/FAILURE sets the molecular-response status
+    needs_therapy_line: bool = True  # False: also evaluated before any line has started
+    config_keys: tuple[str, ...] = ()  # ``rules.*`` / ``cadence.*`` keys it reads
+    categories: tuple[str, ...] = ()  # knowledge-base categories it judges (#9 item 6)
+    clinician: str = ""  # one sentence for clinicians, saying evidenced or analogy
+
+    def strength_label(self) -> str:
+        """The label shown in alerts and reports (#13 item 3)."""
+        return {
+            "evidenced": "evidenced (TKI-treated NSCLC data)",
+            "analogy": "analogy (CML ELN / IO ctDNA data; heuristic default)",
+            "convention": "convention (heuristic default)",
+        }[self.evidence_strength]
 
 
 @dataclass
@@ -89,6 +104,19 @@ class LineContext:
     def baseline_detected(self) -> bool:
         base = self.baseline
         return base is not None and bool(base["detected"])
+
+    @cached_property
+    def provisional(self) -> bool:
+        """True when the reference is the first on-treatment draw (#9 item 5)."""
+        base = self.baseline
+        return base is not None and bool(base.get("provisional", False))
+
+    @cached_property
+    def surveillance(self) -> bool:
+        """True on a curative/adjuvant line: a negative reference is expected (#9 item 7)."""
+        if self.line is None:
+            return False
+        return str(self.line.get("intent", "palliative")) in ("curative", "adjuvant")
 
     @cached_property
     def treated(self) -> pd.DataFrame:
@@ -127,15 +155,35 @@ def _int(value: Any) -> int | None:
 
 
 def draw_finding(row: pd.Series, note: str | None = None) -> Finding:
-    """A draw-level finding: the ctDNA level (or its censoring bound) and the LoD."""
+    """A draw-level finding: the ctDNA level (or its censoring bound), the LoD and the marker.
+
+    #9 item 8: the finding names the gene and alteration whose VAF is the level (or says
+    that the level is a tumour fraction / draw-level value) and lists the tracked markers
+    detected in the draw.
+    """
     detected = bool(row["detected"])
     level = _num(row["ctdna_level"])
-    source = "tumour fraction" if row["level_source"] == "tumor_fraction" else "max VAF"
-    text = (f"ctDNA level {level:.4g} ({source})" if detected and level is not None
+    source = str(row["level_source"])
+    unit = str(row.get("level_unit", "fraction"))
+    shown = (f"{level:.3g} MTM/mL" if unit == "mtm_per_ml" else f"{level:.2%}") \
+        if level is not None else ""
+    lod = _num(row.get("level_lod", row["lod_vaf"]))
+    markers = row.get("level_markers")
+    gene = row.get("level_gene") if source == "marker_vaf" and detected else None
+    gene = None if gene is None or pd.isna(gene) else str(gene)
+    alteration = row.get("level_alteration") if gene else None
+    alteration = "ctDNA level" if alteration is None or pd.isna(alteration) else str(alteration)
+    what = {"tumor_fraction": "tumour fraction", "marker_vaf": "max VAF of tracked markers"}.get(
+        source, f"draw-level {source.removeprefix('draw_')}")
+    lod_text = "?" if lod is None else (f"{lod:.3g} MTM/mL" if unit == "mtm_per_ml"
+                                        else f"{lod:.2%}")
+    text = (f"ctDNA level {shown} ({what}" + (f": {markers}" if markers and
+                                                 not pd.isna(markers) else "") + ")"
+            if detected and level is not None
             else "ctDNA detected, level not quantifiable" if detected
-            else f"not detected (< LoD {float(row['lod_vaf']):.4g})")
+            else f"not detected (< LoD {lod_text})")
     return Finding(
-        gene=None, alteration="ctDNA level", sample_id=str(row["sample_id"]),
+        gene=gene, alteration=alteration, sample_id=str(row["sample_id"]),
         collection_date=_date(row["collection_date"]),
         vaf=level if row["level_source"] == "marker_vaf" else None, detected=detected,
         lod_vaf=_num(row["lod_vaf"]), alt_reads=_int(row.get("alt_reads")),
@@ -159,21 +207,23 @@ def obs_finding(row: pd.Series, note: str | None = None) -> Finding:
 def confirmed_pairs(days: np.ndarray, condition: np.ndarray, rules: RulesSettings) -> np.ndarray:
     """True at draw i when draws i-1 and i (consecutive) both meet ``condition``.
 
-    The second draw must be ``confirm_min_days`` to ``confirm_max_days`` after the first
-    (ELN 2020 "confirmed within 1-3 months"; ELN 2013 "2 consecutive tests").
+    The confirming draw is the next informative draw *whenever it comes* (#9 item 3: real
+    intervals are 6-12 months). It must be at least ``confirm_min_days`` later, so that
+    a technical repeat is not taken as an independent confirmation; ``confirm_max_days``
+    is the target for scheduling the re-draw (rule C1), not an expiry (ELN 2013 "2
+    consecutive tests"; ELN 2020 "confirmed within 1-3 months" as a scheduling target).
     """
     cond = np.asarray(condition, dtype=bool)
     gap = np.diff(np.asarray(days, dtype=float), prepend=np.nan)
     prev = np.concatenate([[False], cond[:-1]])
-    in_window = (gap >= rules.confirm_min_days) & (gap <= rules.confirm_max_days)
-    return cond & prev & in_window
+    return cond & prev & (gap >= rules.confirm_min_days)
 
 
 def _weeks(days: float) -> str:
     return f"week {days / 7:.1f}"
 
 
-def _alert(info: RuleInfo, tier: str, findings: list[Finding], actions: list[str],
+def make_alert(info: RuleInfo, tier: str, findings: list[Finding], actions: list[str],
            evidence: list[str] | None = None, confirmed: bool | None = None,
            draws: list[str] | None = None) -> Alert:
     if tier == "FAILURE" and FAILURE_ACTION not in actions:
@@ -183,8 +233,7 @@ def _alert(info: RuleInfo, tier: str, findings: list[Finding], actions: list[str
         rule_id=info.rule_id, tier=tier, title=info.title, findings=findings,  # type: ignore[arg-type]
         suggested_actions=actions,
         evidence=[*(evidence or []), *info.sources,
-                  f"evidence strength: {info.evidence_strength}"
-                  + ("" if info.evidence_strength == "direct" else " (heuristic default)")],
+                  f"evidence strength: {info.strength_label()}"],
         evidence_strength=info.evidence_strength, confirmed=confirmed, draws_used=used,
     )
 
@@ -225,130 +274,244 @@ def attach_therapy_options(alert: Alert, ctx: LineContext,
 # --------------------------------------------------------------------------- catalogue
 
 _ELN2020 = "ELN 2020 (Hochhaus, Leukemia 2020;34:966) [V]"
+_ELN2025 = ("ELN 2025 (Leukemia 2025;39:1797, PMC12310532) [V2]: a switch after a missed "
+            "milestone weighs individual circumstances")
 _CTMONITR = "ctMoniTR TKI aggregate, Clin Cancer Res 2025 (doi:10.1158/1078-0432.CCR-24-3612) [V]"
 _ALTA3 = "ALTA-3, JTO 2023: baseline ctDNA ALK fusion detectable in 34% [V]"
+_CONFIRM = ("next informative draw >= confirm_min_days later, whenever it comes "
+            "(confirm_max_days is the re-draw target, not an expiry)")
 
 CATALOGUE: dict[str, RuleInfo] = {}
 
 
-def _register(info: RuleInfo) -> RuleInfo:
+def register(info: RuleInfo) -> RuleInfo:
+    """Add a rule's declaration to :data:`CATALOGUE` (one declaration per rule ID)."""
+    if info.rule_id in CATALOGUE:
+        raise ValueError(f"rule {info.rule_id} declared twice")
     CATALOGUE[info.rule_id] = info
     return info
 
 
-B1 = _register(RuleInfo(
+B1 = register(RuleInfo(
     "B1", "Not evaluable for response: ctDNA not detected at baseline", ("INFO",),
-    "No baseline draw, or no tracked marker detected at the baseline draw",
+    "No tracked marker detected at the baseline draw (or at the provisional reference)",
     "Baseline (last draw <= baseline_window_days before start)", "none",
     (_ALTA3, "FoundationOne Liquid CDx: TF < 1% negatives uninformative (CCR 2024) [V]",
      _CTMONITR + ": clearance requires baseline detection"),
-    "direct"))
-B2 = _register(RuleInfo(
+    "evidenced", sets_status=False, config_keys=("baseline_window_days",),
+    clinician="Evidenced: response milestones need ctDNA detected before treatment; "
+              "emergence and resistance rules stay active."))
+B2 = register(RuleInfo(
     "B2", "High-risk baseline profile", ("WARNING",),
     "Baseline ctDNA detected, and/or EML4-ALK variant 3, and/or a TP53 mutation at baseline",
-    "Baseline", "none",
+    "Baseline; shown as baseline context once an on-treatment draw is assessed", "none",
     ("ELN 2020 baseline warning (high-risk ACA/ELTS) analogue [V]",
      "ALTA-3: PFS 11.1 vs 22.5 mo with detectable baseline ctDNA (HR 0.48) [V]",
      "Lin, JCO 2018: variant 3 -> 57% ALK mutations, 32% G1202R [V]",
      "CROWN/ESMO: variant 3 and TP53 poor prognosis [V]"),
-    "analogy"))
-E1 = _register(RuleInfo(
+    "analogy", sets_status=False,
+    config_keys=("high_risk_baseline_genes", "high_risk_fusion_variant_pattern"),
+    clinician="Prognostic data are evidenced; the 'baseline warning' tier is an analogy to "
+              "ELN's high-risk baseline."))
+E1 = register(RuleInfo(
     "E1", "Molecular clearance by week 10", ("INFO",),
     "All tracked markers below the LoD on an informative draw", "By week 10 (clearance_by_week)",
     "none (later re-detection is handled by P1/P2)",
     (_CTMONITR + ": persistent detection vs clearance OS HR 2.12",
      "Cancer Res 2019;79:1204: >98% ctDNA elimination in TKI responders [V]"),
-    "direct"))
-E2 = _register(RuleInfo(
+    "evidenced", sets_status=False, config_keys=("clearance_by_week",),
+    clinician="Evidenced: clearance within 10 weeks of a TKI goes with longer survival "
+              "(ctMoniTR, pooled drivers, not ALK-only)."))
+E2 = register(RuleInfo(
     "E2", "Partial molecular response", ("WARNING",),
     "Detected, decrease from baseline >= partial_decrease (50%); 'deep' when >= 90%",
     "Weeks 3-10 (evaluated until the week-12 landmark)", "none",
-    ("ctMoniTR IO/chemo thresholds 50/90/100% (JITC 2025) [V2]; not validated for TKIs",),
-    "analogy"))
-E3 = _register(RuleInfo(
+    ("ctMoniTR IO/chemo thresholds 50/90/100% (JITC 2025) [V2]; not validated for TKIs",
+     "Cancer Res 2019;79:1204: TKI response is bimodal [V]"),
+    "analogy", config_keys=("partial_decrease", "deep_decrease", "early_window_start_week",
+                            "early_window_end_week"),
+    clinician="Analogy: the 50/90 % tiers come from immunotherapy/chemotherapy ctDNA data."))
+E3 = register(RuleInfo(
     "E3", "Insufficient early molecular response", ("WARNING", "FAILURE"),
     "Detected with < 50% decrease from baseline, or any increase",
     "Weeks 3-10 (the confirming draw may fall later)",
-    "FAILURE only when confirmed on the next draw 14-90 days later; otherwise WARNING",
-    (_ELN2020 + ": >10% at 3 months is failure only when confirmed",
+    "FAILURE when confirmed on the " + _CONFIRM + "; otherwise WARNING",
+    (_ELN2020 + ": >10% at 3 months is failure only when confirmed", _ELN2025,
      "Cancer Res 2019;79:1204: bimodal TKI response, non-responders' PFS 1.6 mo [V]"),
-    "analogy"))
-E4 = _register(RuleInfo(
+    "analogy", config_keys=("partial_decrease", "early_window_start_week",
+                            "early_window_end_week", "confirm_min_days"),
+    clinician="Analogy to ELN 2020 'failure if confirmed'; ELN 2025 asks the switch to weigh "
+              "the individual patient."))
+E4 = register(RuleInfo(
     "E4", "ctDNA still detectable at the second landmark", ("WARNING", "FAILURE"),
     "Never cleared and still detected", "From week 12 (second landmark weeks 12-16)",
     "FAILURE when the level rises on 2 consecutive draws (each rise significant by Fisher test)",
-    (_ELN2020 + ": 6-month milestone analogue", "ctMoniTR second window 7-13 weeks [V2]"),
-    "analogy"))
-P1 = _register(RuleInfo(
+    (_ELN2020 + ": 6-month milestone analogue", _ELN2025, "ctMoniTR second window 7-13 weeks [V2]"),
+    "analogy", config_keys=("second_landmark_start_week", "second_landmark_end_week",
+                            "significance_alpha"),
+    clinician="Analogy: the week 12-16 landmark mirrors ELN's 6-month milestone."))
+P1 = register(RuleInfo(
     "P1", "Loss of molecular response (re-detection after clearance)", ("WARNING",),
-    "After an informative clearance, a tracked marker is detected again", "Any time",
-    "none (confirmation escalates to P2)",
+    "After an informative clearance, a tracked marker is detected again; a single draw "
+    ">= 10x the nadir or above urgent_level_ceiling asks for an URGENT confirmatory draw",
+    "Any time", "none (confirmation escalates to P2)",
     (_ELN2020 + ": loss of MMR = warning at any time",
      "ELN 2013 warning -> test up to monthly (BJH guidance) [V2]"),
-    "analogy"))
-P2 = _register(RuleInfo(
+    "analogy", config_keys=("rise_from_nadir_fold", "urgent_level_ceiling"),
+    clinician="Analogy to ELN 'loss of major molecular response' (a warning at any time)."))
+P2 = register(RuleInfo(
     "P2", "Confirmed loss of molecular response", ("FAILURE",),
     "Re-detection after clearance on 2 consecutive draws (or a confirmed >= 1-log rise "
-    "from the nadir)", "Any time", "2 consecutive draws 14-90 days apart",
-    ("ELN 2013: confirmed loss of MMR = failure [V2]",
+    "from the nadir)", "Any time", _CONFIRM,
+    ("ELN 2013: confirmed loss of MMR = failure [V2]", _ELN2025,
      "NCCN: 1-log rise with loss of MMR -> mutation analysis [V2]",
      "Cancer Res 2019: ctDNA lead time about 4-8.7 weeks in NSCLC [V]"),
-    "analogy"))
-P3 = _register(RuleInfo(
+    "analogy", config_keys=("confirm_min_days", "rise_from_nadir_fold"),
+    clinician="Analogy to ELN 2013 'confirmed loss of MMR = failure'; ctDNA lead time over "
+              "imaging is evidenced in NSCLC."))
+P3 = register(RuleInfo(
     "P3", "Rising ctDNA without prior clearance", ("WARNING", "FAILURE"),
-    ">= 2x rise from the nadir on 2 consecutive draws (WARNING); >= 10x (FAILURE)",
-    "Any time", "2 consecutive draws 14-90 days apart",
+    ">= 2x rise from the nadir on 2 consecutive draws (WARNING); >= 10x on 2 draws "
+    "(FAILURE); a single draw >= 10x the nadir or above urgent_level_ceiling is an URGENT "
+    "WARNING naming the draw", "Any time", _CONFIRM,
     ("Signatera ctDNA velocity (+27 vs +137%/month) [V press]",
-     "Branford, Blood 2014;124:511: halving time rescues single thresholds [V]"),
-    "heuristic"))
-R1 = _register(RuleInfo(
+     "Branford, Blood 2014;124:511: halving time rescues single thresholds [V]",
+     "NCCN: 1-log rise -> mutation analysis [V2]"),
+    "analogy", config_keys=("never_cleared_warning_fold", "rise_from_nadir_fold",
+                            "urgent_level_ceiling", "confirm_min_days"),
+    clinician="Analogy: the 1-log rise comes from CML (NCCN); velocity data come from "
+              "colorectal MRD."))
+P4 = register(RuleInfo(
+    "P4", "Emerging clone (new somatic alteration after treatment start)",
+    ("WARNING", "FAILURE"),
+    "A non-CHIP somatic alteration not detected at baseline (and not judged by R1-R6) is "
+    "detected on treatment: WARNING when confirmed on 2 consecutive draws or rising >= "
+    "emerging_rise_fold to >= emerging_min_vaf, or on one draw >= emerging_single_draw_vaf; "
+    "FAILURE when confirmed AND rising to >= emerging_min_vaf",
+    "Any time on the line, even when the baseline markers stay cleared", _CONFIRM,
+    ("Angeles, NPJ Precis Oncol 2021: serial plasma tracks tumour evolution in ALK+ NSCLC "
+     "[V title]", "McCoach, Clin Cancer Res 2018: new alterations at progression [V]",
+     "ELN 2013: confirmed loss of response = failure [V2]"),
+    "analogy", categories=("other",),
+    config_keys=("emerging_min_vaf", "emerging_rise_fold", "emerging_single_draw_vaf",
+                 "confirm_min_days"),
+    clinician="Analogy: a new tumour clone is treated like ELN's loss of response; the "
+              "fold and floor are heuristic defaults."))
+R0 = register(RuleInfo(
+    "R0", "Pre-existing resistance to the current drug", ("WARNING", "FAILURE"),
+    "An ALK resistance or bypass alteration detected at baseline or any draw of the line "
+    "(new or not) that the knowledge base rates resistant (FAILURE) or intermediate "
+    "(WARNING) to the current drug; a bypass alteration without drug data is a WARNING",
+    "Baseline and every draw of the current line", "none (primary resistance)",
+    (_ELN2020 + ": resistance mutations = failure at any time",
+     "Gainor, Cancer Discov 2016: each ALK TKI has its own mutation spectrum [V]"),
+    "evidenced", needs_therapy_line=True, categories=("alk_resistance", "bypass"),
+    clinician="Evidenced concept (drug-specific ALK resistance); the per-drug activity "
+              "cells carry their own knowledge-base labels."))
+R1 = register(RuleInfo(
     "R1", "New ALK kinase-domain resistance mutation", ("WARNING", "FAILURE"),
     "An ALK resistance mutation (knowledge-base category alk_resistance) not present at "
     "baseline is detected above the LoD", "Any time on the line",
-    "FAILURE when detected on 2 consecutive draws, or its VAF rises significantly "
-    "(Fisher exact test on read counts)",
+    "FAILURE when detected on 2 consecutive draws (" + _CONFIRM + "), or its VAF rises "
+    "significantly (Fisher exact test on read counts)",
     (_ELN2020 + ": resistance mutations = failure",
      "McCoach, Clin Cancer Res 2018: 53% of progressing plasma samples carry ALK mutations [V]"),
-    "direct"))
-R2 = _register(RuleInfo(
+    "evidenced", needs_therapy_line=False, categories=("alk_resistance",),
+    config_keys=("confirm_min_days", "significance_alpha"),
+    clinician="Evidenced: ALK resistance mutations in plasma mark progression on ALK TKIs."))
+R2 = register(RuleInfo(
     "R2", "Two or more ALK resistance mutations (compound or polyclonal)", ("FAILURE",),
     ">= 2 distinct ALK kinase-domain mutations in one draw, at least one new", "Any time",
     "none",
     ("Lin & Shaw, eBioMedicine 2019: compound mutations in about 35% of lorlatinib-resistant "
      "biopsies [V]",),
-    "analogy"))
-R3 = _register(RuleInfo(
+    "analogy", needs_therapy_line=False, categories=("alk_resistance",),
+    clinician="Analogy from tissue: compound vs polyclonal cannot be told apart in plasma "
+              "without phasing."))
+R3 = register(RuleInfo(
     "R3", "MET bypass (amplification or fusion)", ("WARNING", "FAILURE"),
     "MET plasma CN >= 2.1 (WARNING), >= 2.7 (FAILURE); fold-change and absolute-CN assays "
     "use their own cut-offs; a MET fusion is FAILURE", "Any time", "none",
     ("Dagogo-Jack, Clin Cancer Res 2020: MET amp 15% after next-gen TKIs, 22% after "
-     "lorlatinib [V]", "PMC10552597: pCN floor 2.1, >= 2.7 fewer overlapping drivers [V]"),
-    "analogy"))
-R4 = _register(RuleInfo(
-    "R4", "New MAPK bypass mutation (KRAS/NRAS G12/G13/Q61, MAP2K1)", ("WARNING", "FAILURE"),
-    "A KRAS/NRAS G12/G13/Q61 or MAP2K1 activating mutation not present at baseline",
-    "Any time", "FAILURE when detected on 2 consecutive draws",
+     "lorlatinib [V]", "PMC10552597: pCN floor 2.1, >= 2.7 fewer overlapping drivers [V] "
+     "(treatment-naive cohort: the 2.7 FAILURE cut-off is an analogy)"),
+    "analogy", needs_therapy_line=False, categories=("bypass",),
+    config_keys=("met_pcn_warning", "met_pcn_failure", "met_fold_change_warning",
+                 "met_fold_change_failure", "met_absolute_cn_failure"),
+    clinician="MET bypass after ALK TKIs is evidenced; the plasma copy-number cut-offs are "
+              "an analogy from a treatment-naive cohort."))
+R4 = register(RuleInfo(
+    "R4", "New MAPK bypass mutation (KRAS/NRAS G12/G13/Q61, MAP2K1, BRAF V600E)",
+    ("WARNING", "FAILURE"),
+    "A KRAS/NRAS G12/G13/Q61, MAP2K1 activating or BRAF V600E mutation not present at "
+    "baseline", "Any time", "FAILURE when detected on 2 consecutive draws (" + _CONFIRM + ")",
     ("CROWN 5-year / Lin & Shaw: ALK-independent resistance after lorlatinib [V]",
-     "Hrustanovic, Nat Med 2015: RAS-MAPK dependence [V]"),
-    "heuristic"))
-Q1 = _register(RuleInfo(
+     "Hrustanovic, Nat Med 2015: RAS-MAPK dependence [V]",
+     "FoundationOne Liquid CDx list: BRAF V600E -> BRAF + MEK inhibition [V]"),
+    "analogy", needs_therapy_line=False, categories=("bypass",),
+    config_keys=("confirm_min_days",),
+    clinician="Analogy: MAPK reactivation is an evidenced mechanism, but plasma frequencies "
+              "and tiers are heuristic."))
+R5 = register(RuleInfo(
+    "R5", "New bypass alteration (other knowledge-base bypass: PIK3CA, EGFR, ERBB2, NF2, ...)",
+    ("WARNING", "FAILURE"),
+    "A knowledge-base bypass alteration not covered by R3/R4, absent at baseline, detected "
+    "on treatment", "Any time",
+    "FAILURE when detected on 2 consecutive draws (" + _CONFIRM + ")",
+    ("alk-knowledge.md 3.3: ALK-independent bypass tracks (several recalled-unverified)",
+     "Recondo, Clin Cancer Res 2020: NF2 loss in lorlatinib resistance [V abstract]"),
+    "analogy", needs_therapy_line=False, categories=("bypass",),
+    config_keys=("confirm_min_days",),
+    clinician="Analogy: these bypass tracks are reported in ALK+ resistance but several are "
+              "unverified in the knowledge base."))
+R6 = register(RuleInfo(
+    "R6", "Histologic transformation markers (RB1 loss with TP53)", ("WARNING", "FAILURE"),
+    "An RB1 loss-of-function alteration detected on the line together with a TP53 "
+    "alteration", "Any time",
+    "FAILURE when RB1 is detected on 2 consecutive draws (" + _CONFIRM + ")",
+    ("alk-knowledge.md 3.3: small-cell transformation in ALK+ NSCLC (recalled-unverified)",
+     "EGFR-mutant NSCLC: RB1+TP53 loss precedes SCLC transformation (Offin, JTO 2019) [U]"),
+    "analogy", needs_therapy_line=False, categories=("transformation",),
+    config_keys=("confirm_min_days",),
+    clinician="Analogy from EGFR-mutant NSCLC: RB1 and TP53 loss suggest small-cell "
+              "transformation; a tissue biopsy decides."))
+Q1 = register(RuleInfo(
     "Q1", "Non-informative negative draw", ("INFO",),
     "All markers below the LoD, but the LoD lies above the last detected level",
     "Any", "none; the draw cannot satisfy E1 or clear P1",
     ("Signatera 'qualified' values [V2]", "FoundationOne Liquid CDx TF < 1% [V]"),
-    "direct"))
-Q2 = _register(RuleInfo(
+    "evidenced", sets_status=False,
+    clinician="Evidenced: a negative with a poor LoD does not prove clearance."))
+Q2 = register(RuleInfo(
     "Q2", "Clonal haematopoiesis variant excluded from the ctDNA level", ("INFO",),
-    "Variant in a CHIP gene (rules.chip_genes) or knowledge-base category chip", "Any", "none",
+    "Variant in a knowledge-base CHIP gene (plus any rules.chip_genes a lab adds) or category "
+    "chip", "Any", "none",
     ("Razavi 2019 via bioSkills [V2]", "FoundationOne Tracker excludes non-tumour variants [V]"),
-    "direct"))
-C1 = _register(RuleInfo(
+    "evidenced", sets_status=False, needs_therapy_line=False, categories=("chip",),
+    config_keys=("chip_genes",),
+    clinician="Evidenced: clonal haematopoiesis variants in plasma are not tumour DNA."))
+S1 = register(RuleInfo(
+    "S1", "Surveillance (curative/adjuvant intent): conversion to ctDNA-positive",
+    ("WARNING", "FAILURE"),
+    "On a line declared curative or adjuvant: a negative reference is expected; a positive "
+    "draw (variant or draw-level call above its LoD) is a WARNING, confirmed on the next "
+    "draw a FAILURE (molecular relapse)", "Any time on the line", _CONFIRM,
+    ("FDA ctDNA guidance (Nov 2024): early-stage curative-intent settings [V2]",
+     "RaDaR LUCID: ctDNA preceded recurrence by a median 212.5 days [V press]",
+     "ALINA: adjuvant alectinib after resection (Lin & Gainor, TLCR 2024) [V2]"),
+    "analogy", config_keys=("confirm_min_days",),
+    clinician="Analogy: post-surgery MRD conversion is evidenced in early-stage NSCLC; its use "
+              "under adjuvant ALK TKIs is not yet validated."))
+C1 = register(RuleInfo(
     "C1", "Surveillance draw overdue", ("INFO",),
     "No draw by the end of the cadence window plus overdue_grace_days",
     "Baseline, weeks 3-6, weeks 8-10, then every 8-12 weeks; about 4 weeks after a WARNING",
     "none",
     ("ELN warning -> test up to monthly [V2]", "CROWN: imaging every 8 weeks [V]"),
-    "heuristic"))
+    "convention", sets_status=False,
+    config_keys=("first_draw_weeks", "second_draw_weeks", "maintenance_interval_weeks",
+                 "after_warning_interval_weeks", "overdue_grace_days"),
+    clinician="Convention: draw cadence aligned with imaging; not an outcome claim."))
 
 C2_CAVEAT = (
     "C2: a negative plasma result does not downgrade CNS surveillance (brain metastases "
@@ -362,6 +525,8 @@ C2_CAVEAT = (
 def rule_b1(ctx: LineContext) -> list[Alert]:
     """B1: baseline missing or negative -> not evaluable for response rules."""
     base = ctx.baseline
+    if ctx.surveillance:
+        return []  # a negative reference is the expected state on a curative/adjuvant line
     actions = ["Surveillance for emerging resistance only (R1-R4 remain active)."]
     if base is None:
         finding = Finding(
@@ -370,16 +535,16 @@ def rule_b1(ctx: LineContext) -> list[Alert]:
             detected=False,
             note=f"no draw within {ctx.rules.baseline_window_days} days before the line start",
         )
-        return [_alert(B1, "INFO", [finding], actions, draws=[])]
+        return [make_alert(B1, "INFO", [finding], actions, draws=[])]
     if bool(base["detected"]):
         return []
-    return [_alert(B1, "INFO", [draw_finding(base)], actions)]
+    return [make_alert(B1, "INFO", [draw_finding(base)], actions)]
 
 
 def rule_b2(ctx: LineContext) -> list[Alert]:
     """B2: detected baseline ctDNA, EML4-ALK variant 3 or TP53 -> high-risk profile."""
     base = ctx.baseline
-    if base is None:
+    if base is None or ctx.provisional:
         return []
     obs = ctx.observations
     at_base = obs[(obs["sample_id"] == base["sample_id"]) & obs["detected"]]
@@ -395,7 +560,7 @@ def rule_b2(ctx: LineContext) -> list[Alert]:
     findings += [obs_finding(r, "EML4-ALK variant 3") for _, r in at_base[is_v3].iterrows()]
     findings += [obs_finding(r, "high-risk co-mutation") for _, r in
                  at_base[high_gene].iterrows()]
-    return [_alert(B2, "WARNING", findings, [
+    return [make_alert(B2, "WARNING", findings, [
         "High-risk baseline profile: keep the shorter (about 4-weekly) draw interval until "
         "clearance.",
     ])]
@@ -408,7 +573,7 @@ def _early_state(ctx: LineContext) -> tuple[pd.DataFrame, float]:
 
 def rule_e1(ctx: LineContext) -> list[Alert]:
     """E1: cleared by week 10 and still clear at the latest evaluable draw -> OPTIMAL."""
-    if not ctx.baseline_detected:
+    if not ctx.baseline_detected or ctx.provisional or ctx.surveillance:
         return []
     seq, first_clear = _early_state(ctx)
     if not len(seq) or np.isnan(first_clear) or not bool(seq["censored"].iloc[-1]):
@@ -420,7 +585,7 @@ def rule_e1(ctx: LineContext) -> list[Alert]:
     latest = seq.iloc[-1]
     if latest["sample_id"] != cleared["sample_id"]:
         findings.append(draw_finding(latest, "latest evaluable draw, still below LoD"))
-    return [_alert(E1, "INFO", findings, [
+    return [make_alert(E1, "INFO", findings, [
         "Continue therapy and the maintenance draw cadence (every 8-12 weeks).",
     ], evidence=[f"cleared at {_weeks(first_clear)}"])]
 
@@ -442,7 +607,8 @@ def _insufficient(ctx: LineContext, seq: pd.DataFrame) -> pd.Series:
 
 def rule_e2_e3(ctx: LineContext) -> list[Alert]:
     """E2 (partial response, WARNING) and E3 (insufficient response, FAILURE if confirmed)."""
-    if not ctx.baseline_detected:
+    # A provisional (on-treatment) reference cannot measure an early decrease (#9 item 5).
+    if not ctx.baseline_detected or ctx.provisional or ctx.surveillance:
         return []
     seq, first_clear = _early_state(ctx)
     if not len(seq):
@@ -465,7 +631,7 @@ def rule_e2_e3(ctx: LineContext) -> list[Alert]:
             draw_finding(r, f"decrease from baseline {r['decrease_from_baseline']:.0%}")
             for r in pair
         ]
-        return [_alert(E3, "FAILURE", findings, [
+        return [make_alert(E3, "FAILURE", findings, [
             "Re-genotype plasma (or tissue) for resistance mechanisms.",
         ], confirmed=True, evidence=[
             f"confirmed on {pair[0]['sample_id']} and {pair[1]['sample_id']} "
@@ -484,14 +650,14 @@ def rule_e2_e3(ctx: LineContext) -> list[Alert]:
     findings = [draw_finding(base, "baseline"), draw_finding(
         latest, None if pd.isna(decrease) else f"decrease from baseline {decrease:.0%}")]
     if bool(insufficient[-1]):
-        alerts.append(_alert(E3, "WARNING", findings, [
+        alerts.append(make_alert(E3, "WARNING", findings, [
             f"Unconfirmed: repeat the draw in {rules.confirm_min_days}-28 days to confirm "
             "before any early-switch review.",
         ], confirmed=False))
     elif latest["fold_from_baseline_kind"] == FOLD_VALUE:
         depth = f"deep (>= {rules.deep_decrease:.0%})" if decrease >= rules.deep_decrease \
             else f"partial (>= {rules.partial_decrease:.0%})"
-        alerts.append(_alert(E2, "WARNING", findings, [
+        alerts.append(make_alert(E2, "WARNING", findings, [
             "Partial molecular response: re-draw in about 4 weeks.",
         ], evidence=[f"{depth} decrease from baseline at {_weeks(latest_day)}"]))
     return alerts
@@ -504,7 +670,7 @@ def _fisher_rise(p: Any, alpha: float) -> bool:
 
 def rule_e4(ctx: LineContext) -> list[Alert]:
     """E4: never cleared and still detected from week 12; FAILURE when rising on 2 draws."""
-    if not ctx.baseline_detected:
+    if not ctx.baseline_detected or ctx.surveillance:
         return []
     seq, first_clear = _early_state(ctx)
     rules = ctx.rules
@@ -521,15 +687,15 @@ def rule_e4(ctx: LineContext) -> list[Alert]:
     )
     days = seq["day"].to_numpy(float)
     two = rise & np.concatenate([[False], rise[:-1]])
-    gap = np.diff(days, prepend=np.nan) <= rules.confirm_max_days
-    escalate = two & gap & (days >= landmark)
+    # The second rise is confirmed whenever the next draw comes (#9 item 3).
+    escalate = two & (days >= landmark)
     at_landmark = seq[(seq["day"] >= landmark)
                       & (seq["day"] <= rules.second_landmark_end_week * 7)]
     findings = [draw_finding(r) for _, r in at_landmark.iterrows()] or [draw_finding(latest)]
     if escalate.any():
         i = int(np.flatnonzero(escalate)[0])
         rows = [seq.iloc[i - 2], seq.iloc[i - 1], seq.iloc[i]]
-        return [_alert(E4, "FAILURE", [draw_finding(r) for r in rows], [
+        return [make_alert(E4, "FAILURE", [draw_finding(r) for r in rows], [
             "Re-genotype plasma (or tissue) for resistance mechanisms.",
         ], confirmed=True, evidence=[
             "level rising on 2 consecutive draws: " + " -> ".join(
@@ -537,14 +703,14 @@ def rule_e4(ctx: LineContext) -> list[Alert]:
         ])]
     if latest["sample_id"] not in {f.sample_id for f in findings}:
         findings.append(draw_finding(latest, "latest draw"))
-    return [_alert(E4, "WARNING", findings, [
+    return [make_alert(E4, "WARNING", findings, [
         "Persistent ctDNA at the second landmark: draw about every 4 weeks; consider imaging.",
     ])]
 
 
 def rule_p1_p2(ctx: LineContext) -> list[Alert]:
     """P1 (re-detection after clearance, WARNING) and P2 (confirmed, FAILURE)."""
-    if not ctx.baseline_detected:
+    if not ctx.baseline_detected or ctx.surveillance:
         return []
     seq, first_clear = _early_state(ctx)
     if np.isnan(first_clear):
@@ -564,7 +730,7 @@ def rule_p1_p2(ctx: LineContext) -> list[Alert]:
         )
         findings = [draw_finding(cleared_row, "clearance")] + [
             draw_finding(r, "re-detected") for r in pair]
-        return [_alert(P2, "FAILURE", findings, [
+        return [make_alert(P2, "FAILURE", findings, [
             "Resistance work-up: re-genotype plasma/tissue (rules R1-R3).",
         ], confirmed=True, evidence=[
             f"re-detected on {pair[0]['sample_id']} and {pair[1]['sample_id']}"
@@ -576,18 +742,49 @@ def rule_p1_p2(ctx: LineContext) -> list[Alert]:
     note = None
     if latest["fold_from_nadir_kind"] in (FOLD_VALUE, FOLD_LOWER):
         note = f">= {latest['fold_from_nadir']:.3g}x the nadir (nadir is an LoD bound)"
-    return [_alert(P1, "WARNING", [draw_finding(cleared_row, "clearance"),
-                                   draw_finding(latest, note)], [
-        "Loss of molecular response: repeat the draw in about 4 weeks to confirm.",
-    ], confirmed=False)]
+    urgent = urgent_rise(ctx, latest)
+    action = (f"URGENT: {urgent}; draw a confirmatory sample now (confirms "
+              f"{latest['sample_id']})." if urgent else
+              "Loss of molecular response: repeat the draw in about 4 weeks to confirm.")
+    return [make_alert(P1, "WARNING", [draw_finding(cleared_row, "clearance"),
+                                       draw_finding(latest, note)], [action],
+                       confirmed=False, evidence=[urgent] if urgent else None)]
+
+
+def urgent_rise(ctx: LineContext, row: pd.Series) -> str:
+    """Why one draw needs an urgent confirmatory draw (#9 item 3), or "".
+
+    A single draw >= ``rise_from_nadir_fold`` above the nadir (exact or a lower bound) or
+    at or above ``urgent_level_ceiling`` (fraction levels only).
+    """
+    rules = ctx.rules
+    if not bool(row["detected"]):
+        return ""
+    # The first on-treatment draw has no nadir before it: its reference is the baseline.
+    kind, fold, ref = row["fold_from_nadir_kind"], row["fold_from_nadir"], "the nadir"
+    if kind not in (FOLD_VALUE, FOLD_LOWER) and pd.isna(row.get("nadir_before")):
+        kind, fold = row["fold_from_baseline_kind"], row["fold_from_baseline"]
+        ref = "the provisional reference" if ctx.provisional else "baseline"
+    if kind in (FOLD_VALUE, FOLD_LOWER) and pd.notna(fold) \
+            and fold >= rules.rise_from_nadir_fold:
+        bound = ">= " if kind == FOLD_LOWER else ""
+        return (f"single-draw rise {bound}{fold:.3g}x from {ref} on {row['sample_id']} "
+                f"({_date(row['collection_date'])})")
+    level = row["ctdna_level"]
+    if row.get("level_unit", "fraction") == "fraction" and pd.notna(level) \
+            and level >= rules.urgent_level_ceiling:
+        return (f"ctDNA level {level:.1%} on {row['sample_id']} "
+                f"({_date(row['collection_date'])}) is above the "
+                f"{rules.urgent_level_ceiling:.0%} ceiling")
+    return ""
 
 
 def rule_p3(ctx: LineContext) -> list[Alert]:
     """P3: never cleared, >= 2x (WARNING) or >= 10x (FAILURE) above nadir on 2 draws."""
-    if not ctx.baseline_detected:
+    if not ctx.baseline_detected or ctx.surveillance:
         return []
     seq, first_clear = _early_state(ctx)
-    if len(seq) < 2 or not np.isnan(first_clear):
+    if not len(seq) or not np.isnan(first_clear):
         return []
     rules = ctx.rules
     exact = (seq["fold_from_nadir_kind"] == FOLD_VALUE).to_numpy()
@@ -605,17 +802,26 @@ def rule_p3(ctx: LineContext) -> list[Alert]:
 
     if fail.any():
         i = int(np.flatnonzero(fail)[0])
-        return [_alert(P3, "FAILURE", findings_for(i), [
+        return [make_alert(P3, "FAILURE", findings_for(i), [
             "Resistance work-up: re-genotype plasma/tissue (rules R1-R3).",
         ], confirmed=True)]
     if warn[-1]:
-        return [_alert(P3, "WARNING", findings_for(len(seq) - 1), [
+        return [make_alert(P3, "WARNING", findings_for(len(seq) - 1), [
             "Rising ctDNA: draw about every 4 weeks; consider imaging.",
         ], confirmed=True)]
+    latest = seq.iloc[-1]
+    urgent = urgent_rise(ctx, latest)
+    if urgent:
+        nadir = latest["nadir_before_sample_id"]
+        rows = [r for _, r in seq[seq["sample_id"] == nadir].iterrows()] + [latest]
+        return [make_alert(P3, "WARNING", [draw_finding(r) for r in rows], [
+            f"URGENT: {urgent}; draw a confirmatory sample now. Confirmed on the next "
+            "draw, this is FAILURE (early-switch review).",
+        ], confirmed=False, evidence=[urgent])]
     return []
 
 
-def _new_detections(ctx: LineContext, mask: pd.Series) -> pd.DataFrame:
+def new_detections(ctx: LineContext, mask: pd.Series) -> pd.DataFrame:
     """On-treatment detections matching ``mask`` whose marker was not detected at baseline."""
     obs = ctx.observations
     base = ctx.baseline
@@ -637,7 +843,7 @@ def _marker_series(ctx: LineContext, key: str) -> pd.DataFrame:
     return out
 
 
-def _mutation_alerts(ctx: LineContext, info: RuleInfo, new: pd.DataFrame,
+def mutation_alerts(ctx: LineContext, info: RuleInfo, new: pd.DataFrame,
                      rising_escalates: bool) -> list[Alert]:
     rules = ctx.rules
     alerts = []
@@ -680,7 +886,7 @@ def _mutation_alerts(ctx: LineContext, info: RuleInfo, new: pd.DataFrame,
         actions = [] if escalate else [
             f"Repeat the draw in {rules.confirm_min_days}-28 days to confirm.",
         ]
-        alert = _alert(info, tier, findings, actions, evidence=[why],
+        alert = make_alert(info, tier, findings, actions, evidence=[why],
                        confirmed=bool(confirmed.any()))
         alerts.append(attach_therapy_options(alert, ctx, [alteration]))
     return alerts
@@ -689,8 +895,8 @@ def _mutation_alerts(ctx: LineContext, info: RuleInfo, new: pd.DataFrame,
 def rule_r1(ctx: LineContext) -> list[Alert]:
     """R1: new ALK kinase-domain resistance mutation (WARNING; FAILURE confirmed/rising)."""
     obs = ctx.observations
-    new = _new_detections(ctx, obs["category"] == "alk_resistance")
-    return _mutation_alerts(ctx, R1, new, rising_escalates=True)
+    new = new_detections(ctx, obs["category"] == "alk_resistance")
+    return mutation_alerts(ctx, R1, new, rising_escalates=True)
 
 
 def rule_r2(ctx: LineContext) -> list[Alert]:
@@ -698,7 +904,7 @@ def rule_r2(ctx: LineContext) -> list[Alert]:
     obs = ctx.observations
     alk = obs[(obs["category"] == "alk_resistance") & obs["detected"]
               & (obs["role"] == "on_treatment")]
-    new_keys = set(_new_detections(ctx, obs["category"] == "alk_resistance")["marker_key"])
+    new_keys = set(new_detections(ctx, obs["category"] == "alk_resistance")["marker_key"])
     counts = alk.groupby("sample_id")["marker_key"].nunique()
     multi = [s for s in counts[counts >= 2].index
              if new_keys & set(alk[alk["sample_id"] == s]["marker_key"])]
@@ -711,7 +917,7 @@ def rule_r2(ctx: LineContext) -> list[Alert]:
     drug = (ctx.therapy.drug if ctx.therapy else "") or ""
     if "lorlatinib" in drug.lower():
         actions.append("On lorlatinib: a lorlatinib-refractory compound mutation is possible.")
-    alert = _alert(R2, "FAILURE", [obs_finding(r) for _, r in rows.iterrows()], actions)
+    alert = make_alert(R2, "FAILURE", [obs_finding(r) for _, r in rows.iterrows()], actions)
     alterations = [(str(g), str(a)) for g, a in zip(first["gene"], first["alteration"],
                                                     strict=True)]
     return [attach_therapy_options(alert, ctx, alterations)]
@@ -750,18 +956,14 @@ def _met_tier(ctx: LineContext, row: pd.Series) -> tuple[str | None, str]:
 def rule_r3(ctx: LineContext) -> list[Alert]:
     """R3: MET amplification (by assay copy-number kind) or MET fusion."""
     obs = ctx.observations
-    genes = obs["gene"].astype("object").fillna("").astype(str).str.upper()
-    partner = obs["fusion_partner"].astype("object").fillna("").astype(str).str.upper()
-    met = ((genes == "MET") & obs["variant_type"].isin(["cnv", "fusion", "sv"])) | (
-        (partner == "MET") & obs["variant_type"].isin(["fusion", "sv"]))
-    new = _new_detections(ctx, met)
+    new = new_detections(ctx, met_mask(obs))
     graded = [(row, *_met_tier(ctx, row)) for _, row in new.iterrows()]
     graded = [g for g in graded if g[1] is not None]
     if not graded:
         return []
     tier = "FAILURE" if any(g[1] == "FAILURE" for g in graded) else "WARNING"
     findings = [obs_finding(row, why) for row, _, why in graded]
-    alert = _alert(R3, tier, findings, [
+    alert = make_alert(R3, tier, findings, [
         "MET bypass: consider dual ALK + MET inhibition (see options); confirm by tissue or "
         "a repeat draw when copy number is near the threshold.",
     ])
@@ -773,16 +975,31 @@ def rule_r3(ctx: LineContext) -> list[Alert]:
 _MAPK_HOTSPOT = re.compile(r"^(?:p\.)?(?:G12|G13|Q61)[A-Z]")
 
 
+def mapk_mask(obs: pd.DataFrame) -> pd.Series:
+    """KRAS/NRAS G12/G13/Q61, MAP2K1 (knowledge-base bypass) and BRAF V600E calls (R4)."""
+    genes = obs["gene"].astype("object").fillna("").astype(str).str.upper()
+    text = obs["alteration"].astype("object").fillna("").astype(str)
+    hotspot = text.str.match(_MAPK_HOTSPOT)
+    braf = (genes == "BRAF") & text.str.contains(r"V600E", regex=False)
+    return ((genes.isin(["KRAS", "NRAS"]) & hotspot) | braf
+            | ((genes == "MAP2K1") & (obs["category"] == "bypass"))) & obs[
+        "variant_type"].isin(["snv", "mnv", "indel"])
+
+
+def met_mask(obs: pd.DataFrame) -> pd.Series:
+    """MET copy-number gains and MET fusions (R3)."""
+    genes = obs["gene"].astype("object").fillna("").astype(str).str.upper()
+    partner = obs["fusion_partner"].astype("object").fillna("").astype(str).str.upper()
+    return ((genes == "MET") & obs["variant_type"].isin(["cnv", "fusion", "sv"])) | (
+        (partner == "MET") & obs["variant_type"].isin(["fusion", "sv"]))
+
+
 def rule_r4(ctx: LineContext) -> list[Alert]:
     """R4: new KRAS/NRAS G12/G13/Q61 or MAP2K1 activating mutation (FAILURE confirmed)."""
     obs = ctx.observations
-    genes = obs["gene"].astype("object").fillna("").astype(str).str.upper()
-    hotspot = obs["alteration"].astype("object").fillna("").astype(str).str.match(_MAPK_HOTSPOT)
-    mask = (genes.isin(["KRAS", "NRAS"]) & hotspot) | (
-        (genes == "MAP2K1") & (obs["category"] == "bypass"))
-    mask &= obs["variant_type"].isin(["snv", "mnv", "indel"])
-    new = _new_detections(ctx, mask)
-    return _mutation_alerts(ctx, R4, new, rising_escalates=False)
+    mask = mapk_mask(obs)
+    new = new_detections(ctx, mask)
+    return mutation_alerts(ctx, R4, new, rising_escalates=False)
 
 
 def rule_q1(ctx: LineContext) -> list[Alert]:
@@ -793,7 +1010,7 @@ def rule_q1(ctx: LineContext) -> list[Alert]:
         return []
     findings = [draw_finding(r, f"LoD above the last detected level "
                                 f"{r['prev_detected_level']:.4g}") for _, r in bad.iterrows()]
-    return [_alert(Q1, "INFO", findings, [
+    return [make_alert(Q1, "INFO", findings, [
         "Non-informative negative: repeat with a more sensitive assay or more input; this "
         "draw does not count as clearance.",
     ])]
@@ -805,14 +1022,7 @@ def rule_q2(ctx: LineContext) -> list[Alert]:
     chip = obs[obs["is_chip"] & obs["detected"]]
     if not len(chip):
         return []
-    return [_alert(Q2, "INFO", [obs_finding(r, "CHIP: excluded from the ctDNA level")
+    return [make_alert(Q2, "INFO", [obs_finding(r, "CHIP: excluded from the ctDNA level")
                                 for _, r in chip.iterrows()], [
         "A rising CHIP variant can mimic progression; matched white-cell sequencing resolves it.",
     ])]
-
-
-#: Rules in evaluation order (C1 is computed by the engine from the final status).
-RULE_FUNCTIONS: tuple[Callable[[LineContext], list[Alert]], ...] = (
-    rule_b1, rule_b2, rule_e1, rule_e2_e3, rule_e4, rule_p1_p2, rule_p3,
-    rule_r1, rule_r2, rule_r3, rule_r4, rule_q1, rule_q2,
-)

@@ -15,24 +15,21 @@ import numpy as np
 import pandas as pd
 
 import pipeline
-from pipeline.assessment import Alert, Assessment, Finding, Therapy
+from pipeline.assessment import Alert, Assessment, DrawLevel, Finding, Therapy
 from pipeline.config import Settings
 from pipeline.errors import NotFoundError
 from pipeline.kinetics import as_timestamp, compute_kinetics, is_chip, marker_keys
 from pipeline.rules.catalogue import (
     C1,
     C2_CAVEAT,
-    RULE_FUNCTIONS,
     KnowledgeBaseLike,
     LineContext,
-    _alert,
+    make_alert,
 )
+from pipeline.rules.headline import make_headline
+from pipeline.rules.registry import MECHANISM_RULES, RULES, STATUS_RULES
 
 _RANK = {"OPTIMAL": 0, "WARNING": 1, "FAILURE": 2}
-#: Rules whose WARNING sets the molecular-response status (B2 only before the first
-#: on-treatment draw in a response window; Q/C rules never).
-_STATUS_RULES = {"E2", "E3", "E4", "P1", "P2", "P3", "R1", "R2", "R3", "R4"}
-_RESISTANCE = {"R1", "R2", "R3", "R4"}
 
 
 def evaluate_cohort(
@@ -133,6 +130,7 @@ def _assess(patient: str, as_of: date, line: pd.Series | None,
         therapy = Therapy(
             drug=str(line["drug"]), start_date=line["start_date"].date(), line=int(line["line"]),
             end_date=None if pd.isna(line["end_date"]) else line["end_date"].date(),
+            intent=str(line.get("intent", "palliative")),
         )
         draws = draws_by.get((patient, int(line["line"])))
         if therapy.end_date is not None and therapy.end_date < as_of:
@@ -145,32 +143,41 @@ def _assess(patient: str, as_of: date, line: pd.Series | None,
         draws = None
     if draws is None:
         draws = _unlined_draws(patient_draws)
-    parts = [obs_by[s] for s in draws["sample_id"] if s in obs_by]
+    # A provisional reference is listed twice in ``draws`` (reference and on-treatment).
+    parts = [obs_by[s] for s in dict.fromkeys(draws["sample_id"]) if s in obs_by]
     obs = pd.concat(parts, ignore_index=True) if parts else _empty_obs(obs_by)
     obs = obs.merge(draws[["sample_id", "day", "role"]].drop_duplicates("sample_id"),
                     on="sample_id", how="left")
     ctx = LineContext(patient, as_of, settings, kb, therapy, line, draws, obs, caveats)
 
     alerts: list[Alert] = []
-    if therapy is None:
-        # No line started by as_of: only resistance, data-quality and CHIP rules apply.
-        for rule in RULE_FUNCTIONS:
-            if rule.__name__ in ("rule_r1", "rule_r2", "rule_r3", "rule_r4", "rule_q2"):
-                alerts.extend(rule(ctx))
-    else:
-        for rule in RULE_FUNCTIONS:
-            alerts.extend(rule(ctx))
+    for rule in RULES:
+        if therapy is None and rule.needs_therapy_line:
+            continue  # no line started by as_of: resistance, data-quality and CHIP rules only
+        alerts.extend(rule.evaluate(ctx))
+    context: list[Alert] = []
+    if _response_assessed(ctx):
+        # #9 item 8: once an on-treatment draw is assessed, the baseline-risk profile is
+        # context for the reader, not a current alert.
+        context = [a for a in alerts if a.rule_id == "B2"]
+        alerts = [a for a in alerts if a.rule_id != "B2"]
     status, reason = _status(ctx, alerts)
-    due = _next_draw_due(ctx, alerts, status)
+    due = _next_draw_due(ctx, alerts + context, status)
     if due is not None and therapy is not None:
         overdue = _overdue_alert(ctx, due)
         if overdue is not None:
             alerts.append(overdue)
+    if ctx.provisional:
+        caveats.append("No pre-treatment draw: the first on-treatment draw "
+                       f"({ctx.baseline['sample_id']}) is a provisional reference; early-"
+                       "response milestones (E1-E3) cannot be judged, emergence, rise and "
+                       "resistance rules apply.")
     if status == "OPTIMAL":
         caveats.append(C2_CAVEAT)
     if therapy is None:
         caveats.append("No line of therapy started on or before the evaluation date.")
     base = ctx.baseline
+    levels = _levels(draws) if line is not None else []
     return Assessment(
         patient_id=patient, as_of=as_of, therapy=therapy, status=status,  # type: ignore[arg-type]
         alerts=alerts, config_version=settings.version_label(),
@@ -182,7 +189,49 @@ def _assess(patient: str, as_of: date, line: pd.Series | None,
         next_draw_due=due,
         days_on_therapy=None if therapy is None else (as_of - therapy.start_date).days,
         status_reason=reason, caveats=caveats,
+        headline=make_headline(status, reason, alerts, levels),
+        baseline_context=context, baseline_provisional=ctx.provisional, levels=levels,
     )
+
+
+def _response_assessed(ctx: LineContext) -> bool:
+    """An informative on-treatment draw in a response window (from week 3) exists.
+
+    The provisional reference itself does not count.
+    """
+    seq = ctx.evaluable
+    seq = seq[seq["day"] >= ctx.rules.early_window_start_week * 7]
+    if ctx.provisional:
+        seq = seq[seq["sample_id"] != ctx.baseline["sample_id"]]
+    return bool(len(seq))
+
+
+def _levels(draws: pd.DataFrame) -> list[DrawLevel]:
+    """The line's per-draw levels as the rules used them (reports and emails read these)."""
+    rows = draws.drop_duplicates(["sample_id", "role"])
+    out = []
+    for r in rows.itertuples(index=False):
+        # A provisional reference is listed once, as the reference.
+        if r.role == "on_treatment" and bool(getattr(r, "provisional", False)):
+            continue
+        out.append(DrawLevel(
+            sample_id=str(r.sample_id), collection_date=pd.Timestamp(r.collection_date).date(),
+            day=int(r.day), role=r.role, provisional_reference=bool(r.provisional),
+            detected=bool(r.detected),
+            level=None if pd.isna(r.ctdna_level) else float(r.ctdna_level),
+            upper_bound=None if pd.isna(r.upper_bound) else float(r.upper_bound),
+            unit=str(r.level_unit), source=str(r.level_source),
+            markers=None if r.level_markers is None or pd.isna(r.level_markers)
+            else str(r.level_markers),
+            informative=bool(r.informative),
+        ))
+    seen: set[str] = set()
+    unique = []
+    for level in out:  # a provisional reference is also the first on-treatment draw
+        if level.sample_id not in seen:
+            seen.add(level.sample_id)
+            unique.append(level)
+    return unique
 
 
 def _unlined_draws(patient_draws: pd.DataFrame) -> pd.DataFrame:
@@ -205,26 +254,41 @@ def _status(ctx: LineContext, alerts: list[Alert]) -> tuple[str, str]:
     """Current molecular-response tier of the line, with a one-line reason."""
     failures = [a for a in alerts if a.tier == "FAILURE"]
     if failures:
-        return "FAILURE", "early-switch review: " + ", ".join(a.rule_id for a in failures)
-    warnings = [a for a in alerts if a.tier == "WARNING" and a.rule_id in _STATUS_RULES]
+        return "FAILURE", "early-switch review: " + ", ".join(
+            dict.fromkeys(a.rule_id for a in failures))
+    warnings = [a for a in alerts if a.tier == "WARNING" and a.rule_id in STATUS_RULES]
+    provisional = " (provisional reference: no pre-treatment draw)" if ctx.provisional else ""
+    if ctx.surveillance:
+        if warnings:
+            return "WARNING", ", ".join(dict.fromkeys(a.rule_id for a in warnings))
+        if len(ctx.treated):
+            return "OPTIMAL", "ctDNA negative on surveillance (curative/adjuvant line, S1)"
+        return "NOT_EVALUABLE", "surveillance line without an on-treatment draw yet"
     if not ctx.baseline_detected or ctx.therapy is None:
-        resistance = [a for a in warnings if a.rule_id in _RESISTANCE]
-        if resistance:
-            return "WARNING", "resistance alteration: " + ", ".join(a.rule_id for a in resistance)
+        mechanism = [a for a in warnings if a.rule_id in MECHANISM_RULES]
+        if mechanism:
+            return "WARNING", "resistance or emerging alteration: " + ", ".join(
+                dict.fromkeys(a.rule_id for a in mechanism))
         why = ("no line of therapy" if ctx.therapy is None else
-               "no baseline draw" if ctx.baseline is None else "ctDNA not detected at baseline")
+               "no draw on this line" if ctx.baseline is None else
+               "ctDNA not detected at the reference draw" + provisional)
         return "NOT_EVALUABLE", f"{why}: not evaluable for response (B1)"
     if warnings:
-        return "WARNING", ", ".join(a.rule_id for a in warnings)
+        return "WARNING", ", ".join(dict.fromkeys(a.rule_id for a in warnings)) + provisional
     if any(a.rule_id == "E1" for a in alerts):
         return "OPTIMAL", "molecular clearance by week 10 (E1)"
     seq = ctx.evaluable
     if len(seq) and bool(seq["censored"].iloc[-1]):
         return "OPTIMAL", (f"cleared (first informative negative on day "
-                           f"{ctx.first_clearance_day():.0f}, after the week-"
-                           f"{ctx.rules.clearance_by_week:g} landmark of E1)")
-    if any(a.rule_id == "B2" for a in alerts):
-        return "WARNING", "high-risk baseline (B2); no on-treatment draw in a response window yet"
+                           f"{ctx.first_clearance_day():.0f}"
+                           + (", after the week-" f"{ctx.rules.clearance_by_week:g} landmark "
+                              "of E1)" if not ctx.provisional else provisional + ")"))
+    if ctx.provisional:
+        return "WARNING", ("ctDNA detected at the provisional reference (no pre-treatment "
+                           "draw); response cannot be measured until a later draw")
+    if not _response_assessed(ctx):
+        return "WARNING", ("high-risk baseline (B2); no on-treatment draw in a response "
+                           "window yet")
     return "WARNING", "ctDNA detected; no response milestone reached yet"
 
 
@@ -269,4 +333,4 @@ def _overdue_alert(ctx: LineContext, due: date) -> Alert | None:
                       collection_date=due, detected=False,
                       note=f"due {due}, window closed {latest}, "
                            f"{(ctx.as_of - latest).days} days overdue")
-    return _alert(C1, "INFO", [finding], ["Schedule a surveillance draw."], draws=[])
+    return make_alert(C1, "INFO", [finding], ["Schedule a surveillance draw."], draws=[])

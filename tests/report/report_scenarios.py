@@ -19,7 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.assessment import Alert, Assessment, Finding, Therapy, TherapyOption
+from pipeline.assessment import Alert, Assessment, DrawLevel, Finding, Therapy, TherapyOption
+from pipeline.config import load_settings
+from pipeline.rules import evaluate_cohort
 
 OBSERVATION_COLUMNS = (
     "sample_pk", "sample_id", "patient_id", "collection_date", "lod_vaf", "tumor_fraction",
@@ -52,6 +54,13 @@ class Scenario:
     therapies: pd.DataFrame
     assessment: Assessment | None
     alert_history: list[dict[str, Any]]
+
+
+def rules_levels(frames: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+                 as_of: date) -> list[DrawLevel]:
+    """The per-draw levels the real rule engine computes (reports never recompute them)."""
+    (assessment,) = evaluate_cohort(*frames, load_settings(env={}), None, as_of=as_of)
+    return assessment.levels
 
 
 def _frames(
@@ -189,6 +198,7 @@ def progression(patient_id: str = "PT-0001", *, gene_override: str | None = None
         config_version="2026.11.0+test", kb_version="kb-2026.10", pipeline_version="0.1.0",
         draws_used=["S1", "S2", "S3", "S4", "S5", "S6"], baseline_sample_id="S1",
         nadir=0.004, next_draw_due=wk(38), days_on_therapy=(as_of - start).days,
+        levels=rules_levels((obs, samples, ther), as_of),
         status_reason="ALK G1202R detected on two consecutive draws 28 days apart",
         caveats=["Plasma negative does not downgrade CNS surveillance (rule C2)."],
     )
@@ -226,7 +236,9 @@ def cleared(patient_id: str = "PT-0002") -> Scenario:
                       evidence=["ctMoniTR: clearance <= 10 weeks, OS HR 2.12"],
                       evidence_strength="direct", confirmed=None, draws_used=["C2"])],
         config_version="2026.11.0+test", kb_version="kb-2026.10", pipeline_version="0.1.0",
-        baseline_sample_id="C1", next_draw_due=None, days_on_therapy=(as_of - start).days,
+        # the rules' C1 due date (week 8-10 window of line 2); reports never recompute it
+        baseline_sample_id="C1", next_draw_due=date(2025, 7, 14),
+        days_on_therapy=(as_of - start).days, levels=rules_levels((obs, samples, ther), as_of),
         status_reason="All tracked markers below LoD by week 5",
     )
     return Scenario(patient_id, obs, samples, ther, assessment, [])

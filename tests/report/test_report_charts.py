@@ -75,7 +75,7 @@ def test_ctdna_level_prefers_tumor_fraction_else_max_truncal_vaf(progression, cl
                         progression.assessment)
     level = {p.sample_id: p for p in data.level.points}
     # max of fusion 2.1% and TP53 1.8%; the 0.8% CHIP call never counts
-    assert (level["S1"].value, level["S1"].source) == (0.021, "truncal_vaf")
+    assert (level["S1"].value, level["S1"].source) == (0.021, "marker_vaf")
     # G1202R (1.1%) is not truncal: the level at S6 is the fusion's 1.5%
     assert level["S6"].value == 0.015
 

@@ -1,16 +1,12 @@
-"""Cohort overview: ordering (OVERDUE first), tier counts, cadence fallback, escaping."""
+"""Cohort overview: ordering (OVERDUE first), tier counts, the rules' due date, escaping."""
 
 from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
 
-import pytest
-
-from pipeline.config import CadenceSettings, RulesSettings
 from pipeline.report.render import (
     CohortRow,
-    cadence_next_draw_due,
     render_cohort_report,
 )
 
@@ -79,25 +75,11 @@ def test_row_from_assessment_uses_next_draw_due_else_cadence(progression, cleare
     assert row.next_draw_due == date(2025, 5, 5) + timedelta(weeks=10)
 
 
-@pytest.mark.parametrize(
-    ("draw_weeks", "status", "expected"),
-    [
-        ([-1], "OPTIMAL", date(2025, 2, 3) + timedelta(weeks=6)),  # baseline only
-        ([-1, 4], "OPTIMAL", date(2025, 2, 3) + timedelta(weeks=10)),  # week 3-6 done
-        ([-1, 4, 9], "OPTIMAL", date(2025, 2, 3) + timedelta(weeks=9 + 12)),  # maintenance
-        ([-1, 4, 9], "WARNING", date(2025, 2, 3) + timedelta(weeks=9 + 4)),  # after WARNING
-        ([-1, 4], "FAILURE", date(2025, 2, 3) + timedelta(weeks=4 + 4)),
-    ],
-)
-def test_cadence_rule_c1(draw_weeks, status, expected):
-    start = date(2025, 2, 3)
-    draws = [start + timedelta(weeks=w) for w in draw_weeks]
-    assert cadence_next_draw_due(start, draws, status, CadenceSettings(),
-                                 RulesSettings()) == expected
-
-
-def test_cadence_without_therapy_is_not_scheduled():
-    assert cadence_next_draw_due(None, [date(2025, 1, 1)], "OPTIMAL", CadenceSettings()) is None
+def test_cohort_row_takes_the_rules_due_date(settings, progression):
+    # #9 item 9: one truth per quantity: the row shows the assessment's next_draw_due (C1).
+    a = progression.assessment
+    row = CohortRow.from_assessment(a, [date(2025, 1, 1)], settings)
+    assert a.next_draw_due is not None and row.next_draw_due == a.next_draw_due
 
 
 def test_cohort_page_escapes_and_is_self_contained(settings):

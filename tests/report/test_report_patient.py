@@ -127,8 +127,9 @@ def test_alerts_show_rule_tier_findings_evidence_and_unverified_label(progressio
     text = re.sub(r"\s+", " ", "".join(_parse(html).text))
     assert "R1" in text and "New ALK kinase-domain resistance mutation (confirmed)" in text
     assert "P2" in text and "Confirmed loss of molecular response" in text
-    assert "Evidence strength: direct" in text
-    assert "Evidence strength: analogy (CML/IO)" in text
+    # #13 item 3: the rule's evidence label from the registry, not free text
+    assert "Evidence strength: evidenced (TKI-treated NSCLC data)" in text
+    assert "Evidence strength: analogy (CML ELN / IO ctDNA data; heuristic default)" in text
     assert "ELN: resistance mutations = failure (PMC7214240)" in text
     assert "lorlatinib" in text and "Shaw et al., JCO 2019" in text
     assert "UNVERIFIED: not checked against its primary source" in text

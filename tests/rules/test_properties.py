@@ -64,3 +64,52 @@ def test_row_order_changes_nothing(rules_settings, draws, rnd):
     got = _dump(evaluate_cohort(shuffle(obs), shuffle(samples), shuffle(therapies),
                                 rules_settings, None))
     assert got == expected
+
+
+# ---------------------------------------------------------------- #9 item 1 properties
+
+_RANK = {"OPTIMAL": 0, "NOT_EVALUABLE": 0, "WARNING": 1, "FAILURE": 2}
+_clone_vaf = st.one_of(st.none(), st.floats(0.001, 0.3))
+_clone_draw = st.tuples(st.integers(1, 700), _level, _clone_vaf)
+
+
+def _clone_timeline(draws, baseline: float | None, with_clone: bool) -> Timeline:
+    t = Timeline().therapy("P1", "alectinib", START)
+    t.draw("P1", -1, *([fusion(baseline)] if baseline is not None else []))
+    seen = set()
+    for day, level, clone in draws:
+        if day in seen:
+            continue
+        seen.add(day)
+        calls = [fusion(level)] if level is not None else []
+        if with_clone and clone is not None:
+            calls.append(snv("SMAD4", "R361H", "other", clone))
+        t.draw("P1", day, *calls)
+    return t
+
+
+@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_clone_draw, min_size=1, max_size=6), _level)
+def test_an_emerging_clone_only_raises_the_tier(rules_settings, draws, baseline):
+    (before,) = evaluate_cohort(*_clone_timeline(draws, baseline, False).frames(),
+                                rules_settings, None)
+    (after,) = evaluate_cohort(*_clone_timeline(draws, baseline, True).frames(),
+                               rules_settings, None)
+    assert _RANK[after.status] >= _RANK[before.status], (before.status, after.status)
+    # the clone never changes the baseline markers' level the response rules read
+    assert [(lv.sample_id, lv.level) for lv in after.levels] == [
+        (lv.sample_id, lv.level) for lv in before.levels]
+
+
+@hsettings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_clone_draw, min_size=1, max_size=6), _level, st.integers(1, 700),
+       st.integers(1, 300), _clone_vaf)
+def test_a_later_draw_with_a_clone_never_changes_an_earlier_assessment(
+        rules_settings, draws, baseline, cut, gap, clone):
+    t = _clone_timeline(draws, baseline, True)
+    as_of = START + timedelta(days=cut)
+    before = _dump(evaluate_cohort(*t.frames(), rules_settings, None, as_of=as_of))
+    t.draw("P1", cut + gap, fusion(0.05), *([snv("SMAD4", "R361H", "other", clone)]
+                                           if clone is not None else []))
+    after = _dump(evaluate_cohort(*t.frames(), rules_settings, None, as_of=as_of))
+    assert before == after

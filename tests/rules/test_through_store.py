@@ -63,7 +63,12 @@ def test_clearance_then_emerging_g1202r_from_store(tmp_path, settings, kb):
 
     late = evaluate_cohort(*frames, settings, kb)[0]
     r1 = [a for a in late.alerts if a.rule_id == "R1"]
-    assert late.status == "WARNING" and r1, [a.rule_id for a in late.alerts]
+    # G1202R on alectinib: R1 (new, single draw: WARNING) and R0 (the knowledge base rates
+    # alectinib resistant: primary-resistance FAILURE, #9 item 2).
+    assert late.status == "FAILURE" and r1, [a.rule_id for a in late.alerts]
+    assert r1[0].tier == "WARNING"
+    r0 = [a for a in late.alerts if a.rule_id == "R0"]
+    assert r0 and r0[0].tier == "FAILURE" and "alectinib resistant" in late.headline
     finding = r1[0].findings[0]
     assert (finding.gene, finding.alteration, finding.sample_id) == ("ALK", "G1202R", "S3")
     assert finding.vaf == pytest.approx(0.012) and finding.lod_vaf == pytest.approx(0.005)

@@ -1,0 +1,86 @@
+"""Rule R0: pre-existing resistance to the current drug (#9 item 2).
+
+Resistance rules R1-R5 look for *new* alterations. An ALK I1171N at 5 % in the draw taken
+at the start of alectinib (real Guardant data, G216), which the knowledge base rates
+resistant to alectinib, is primary resistance: the clinician should review the choice of
+drug now, not after it has been "confirmed" as new. R0 judges every ALK resistance or
+bypass alteration seen at baseline or on any draw of the current line against the current
+drug's activity cell in the knowledge base.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from pipeline.assessment import Alert
+from pipeline.rules.catalogue import (
+    R0,
+    LineContext,
+    attach_therapy_options,
+    make_alert,
+    obs_finding,
+)
+
+_TIER = {"R": "FAILURE", "I": "WARNING"}
+_WORDS = {"R": "resistant", "I": "intermediate activity", "S": "sensitive"}
+
+
+def _activity(ctx: LineContext, kb_id: Any) -> dict[str, str] | None:
+    lookup = getattr(ctx.kb, "drug_activity", None)
+    if lookup is None or ctx.therapy is None or kb_id is None or pd.isna(kb_id):
+        return None
+    result: dict[str, str] | None = lookup(str(kb_id), ctx.therapy.drug)
+    return result
+
+
+def rule_r0(ctx: LineContext) -> list[Alert]:
+    """R0: ALK resistance / bypass detected on the line, judged against the current drug."""
+    if ctx.therapy is None:
+        return []
+    obs = ctx.observations
+    category = obs["category"].astype("object").fillna("")
+    chosen = obs[obs["detected"] & category.isin(["alk_resistance", "bypass"])
+                 & ~obs["is_chip"].astype(bool)]
+    if not len(chosen):
+        return []
+    base = ctx.baseline
+    base_id = None if base is None else str(base["sample_id"])
+    alerts: list[tuple[int, Alert]] = []
+    for _key, rows in chosen.sort_values(["collection_date", "sample_id"]).groupby(
+            "marker_key", sort=True):
+        first = rows.iloc[0]
+        cell = _activity(ctx, first.get("kb_id"))
+        gene, alteration = str(first["gene"]), str(first["alteration"])
+        label = f"{gene} {alteration}"
+        at_baseline = base_id is not None and base_id in set(rows["sample_id"])
+        when = "at the baseline draw" if at_baseline else "on this line"
+        if cell is not None and cell["activity"] in _TIER:
+            tier = _TIER[cell["activity"]]
+            verified = cell["evidence_label"] != "recalled-unverified"
+            headline = (f"{label} {when}: knowledge base rates {cell['drug']} "
+                        f"{_WORDS[cell['activity']]} ({cell['reported']}; "
+                        f"{cell['evidence_label']})")
+            actions = ([f"Primary resistance: early-switch review. {headline}."]
+                       if tier == "FAILURE" else
+                       [f"Reduced activity of the current drug expected: {headline}; "
+                        "review at the next visit and shorten the draw interval."])
+            evidence = [headline, cell["citation"]]
+        elif category[first.name] == "bypass" and at_baseline:
+            tier, verified = "WARNING", True
+            drug = ctx.therapy.drug
+            actions = [f"Pre-existing ALK-independent (bypass) alteration {label} at baseline: "
+                       f"{drug} alone may not control this clone; follow it on every draw."]
+            evidence = [f"{label} detected at baseline; no per-drug activity in the "
+                        "knowledge base for bypass alterations"]
+        else:
+            continue
+        findings = [obs_finding(r, "present at baseline" if r["sample_id"] == base_id
+                                else None) for _, r in rows.iterrows()]
+        alert = make_alert(R0, tier, findings, actions, evidence=evidence, confirmed=None)
+        alert = attach_therapy_options(alert, ctx, [(gene, alteration)])
+        if not verified:
+            alert.unverified_knowledge = True
+        alerts.append((0 if tier == "FAILURE" else 1, alert))
+    return [a for _, a in sorted(alerts, key=lambda t: t[0])]
