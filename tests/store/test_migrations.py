@@ -69,7 +69,8 @@ def test_store_made_by_0_1_0_is_stamped_and_upgraded_in_place(db_url: str) -> No
                             .select_from(models.pending_evaluations)).scalar() == 0
         assert compare_metadata(MigrationContext.configure(conn), models.metadata) == []
     again = migrate.upgrade(engine)
-    assert (again.before, again.after, again.stamped_baseline) == (migrate.HEAD, migrate.HEAD, False)
+    head = migrate.HEAD
+    assert (again.before, again.after, again.stamped_baseline) == (head, head, False)
     engine.dispose()
 
 
