@@ -144,7 +144,7 @@ def detected_mask(calls: pd.DataFrame, lod_vaf: float | np.ndarray,
     # Issue #10 item 5: a small variant counts as detected only with evidence (a VAF or read
     # counts), and never when the caller genotyped this draw homozygous reference (GT 0/0).
     evidence = ~np.isnan(vaf) | ~np.isnan(alt_reads)
-    gt_ref = (calls["gt_ref"].fillna(False).to_numpy(dtype=bool) if "gt_ref" in calls
+    gt_ref = (calls["gt_ref"].eq(True).to_numpy(dtype=bool) if "gt_ref" in calls
               else np.zeros(len(calls), dtype=bool))
     return passed & ~gt_ref & (~small | (vaf_ok & reads_ok & evidence))
 
