@@ -25,7 +25,8 @@ def run_demo(workdir: Path, *, today: date | None = None) -> Iterator[str]:
     db_url = f"sqlite:///{workdir / 'ctdna-demo.sqlite'}"
     reports, outbox = workdir / "reports", workdir / "outbox"
     yield f"demo inbox written to {inbox} (synthetic patients DEMO-001..DEMO-004)"
-    yield "running the surveillance flow (local Prefect; its first start on a new machine can take a minute or two) ..."
+    yield ("running the surveillance flow (local Prefect; its first start on a new machine can "
+           "take a minute or two) ...")
     # The demo must not pick up a lab's SMTP settings or database from the environment.
     for key in [k for k in os.environ if k.startswith("CTDNA_SMTP_")] + ["CTDNA_DB_URL"]:
         os.environ.pop(key, None)
