@@ -16,6 +16,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
+from flows.run_lock import one_run_at_a_time
+from flows.run_report import publish_run_artifacts, redact_rejection, surveillance_run_name
 from flows.tasks import (
     deliver_alerts_task,
     enqueue_alerts_task,
@@ -42,6 +44,8 @@ class RunSummary(BaseModel):
     amended: int = 0
     unchanged: int = 0
     rejected: list[str] = Field(default_factory=list)
+    # the same rejections without sample accession or file name (Prefect artifacts, #12)
+    rejected_reasons: list[str] = Field(default_factory=list)
     patients_evaluated: int = 0
     reports_written: int = 0
     notifications_created: int = 0
@@ -86,8 +90,8 @@ def _notify_ops_of_failure(flow: Any, flow_run: Any, state: Any) -> None:
     )
 
 
-@flow(name="surveillance-run", log_prints=False, on_failure=[_notify_ops_of_failure],
-      on_crashed=[_notify_ops_of_failure])
+@flow(name="surveillance-run", flow_run_name=surveillance_run_name, log_prints=False,
+      on_failure=[_notify_ops_of_failure], on_crashed=[_notify_ops_of_failure])
 def surveillance_run(
     inbox: str,
     outbox: str | None = None,
@@ -116,6 +120,13 @@ def surveillance_run(
     notify
         Send alert emails (False for back-fills).
     """
+    with one_run_at_a_time():
+        return _surveillance(inbox, outbox, reports, sample_ids, force, dry_run, notify)
+
+
+def _surveillance(inbox: str, outbox: str | None, reports: str | None,
+                  sample_ids: list[str] | None, force: bool, dry_run: bool,
+                  notify: bool) -> RunSummary:
     logger = get_run_logger()
     settings = load_settings()
     run_id = new_run_id()
@@ -142,9 +153,12 @@ def surveillance_run(
     summary.ingested, summary.amended = len(total.ingested), len(total.amended)
     summary.unchanged = len(total.unchanged)
     summary.rejected = [r.error for r in total.rejected]
+    summary.rejected_reasons = [redact_rejection(r.error, r.path, r.sample_id)
+                                for r in total.rejected]
     logger.info("samples: %d ingested, %d amended, %d unchanged, %d rejected",
                 summary.ingested, summary.amended, summary.unchanged, len(summary.rejected))
     if dry_run:
+        publish_run_artifacts(summary)
         return summary
 
     patients = sorted(total.patients)
@@ -162,6 +176,7 @@ def surveillance_run(
     logger.info("run %s: %d patient(s) evaluated, %d notification(s) created, %d sent",
                 run_id, summary.patients_evaluated, summary.notifications_created,
                 summary.emails_sent)
+    publish_run_artifacts(summary)
     return summary
 
 
@@ -249,8 +264,8 @@ def run_surveillance_locally(*, inbox: Path, outbox: Path | None = None,
     load_settings(config_file)  # validate the config before starting Prefect
     from flows.local_server import local_prefect
 
-    with _environment(CTDNA_DB_URL=db_url, CTDNA_CONFIG=str(config_file) if config_file else None), \
-            local_prefect():
+    config = str(config_file) if config_file else None
+    with _environment(CTDNA_DB_URL=db_url, CTDNA_CONFIG=config), local_prefect():
         return surveillance_run(
             inbox=str(inbox.resolve()), outbox=str(outbox.resolve()) if outbox else None,
             reports=str(reports.resolve()) if reports else None, force=force,
