@@ -99,7 +99,7 @@ def test_two_concurrent_runs_are_serialised_by_the_global_limit() -> None:
     for thread in threads:
         thread.join(timeout=120)
     assert len(spans) == 2
-    (a_start, a_end), (b_start, b_end) = sorted(spans)
+    (_, a_end), (b_start, _) = sorted(spans)
     assert b_start >= a_end, spans  # the second waited for the first: no overlap
     with get_client(sync_client=True) as client:
         limit = client.read_global_concurrency_limit_by_name(LIMIT_NAME)
