@@ -50,8 +50,9 @@ def summary_rows(summary: Any) -> list[dict[str, Any]]:
         ("patients skipped", "patients_skipped"), ("tier changes", "tier_changes"),
         ("reports written", "reports_written"),
         ("notifications created", "notifications_created"),
-        ("notifications sent", "emails_sent"), ("notifications deferred", "deferred"),
-        ("notifications dead-lettered", "dead_lettered"),
+        ("notifications sent", "emails_sent"),
+        ("notifications deferred", "emails_deferred"),
+        ("notifications dead-lettered", "emails_dead_lettered"),
     ]
     rows = []
     for label, attr in wanted:

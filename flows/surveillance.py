@@ -8,6 +8,7 @@ data beyond pseudonymous sample accessions for targeted re-runs, and no credenti
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,13 +23,18 @@ from flows.tasks import (
     deliver_alerts_task,
     enqueue_alerts_task,
     evaluate_task,
+    file_outcome,
     ingest_manifest_task,
     ingest_therapies_task,
+    mark_processed_task,
     new_run_id,
+    pending_patients_task,
+    prepare_store_task,
     scan_inbox_task,
     write_reports_task,
 )
 from pipeline.config import load_settings
+from pipeline.faults import fault_point
 from pipeline.ingest import IngestReport
 
 
@@ -46,14 +52,37 @@ class RunSummary(BaseModel):
     rejected: list[str] = Field(default_factory=list)
     # the same rejections without sample accession or file name (Prefect artifacts, #12)
     rejected_reasons: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)  # tolerated input defects (#10)
     patients_evaluated: int = 0
     reports_written: int = 0
     notifications_created: int = 0
     emails_sent: int = 0
     emails_pending: bool = False
+    #: Notifications still owed after this run (pending, failed with backoff, sending).
+    emails_deferred: int = 0
+    #: Notifications moved to the dead letter by this run (never retried; ops told).
+    emails_dead_lettered: int = 0
+    dead_letter_refs: list[str] = Field(default_factory=list)
+    #: PHI-free warnings: routing fall-backs, refused recipients, recovered deliveries.
+    warnings: list[str] = Field(default_factory=list)
     reports_dir: str | None = None
     outbox: str | None = None
     quarantine_dir: str | None = None
+
+    def problems(self) -> list[str]:
+        """Why this run is not a success (PHI-free counts); empty when all went through.
+
+        Rejected inputs, deferred and dead-lettered notifications make the flow run end
+        ``Failed`` and ``ctdna run`` exit non-zero (issue #10 item 3).
+        """
+        out = []
+        if self.rejected:
+            out.append(f"{len(self.rejected)} input(s) rejected")
+        if self.emails_deferred:
+            out.append(f"{self.emails_deferred} notification(s) deferred")
+        if self.emails_dead_lettered:
+            out.append(f"{self.emails_dead_lettered} notification(s) dead-lettered")
+        return out
 
     def describe(self) -> str:
         lines = [
@@ -64,16 +93,18 @@ class RunSummary(BaseModel):
             f"unchanged, {len(self.rejected)} rejected",
         ]
         lines += [f"  rejected: {error}" for error in self.rejected]
+        lines += [f"  warning: {warning}" for warning in self.warnings]
         if not self.dry_run:
             lines.append(f"patients evaluated: {self.patients_evaluated}; reports written: "
                          f"{self.reports_written} in {self.reports_dir}")
             lines.append(f"alert notifications: {self.notifications_created} new, "
-                         f"{self.emails_sent} sent"
-                         + ("; some still pending (will be retried)" if self.emails_pending
-                            else "")
+                         f"{self.emails_sent} sent, {self.emails_deferred} deferred (will be "
+                         f"retried), {self.emails_dead_lettered} dead-lettered"
                          + (f"; .eml files in {self.outbox}" if self.outbox else ""))
+            lines += [f"  dead letter: ref {ref}" for ref in self.dead_letter_refs]
             if self.rejected:
                 lines.append(f"bad inputs copied to {self.quarantine_dir} (originals untouched)")
+        lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -126,44 +157,56 @@ def surveillance_run(
 
 def _surveillance(inbox: str, outbox: str | None, reports: str | None,
                   sample_ids: list[str] | None, force: bool, dry_run: bool,
-                  notify: bool) -> RunSummary:
+                  notify: bool) -> Any:
     logger = get_run_logger()
     settings = load_settings()
     run_id = new_run_id()
     quarantine_dir = str(Path(settings.paths.quarantine).resolve())
     summary = RunSummary(run_id=run_id, dry_run=dry_run, quarantine_dir=quarantine_dir)
+    if not dry_run:
+        # Schema migrations once per run (under a lock), and deliveries a crashed run left
+        # 'sending' made retryable again (issue #10 items 2 and 6).
+        summary.warnings += prepare_store_task()
     scan = scan_inbox_task(inbox, force, dry_run)
     summary.manifests, summary.therapy_files = len(scan.manifests), len(scan.therapies)
     summary.already_processed = scan.already_processed
     logger.info("inbox: %d manifest(s), %d therapy file(s) new; %d already processed",
                 len(scan.manifests), len(scan.therapies), scan.already_processed)
 
-    total = IngestReport()
+    total = IngestReport(rejected=list(scan.rejected))  # symlinks out of the inbox (#10)
+    processed: list[tuple[str, str, str, str]] = []
     # therapy histories first: evaluation needs the lines of therapy
     for path in scan.therapies:
-        total.merge(ingest_therapies_task(str(path), scan.fingerprints[str(path)], run_id,
-                                          dry_run, quarantine_dir))
+        report = ingest_therapies_task(str(path), scan.fingerprints[str(path)], run_id,
+                                       dry_run, quarantine_dir)
+        processed.append((str(path), "therapies", scan.fingerprints[str(path)],
+                          file_outcome(report)))
+        total.merge(report)
     futures = [
         ingest_manifest_task.submit(str(path), scan.fingerprints[str(path)], run_id, dry_run,
                                     sample_ids, quarantine_dir)
         for path in scan.manifests
     ]
-    for future in futures:
-        total.merge(future.result())
+    for path, future in zip(scan.manifests, futures, strict=True):
+        report = future.result()
+        processed.append((str(path), "manifest", scan.fingerprints[str(path)],
+                          file_outcome(report)))
+        total.merge(report)
     summary.ingested, summary.amended = len(total.ingested), len(total.amended)
     summary.unchanged = len(total.unchanged)
     summary.rejected = [r.error for r in total.rejected]
     summary.rejected_reasons = [redact_rejection(r.error, r.path, r.sample_id)
                                 for r in total.rejected]
+    summary.warnings = [w.one_line() for w in total.warnings]
     logger.info("samples: %d ingested, %d amended, %d unchanged, %d rejected",
                 summary.ingested, summary.amended, summary.unchanged, len(summary.rejected))
     if dry_run:
-        publish_run_artifacts(summary)
-        return summary
+        return _final(summary)
+    fault_point("after_ingest")
 
-    patients = sorted(total.patients)
-    if force:
-        patients = sorted(set(patients) | _patients_of(scan))
+    # The work queue, not this run's ingest report, says whom to evaluate: patients stored
+    # by a run that crashed before enqueueing their alerts are evaluated now (item 1).
+    patients = pending_patients_task(sorted(_patients_of(scan)) if force else [], run_id)
     if patients:
         _evaluate_report_enqueue(patients, reports, settings, summary)
     else:
@@ -171,13 +214,47 @@ def _surveillance(inbox: str, outbox: str | None, reports: str | None,
     if notify:
         # Always: alerts left pending by an earlier SMTP outage are delivered now (outbox).
         _deliver(run_id, outbox, summary)
+    fault_point("after_deliver")
+    # Inbox files count as processed only now that their run has finished (item 1).
+    mark_processed_task(processed, run_id)
     if not _smtp_configured(settings):
         summary.outbox = str(Path(outbox or settings.notify.outbox).resolve())
-    logger.info("run %s: %d patient(s) evaluated, %d notification(s) created, %d sent",
-                run_id, summary.patients_evaluated, summary.notifications_created,
-                summary.emails_sent)
-    publish_run_artifacts(summary)
-    return summary
+    logger.info("run %s: %d patient(s) evaluated, %d notification(s) created, %d sent, "
+                "%d deferred, %d dead-lettered", run_id, summary.patients_evaluated,
+                summary.notifications_created, summary.emails_sent, summary.emails_deferred,
+                summary.emails_dead_lettered)
+    return _final(summary)
+
+
+def _final(summary: RunSummary) -> Any:
+    """The summary, or a ``Failed`` state carrying it when something did not go through.
+
+    The work that could be done is done; the state makes the failure visible in Prefect
+    (and fires the ops hook) with a PHI-free message of counts (issue #10 item 3).
+    """
+    publish_run_artifacts(summary)  # the run's page in the Prefect UI (#12 item 3)
+    problems = summary.problems()
+    if not problems:
+        return summary
+    from prefect.states import Failed
+
+    return Failed(message=f"run {summary.run_id}: " + "; ".join(problems), data=summary)
+
+
+def summary_of(state: Any) -> RunSummary:
+    """The :class:`RunSummary` of a finished flow run state (Completed or Failed).
+
+    Raises
+    ------
+    Exception
+        The flow's own exception when it crashed without a summary.
+    """
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, RunSummary):
+        return result
+    if isinstance(result, BaseException):
+        raise result
+    raise RuntimeError(f"flow run ended {state.type.value} without a summary")
 
 
 def _evaluate_report_enqueue(patients: list[str], reports: str | None, settings: Any,
@@ -185,26 +262,42 @@ def _evaluate_report_enqueue(patients: list[str], reports: str | None, settings:
     """Evaluate the patients, write their reports, and add new alerts to the ledger."""
     results = evaluate_task(patients)
     summary.patients_evaluated = len(results)
+    fault_point("after_evaluate")
     reports_dir = str(Path(reports or settings.paths.reports).resolve())
     summary.reports_dir = reports_dir
     report_paths = write_reports_task(results, reports_dir)
     summary.reports_written = len(report_paths)
-    summary.notifications_created = enqueue_alerts_task(
+    fault_point("after_reports")
+    enqueued = enqueue_alerts_task(
         results, _report_locations(settings.notify.report_base_url, report_paths))
+    summary.notifications_created += enqueued["created"]
+    summary.warnings += [w for w in enqueued["warnings"] if w not in summary.warnings]
+    fault_point("after_enqueue")
 
 
 def _deliver(run_id: str, outbox: str | None, summary: RunSummary) -> None:
+    """Deliver, retrying within the run (``notify.delivery_retries``) while failures remain.
+
+    Each attempt sends only rows that are due (backoff); what is still owed afterwards is
+    ``emails_deferred`` and stays in the ledger for the next run.
+    """
     notify = load_settings().notify
-    delivery = deliver_alerts_task.with_options(
-        retries=notify.delivery_retries,
-        retry_delay_seconds=notify.delivery_retry_delays_seconds or 0,
-    )
-    state = delivery(run_id, outbox, return_state=True)
-    if state.is_completed():
-        summary.emails_sent = state.result()["sent"]
-    else:
-        summary.emails_pending = True
-        get_run_logger().warning("alert delivery incomplete; pending alerts stay in the ledger")
+    delays = notify.delivery_retry_delays_seconds or [0.0]
+    for attempt in range(notify.delivery_retries + 1):
+        result = deliver_alerts_task(run_id, outbox)
+        summary.emails_sent += result["sent"]
+        summary.dead_letter_refs += result["dead"]
+        summary.warnings += [w for w in result["warnings"] if w not in summary.warnings]
+        summary.emails_deferred = result["outstanding"]
+        if not (result["failed"] or result["aborted"]) or attempt == notify.delivery_retries:
+            break
+        time.sleep(delays[min(attempt, len(delays) - 1)])
+    summary.emails_dead_lettered = len(summary.dead_letter_refs)
+    summary.emails_pending = summary.emails_deferred > 0
+    if summary.emails_deferred or summary.emails_dead_lettered:
+        get_run_logger().warning(
+            "alert delivery incomplete: %d deferred (stay in the ledger), %d dead-lettered",
+            summary.emails_deferred, summary.emails_dead_lettered)
 
 
 def _smtp_configured(settings: Any) -> bool:
@@ -217,7 +310,8 @@ def _patients_of(scan: Any) -> set[str]:
     patients: set[str] = set()
     for path in scan.manifests:
         try:
-            patients |= {row.patient_id for row in read_manifest(path).rows}
+            patients |= {row.patient_id for row in read_manifest(
+                path, allowed_roots=load_settings().ingest.allowed_roots).rows}
         except Exception:
             continue
     return patients
@@ -264,10 +358,11 @@ def run_surveillance_locally(*, inbox: Path, outbox: Path | None = None,
     load_settings(config_file)  # validate the config before starting Prefect
     from flows.local_server import local_prefect
 
-    config = str(config_file) if config_file else None
-    with _environment(CTDNA_DB_URL=db_url, CTDNA_CONFIG=config), local_prefect():
-        return surveillance_run(
+    config_env = str(config_file) if config_file else None
+    with _environment(CTDNA_DB_URL=db_url, CTDNA_CONFIG=config_env), local_prefect():
+        state = surveillance_run(
             inbox=str(inbox.resolve()), outbox=str(outbox.resolve()) if outbox else None,
             reports=str(reports.resolve()) if reports else None, force=force,
-            dry_run=dry_run, sample_ids=sample_ids,
+            dry_run=dry_run, sample_ids=sample_ids, return_state=True,
         )
+    return summary_of(state)

@@ -20,10 +20,11 @@ from prefect.cache_policies import NO_CACHE
 from pipeline.config import Settings, load_settings
 from pipeline.errors import DeliveryError, InputError
 from pipeline.inbox import InboxScan, mark_processed, quarantine, scan_inbox
-from pipeline.ingest import IngestReport, ingest_manifest, ingest_therapies
+from pipeline.ingest import IngestReport, IngestWarning, ingest_manifest, ingest_therapies
 from pipeline.ingest import prepare_sample as _prepare_sample
 from pipeline.io.manifest import RowRejection, read_manifest, read_therapies
 from pipeline.knowledge import KnowledgeBase, knowledge_base_for
+from pipeline.progress import tracked
 from pipeline.service import (
     EvaluationResult,
     evaluate_patients,
@@ -60,10 +61,10 @@ def ingest_therapies_task(path: str, fingerprint: str, run_id: str, dry_run: boo
     except InputError as exc:
         report = IngestReport(rejected=[RowRejection(path, exc.one_line())])
         if not dry_run:
-            quarantine(Path(path), exc.one_line(), Path(quarantine_dir))
-            mark_processed(store, Path(path), "therapies", fingerprint, "rejected", run_id)
+            quarantine(Path(path), exc.one_line(), Path(quarantine_dir), root=Path(path).parent)
         return report
-    mark_processed(store, Path(path), "therapies", fingerprint, "ok", run_id)
+    # The file is marked processed by mark_processed_task when the run has finished
+    # (issue #10 item 1), not here: a crash before then re-reads it (idempotent).
     return report
 
 
@@ -75,13 +76,15 @@ def ingest_manifest_task(path: str, fingerprint: str, run_id: str, dry_run: bool
     selected = set(sample_ids) if sample_ids else None
     try:
         if dry_run:
-            parsed = read_manifest(path)
+            parsed = read_manifest(path, allowed_roots=settings.ingest.allowed_roots)
             report = IngestReport(rejected=list(parsed.rejected))
             for row in parsed.rows:
                 if selected is None or row.sample_id in selected:
                     try:
-                        _prepare_sample(row, settings, kb)
+                        prepared = _prepare_sample(row, settings, kb)
                         report.ingested.append(row.sample_id)
+                        report.warnings += [IngestWarning(str(row.path), w, row.sample_id)
+                                            for w in prepared.warnings]
                     except InputError as exc:
                         report.rejected.append(RowRejection(str(row.path), exc.one_line(),
                                                             row.sample_id, row.line))
@@ -91,11 +94,50 @@ def ingest_manifest_task(path: str, fingerprint: str, run_id: str, dry_run: bool
         report = IngestReport(rejected=[RowRejection(path, exc.one_line())])
     if not dry_run:
         for rejection in report.rejected:
-            quarantine(Path(rejection.path), rejection.error, Path(quarantine_dir))
-        outcome = "ok" if not report.rejected else (
-            "partial" if report.ingested or report.unchanged else "rejected")
-        mark_processed(store, Path(path), "manifest", fingerprint, outcome, run_id)
+            quarantine(Path(rejection.path), rejection.error, Path(quarantine_dir),
+                       root=Path(path).parent)
     return report
+
+
+def file_outcome(report: IngestReport) -> str:
+    """``ok`` | ``partial`` | ``rejected`` of one inbox file's ingest report."""
+    if not report.rejected:
+        return "ok"
+    return "partial" if report.ingested or report.unchanged or report.amended else "rejected"
+
+
+@task(name="prepare-store", **TASK_OPTIONS)
+def prepare_store_task() -> list[str]:
+    """Migrate the schema (once, under a lock) and recover interrupted deliveries.
+
+    Returns PHI-free warnings (alert references only) for the run summary.
+    """
+    from pipeline.notify import recover_interrupted
+    from pipeline.store.migrate import upgrade
+
+    settings = load_settings()
+    store = Store(settings.database_url, migrate=False)
+    upgrade(store.engine)
+    recovered = recover_interrupted(store.engine)
+    return [f"ref {ref}: delivery interrupted by a crashed run; retried now with the same "
+            "Message-ID" for ref in recovered]
+
+
+@task(name="pending-patients", **TASK_OPTIONS)
+def pending_patients_task(force_patients: list[str], run_id: str) -> list[str]:
+    """Patients marked for evaluation (work queue), after marking ``force_patients``."""
+    _settings, store, _kb = context()
+    if force_patients:
+        store.mark_pending(force_patients, "force", run_id)
+    return store.pending_patients()
+
+
+@task(name="mark-processed", **TASK_OPTIONS)
+def mark_processed_task(entries: list[tuple[str, str, str, str]], run_id: str) -> None:
+    """Record inbox files (path, kind, fingerprint, outcome) as processed at run end."""
+    _settings, store, _kb = context()
+    for path, kind, key, outcome in entries:
+        mark_processed(store, Path(path), kind, key, outcome, run_id)
 
 
 @task(name="evaluate", **TASK_OPTIONS)
@@ -111,7 +153,7 @@ def write_reports_task(results: list[EvaluationResult], reports_dir: str) -> dic
     folder = Path(reports_dir)
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
-    for result in results:
+    for result in tracked(results, "reports"):
         patient_id = result.assessment.patient_id
         path = write_patient_report(store, settings, kb, patient_id,
                                     folder / patient_report_name(patient_id),
@@ -122,37 +164,51 @@ def write_reports_task(results: list[EvaluationResult], reports_dir: str) -> dic
 
 
 @task(name="enqueue-alerts", **TASK_OPTIONS)
-def enqueue_alerts_task(results: list[EvaluationResult], report_paths: dict[str, str]) -> int:
-    """Add new notifications to the ledger (idempotent per patient, rule and findings)."""
-    from pipeline.notify import enqueue_for_assessment
+def enqueue_alerts_task(results: list[EvaluationResult], report_paths: dict[str, str]
+                        ) -> dict[str, Any]:
+    """Add new notifications to the ledger and clear the patients' work-queue marks.
+
+    Returns ``{"created": n, "warnings": [...]}`` (routing warnings are PHI-free).
+    """
+    from pipeline.notify import enqueue_evaluated
 
     settings, store, _kb = context()
-    created = 0
-    for result in results:
-        created += len(enqueue_for_assessment(
-            store.engine, result.assessment, result.assessment_id, result.care_team, settings,
-            report_location=report_paths.get(result.assessment.patient_id)))
-    return created
+    created = enqueue_evaluated(store.engine, results, settings, report_paths)
+    return {"created": len(created), "warnings": list(created.warnings)}
 
 
 @task(name="deliver-alerts", **TASK_OPTIONS)
-def deliver_alerts_task(run_id: str, outbox: str | None) -> dict[str, int]:
-    """Deliver every pending notification; raises (and is retried) while any is still pending.
+def deliver_alerts_task(run_id: str, outbox: str | None) -> dict[str, Any]:
+    """Deliver every due notification once; never raises for delivery failures.
 
-    The ledger keeps undelivered alerts pending, so a later run delivers them even when
-    every retry of this run fails (outbox pattern).
+    Returns counts, dead-lettered references and warnings (no PHI). Dead letters are
+    reported to the ops address here, once (the run that dead-letters them). Undelivered
+    alerts stay in the ledger for the next attempt (outbox pattern).
     """
-    from pipeline.notify import deliver_pending, transport_from_settings
+    from pipeline.notify import (
+        deliver_pending,
+        outstanding_count,
+        send_ops_message,
+        transport_from_settings,
+    )
     from pipeline.notify.charts import store_chart_provider
 
     settings, store, _kb = context()
     transport = transport_from_settings(settings, outbox=Path(outbox) if outbox else None)
     report = deliver_pending(store.engine, settings, transport, run_id,
                              chart_for=store_chart_provider(store))
-    if report.failed or report.aborted:
-        raise DeliveryError(f"{len(report.failed)} alert email(s) could not be delivered yet; "
-                            "they stay pending for the next attempt")
-    return {"sent": len(report.sent), "failed": len(report.failed)}
+    warnings = list(report.warnings)
+    if report.dead:
+        try:
+            send_ops_message(settings, transport, "alert notifications dead-lettered",
+                             report.ops_summary() + "\nDead-lettered notifications are not "
+                             "retried; check the recipients and the relay, then re-queue them "
+                             "(docs/notifications.md).")
+        except DeliveryError as exc:
+            warnings.append(f"ops notice about dead letters not sent: {exc}")
+    return {"sent": len(report.sent), "failed": len(report.failed),
+            "dead": [ref for ref, _error in report.dead], "aborted": report.aborted,
+            "outstanding": outstanding_count(store.engine), "warnings": warnings}
 
 
 def new_run_id() -> str:

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError, InputError
+from pipeline.yamlio import load_yaml
 
 Fraction = float  # a number in [0, 1]
 
@@ -114,7 +115,16 @@ class RulesSettings(_Strict):
     @field_validator("chip_genes", "high_risk_baseline_genes", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
-        return tuple(str(v).upper() for v in value) if value is not None else value
+        # A bare string would otherwise become a tuple of its letters ("DNMT3A" -> D, N, ...;
+        # issue #10 item 8): the shape must be a list of gene symbols.
+        if value is None:
+            return value
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"must be a list of gene symbols, got {type(value).__name__} "
+                             f"{value!r:.40}")
+        if not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a list of gene symbols (strings)")
+        return tuple(v.upper() for v in value)
 
     @model_validator(mode="after")
     def _consistent(self) -> RulesSettings:
@@ -193,6 +203,14 @@ class NotifySettings(_Strict):
         default_factory=lambda: [10.0, 60.0],
         description="Waits between those retries; alerts still pending go to the next run",
     )
+    max_attempts: int = Field(
+        8, ge=1, description="Delivery attempts of one notification before the dead letter"
+    )
+    retry_backoff_minutes: list[float] = Field(
+        default_factory=lambda: [5.0, 15.0, 60.0, 240.0, 720.0],
+        description="Wait before attempt n+1 after n failures (last value repeats); the "
+        "next run after that time retries",
+    )
     test_mode: bool = Field(
         False, description="Non-production: 'TEST' subject marker and banner (notes section 4.2.7)"
     )
@@ -206,6 +224,24 @@ class NotifySettings(_Strict):
 class ScheduleSettings(_Strict):
     cron: str = "0 6 * * 1-5"
     timezone: str = "Europe/Berlin"
+
+
+class IngestSettings(_Strict):
+    """Where manifests may point (issue #10 item 4: confinement)."""
+
+    allowed_roots: list[str] = Field(
+        default_factory=list,
+        description="Absolute folders, besides each manifest's own folder, that manifest "
+        "paths may resolve into (symlinks resolved); everything else is refused",
+    )
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _absolute(cls, roots: list[str]) -> list[str]:
+        for root in roots:
+            if not root.strip() or not Path(root).is_absolute():
+                raise ValueError(f"{root!r} is not an absolute folder path")
+        return roots
 
 
 class KnowledgeSettings(_Strict):
@@ -237,6 +273,7 @@ class Settings(_Strict):
     notify: NotifySettings = NotifySettings()
     schedule: ScheduleSettings = ScheduleSettings()
     paths: PathSettings = PathSettings()
+    ingest: IngestSettings = IngestSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     database_url: str | None = None
 
@@ -288,7 +325,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file ({exc.strerror})", path=path) from exc
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None

@@ -11,8 +11,13 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+#: ``ctdna run``: everything valid was processed, but some alert notifications were not
+#: delivered (deferred for a later run, or dead-lettered). Issue #10 item 3.
+EXIT_UNDELIVERED = 3
 #: Prefect's API could not be reached or its temporary server did not start (issue #12).
 EXIT_ORCHESTRATOR_UNAVAILABLE = 5
+#: ``ctdna doctor``: at least one check failed (issue #12 item 4).
+EXIT_CHECKS_FAILED = 4
 
 
 class CtdnaError(Exception):

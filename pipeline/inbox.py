@@ -5,12 +5,17 @@ columns; a therapy history is any ``.csv`` with the three therapy columns (contr
 file is *new* when its fingerprint (SHA-256 of its bytes plus size and mtime of every file
 a manifest names) has not been processed before. Bad files are *copied* to quarantine with
 the reason beside them; the originals stay where the lab put them.
+
+Confinement (issue #10 item 4): a ``.csv`` whose real path (symlinks resolved) lies outside
+the inbox is refused by the scan, never read; quarantine copies only files inside the
+batch folder, so a manifest row naming ``/etc/shadow`` can never pull it into quarantine.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +24,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from pipeline.io.manifest import is_manifest, is_therapy_history
+from pipeline.io.manifest import RowRejection, is_manifest, is_therapy_history
 from pipeline.store import models
 from pipeline.store.repository import Store, now_utc
 
@@ -32,6 +37,13 @@ class InboxScan:
     therapies: list[Path] = field(default_factory=list)
     fingerprints: dict[str, str] = field(default_factory=dict)
     already_processed: int = 0
+    rejected: list[RowRejection] = field(default_factory=list)  # refused, never read
+
+
+def inside(path: Path, root: Path) -> bool:
+    """True when ``path`` resolves (symlinks included) to ``root`` or below it."""
+    real, base = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    return real == base or real.is_relative_to(base)
 
 
 def _referenced_files(manifest: Path) -> list[Path]:
@@ -77,6 +89,11 @@ def scan_inbox(inbox: Path, store: Store | None, *, force: bool = False) -> Inbo
             seen = {(r.path, r.fingerprint) for r in conn.execute(
                 sa.select(models.inbox_files.c.path, models.inbox_files.c.fingerprint))}
     for path in sorted(p for p in inbox.rglob("*") if p.is_file() and p.suffix.lower() == ".csv"):
+        if not inside(path, inbox):
+            scan.rejected.append(RowRejection(
+                str(path), f"{path}: symlink resolves outside the inbox "
+                f"({os.path.realpath(path)}); not read"))
+            continue
         manifest = is_manifest(path)
         therapy = not manifest and is_therapy_history(path)
         if not (manifest or therapy):
@@ -102,13 +119,28 @@ def mark_processed(store: Store, path: Path, kind: str, key: str, outcome: str,
         pass  # another run recorded the same file and fingerprint first
 
 
-def quarantine(source: Path, error: str, quarantine_dir: Path) -> Path:
-    """Copy a bad input to quarantine with its reason beside it; the original is untouched."""
+def quarantine(source: Path, error: str, quarantine_dir: Path, *, root: Path) -> Path:
+    """Copy a bad input to quarantine with its reason beside it; the original is untouched.
+
+    Parameters
+    ----------
+    source
+        The rejected file (a manifest, therapy history or variant file).
+    error
+        Its one-line reason, written beside the copy.
+    quarantine_dir
+        Where copies go (``paths.quarantine``).
+    root
+        The delivered batch (the manifest's folder, inside the inbox): only a file whose
+        real path lies inside it is copied; anything else gets the reason file only.
+    """
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
     folder = quarantine_dir / stamp
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / source.name
-    if source.is_file():
+    copied = source.is_file() and inside(source, root)
+    if copied:
         shutil.copy2(source, target)
-    (folder / f"{source.name}.error.txt").write_text(error + "\n", encoding="utf-8")
+    note = "" if copied or not source.exists() else " (not copied: outside the inbox batch)"
+    (folder / f"{source.name}.error.txt").write_text(error + note + "\n", encoding="utf-8")
     return target

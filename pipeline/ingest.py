@@ -2,6 +2,11 @@
 
 One bad manifest row (unreadable file, malformed VCF, unknown build) is rejected with a
 one-line reason while the good rows proceed; nothing of a rejected sample is stored.
+
+Batches, not rows (issue #11 item 1): every file is read and validated once per batch
+whatever number of manifest rows point at it (:func:`pipeline.io.read_variant_files`),
+recognition runs once over all the batch's calls, and the store writes the batch in bulk
+(:meth:`pipeline.store.repository.Store.ingest_samples`).
 """
 
 from __future__ import annotations
@@ -17,14 +22,37 @@ import pandas as pd
 
 from pipeline.config import Settings
 from pipeline.errors import InputError
-from pipeline.io import read_variant_file
+from pipeline.faults import fault_point
+from pipeline.io import ReadRequest, ReadResult, read_variant_files
 from pipeline.io.manifest import ManifestRow, RowRejection, read_manifest, read_therapies
 from pipeline.knowledge import KnowledgeBase
+from pipeline.progress import Progress, resolve
 from pipeline.schema import CALL_COLUMNS
 from pipeline.store.repository import PreparedSample, Store
 
 #: float32 tolerance: htslib stores AF=0.01 as 0.009999999776 (engineering-notes §2.1).
 VAF_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class IngestWarning:
+    """A tolerated defect or caveat in one sample's input, stored with the sample.
+
+    One shared structure for every source of warnings (VCF reader, table profiles): the
+    ingest report lists them (``--json`` ``warnings``) and the run summary prints them.
+    """
+
+    path: str
+    message: str
+    sample_id: str | None = None
+
+    def one_line(self) -> str:
+        sample = f"sample {self.sample_id}: " if self.sample_id else ""
+        return f"{self.path}: {sample}{self.message}".replace("\n", " ")
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": self.path, "warning": self.message,
+                **({"sample_id": self.sample_id} if self.sample_id else {})}
 
 
 @dataclass
@@ -37,6 +65,7 @@ class IngestReport:
     rejected: list[RowRejection] = field(default_factory=list)
     therapies: int = 0
     patients: set[str] = field(default_factory=set)  # patients whose data changed
+    warnings: list[IngestWarning] = field(default_factory=list)
 
     def merge(self, other: IngestReport) -> None:
         self.ingested += other.ingested
@@ -45,6 +74,7 @@ class IngestReport:
         self.rejected += other.rejected
         self.therapies += other.therapies
         self.patients |= other.patients
+        self.warnings += other.warnings
 
     def to_json(self) -> dict[str, Any]:
         """Contract shape; ``amended`` samples are listed under ``ingested`` too."""
@@ -55,6 +85,7 @@ class IngestReport:
                           if r.sample_id else {})} for r in self.rejected],
             "amended": self.amended,
             "therapy_rows": self.therapies,
+            "warnings": [w.to_json() for w in self.warnings],
         }
 
 
@@ -69,7 +100,13 @@ def choose_lod(
     """
     depths = pd.to_numeric(calls.get("depth", pd.Series(dtype="float64")), errors="coerce")
     depths = depths[depths > 0]
-    median_depth = float(depths.median()) if len(depths) else None
+    return lod_from_depth(row, float(depths.median()) if len(depths) else None, settings)
+
+
+def lod_from_depth(
+    row: ManifestRow, median_depth: float | None, settings: Settings
+) -> tuple[float, str, float | None]:
+    """:func:`choose_lod` given the draw's median depth (computed batch-wise by ingest)."""
     if row.lod_vaf is not None:
         return row.lod_vaf, "manifest", median_depth
     known = {name.lower() for name in settings.assays}
@@ -80,12 +117,14 @@ def choose_lod(
     return settings.assay(None).lod_vaf, "default", median_depth
 
 
-def detected_mask(calls: pd.DataFrame, lod_vaf: float, min_alt_reads: int) -> np.ndarray:
+def detected_mask(calls: pd.DataFrame, lod_vaf: float | np.ndarray,
+                  min_alt_reads: int) -> np.ndarray:
     """Which calls count as detected in this draw (vectorised).
 
     PASS (or no filter applied), and for SNV/MNV/indel calls: VAF (when known) at or above
     the draw's LoD, and alt reads (when known) at least ``min_alt_reads``. CNV and fusion
     calls are taken as the caller reports them (their abundance is not a VAF).
+    ``lod_vaf`` is one fraction, or one per row when a whole batch is checked at once.
     """
     if calls.empty:
         return np.zeros(0, dtype=bool)
@@ -96,7 +135,12 @@ def detected_mask(calls: pd.DataFrame, lod_vaf: float, min_alt_reads: int) -> np
                                                                             na_value=np.nan)
     vaf_ok = np.isnan(vaf) | (vaf >= lod_vaf - VAF_TOLERANCE)
     reads_ok = np.isnan(alt_reads) | (alt_reads >= min_alt_reads)
-    return passed & (~small | (vaf_ok & reads_ok))
+    # Issue #10 item 5: a small variant counts as detected only with evidence (a VAF or read
+    # counts), and never when the caller genotyped this draw homozygous reference (GT 0/0).
+    evidence = ~np.isnan(vaf) | ~np.isnan(alt_reads)
+    gt_ref = (calls["gt_ref"].fillna(False).to_numpy(dtype=bool) if "gt_ref" in calls
+              else np.zeros(len(calls), dtype=bool))
+    return passed & ~gt_ref & (~small | (vaf_ok & reads_ok & evidence))
 
 
 def _content_hash(row: ManifestRow, calls: pd.DataFrame, file_format: str) -> str:
@@ -126,56 +170,127 @@ def _content_hash(row: ManifestRow, calls: pd.DataFrame, file_format: str) -> st
 
 def prepare_sample(row: ManifestRow, settings: Settings, kb: KnowledgeBase) -> PreparedSample:
     """Read, validate and annotate one draw; raises :class:`InputError` on bad input."""
-    result = read_variant_file(
-        row.path, sample_id=row.sample_id, vcf_sample=row.vcf_sample,
-        genome_build=row.genome_build, profile=row.profile, settings=settings,
-    )
-    calls = result.calls
-    assay = settings.assay(row.assay)
-    annotated = kb.annotate(calls, result.genome_build, cnv_kind=assay.cnv_kind)
-    lod_vaf, lod_source, median_depth = choose_lod(row, calls, settings)
-    annotated = annotated.assign(
-        detected=detected_mask(annotated, lod_vaf, settings.rules.min_alt_reads_detected),
-    )
+    prepared = prepare_samples([row], settings, kb)[0]
+    if isinstance(prepared, InputError):
+        raise prepared
+    return prepared
+
+
+#: Manifest rows prepared and stored together; bounds the memory of one batch.
+BATCH_ROWS = 5000
+
+
+def prepare_samples(rows: list[ManifestRow], settings: Settings,
+                    kb: KnowledgeBase) -> list[PreparedSample | InputError]:
+    """Read, validate and annotate a batch of draws (see the module docstring).
+
+    Returns
+    -------
+    list
+        Aligned with ``rows``: the sample ready to store, or the :class:`InputError` that
+        rejects it (one bad row never stops the good ones).
+    """
+    reads = read_variant_files([
+        ReadRequest(row.path, row.sample_id, row.vcf_sample, row.genome_build, row.profile)
+        for row in rows
+    ])
+    out: list[PreparedSample | InputError | None] = [
+        r if isinstance(r, InputError) else None for r in reads]
+    good = [k for k, r in enumerate(reads) if isinstance(r, ReadResult)]
+    ok = [r for r in reads if isinstance(r, ReadResult)]
+    if not ok:
+        return [o for o in out if o is not None]
+    calls = pd.concat([r.calls for r in ok], ignore_index=True)
+    owner = np.repeat(np.arange(len(ok)), [len(r.calls) for r in ok])
+    calls["_owner"] = owner
+    depths = pd.to_numeric(calls["depth"], errors="coerce").to_numpy(dtype="float64",
+                                                                     na_value=np.nan)
+    positive = depths > 0
+    medians = pd.Series(depths[positive]).groupby(owner[positive]).median()
+    lods = [lod_from_depth(rows[k], (float(medians[j]) if j in medians.index else None),
+                           settings) for j, k in enumerate(good)]
+    # One recognition call per (build, CNV unit) over the whole batch (issue #11 item 1).
+    keys = [(r.genome_build, settings.assay(rows[k].assay).cnv_kind) for r, k in zip(ok, good,
+                                                                                    strict=True)]
+    row_keys = pd.Series([keys[j] for j in owner], dtype=object) if len(owner) else \
+        pd.Series([], dtype=object)
+    parts = []
+    for key in dict.fromkeys(keys):
+        mask = (row_keys == key).to_numpy(dtype=bool) if len(keys) > 1 else slice(None)
+        parts.append(kb.annotate(calls[mask], key[0], cnv_kind=key[1]))
+    annotated = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    row_owner = annotated["_owner"].to_numpy()
+    lod_per_row = np.array([lods[j][0] for j in range(len(good))], dtype="float64")[row_owner]
+    annotated["detected"] = detected_mask(annotated, lod_per_row,
+                                          settings.rules.min_alt_reads_detected)
     annotated["category"] = annotated["category"].fillna("other")
-    return PreparedSample(
-        sample_id=row.sample_id, patient_id=row.patient_id,
-        collection_date=row.collection_date, care_team=row.care_team,
-        source_path=str(row.path), content_sha256=_content_hash(row, calls, result.file_format),
-        file_format=result.file_format, vcf_sample=result.vcf_sample, caller=result.caller,
-        genome_build=result.genome_build, assay=row.assay, lod_vaf=lod_vaf,
-        lod_source=lod_source, tumor_fraction=row.tumor_fraction, median_depth=median_depth,
-        n_records=int(result.n_records), kb_version=kb.version, observations=annotated,
-    )
+    annotated = annotated.drop(columns="_owner")
+    positions = pd.Series(row_owner).groupby(row_owner, sort=False).indices
+    empty = annotated.iloc[0:0]
+    for j, k in enumerate(good):
+        result, row = ok[j], rows[k]
+        lod_vaf, lod_source, median_depth = lods[j]
+        own = positions.get(j)
+        observations = (annotated.take(own).reset_index(drop=True) if own is not None
+                        else empty.reset_index(drop=True))
+        out[k] = PreparedSample(
+            sample_id=row.sample_id, patient_id=row.patient_id,
+            collection_date=row.collection_date, care_team=row.care_team,
+            source_path=str(row.path),
+            content_sha256=_content_hash(row, result.calls, result.file_format),
+            file_format=result.file_format, vcf_sample=result.vcf_sample,
+            caller=result.caller, genome_build=result.genome_build, assay=row.assay,
+            lod_vaf=lod_vaf, lod_source=lod_source, tumor_fraction=row.tumor_fraction,
+            median_depth=median_depth, n_records=int(result.n_records), kb_version=kb.version,
+            observations=observations, warnings=list(result.warnings),
+        )
+    done = [o for o in out if o is not None]
+    assert len(done) == len(rows)  # every row ends prepared or rejected
+    return done
 
 
 def ingest_rows(rows: list[ManifestRow], store: Store, settings: Settings, kb: KnowledgeBase,
-                *, amend: bool = False, run_id: str | None = None) -> IngestReport:
-    """Ingest validated manifest rows one sample at a time (each atomic)."""
+                *, amend: bool = False, run_id: str | None = None,
+                progress: Progress | None = None) -> IngestReport:
+    """Ingest validated manifest rows in batches (each sample still atomic)."""
     report = IngestReport()
-    for row in rows:
-        try:
-            prepared = prepare_sample(row, settings, kb)
-            action = store.ingest_sample(prepared, amend=amend, run_id=run_id)
-        except InputError as exc:
-            rejection = RowRejection(str(row.path), exc.one_line(), row.sample_id, row.line)
-            report.rejected.append(rejection)
-            store.record_rejection(path=rejection.path, error=rejection.error,
-                                   sample_id=row.sample_id, run_id=run_id)
-            continue
-        getattr(report, action).append(row.sample_id)
-        if action != "unchanged":
-            report.patients.add(row.patient_id)
+    steps = resolve(progress)
+    steps.start("ingest", len(rows))
+    for start in range(0, len(rows), BATCH_ROWS):
+        batch = rows[start:start + BATCH_ROWS]
+        prepared = prepare_samples(batch, settings, kb)
+        ready = [p for p in prepared if isinstance(p, PreparedSample)]
+        stored = iter(store.ingest_samples(ready, amend=amend, run_id=run_id))
+        fault_point("mid_ingest")  # test hook (pipeline/faults.py); no-op in production
+        rejections = []
+        for row, outcome in zip(batch, prepared, strict=True):
+            action = outcome if isinstance(outcome, InputError) else next(stored)
+            if isinstance(action, InputError):
+                rejection = RowRejection(str(row.path), action.one_line(), row.sample_id,
+                                         row.line)
+                report.rejected.append(rejection)
+                rejections.append((rejection.path, rejection.error, row.sample_id))
+                continue
+            getattr(report, action).append(row.sample_id)
+            if action != "unchanged":
+                report.patients.add(row.patient_id)
+                report.warnings += [IngestWarning(str(row.path), w, row.sample_id)
+                                    for w in outcome.warnings]
+        store.record_rejections(rejections, run_id=run_id)
+        steps.advance(len(batch))
+    steps.finish()
     return report
 
 
 def ingest_manifest(manifest: str | Path, store: Store, settings: Settings, kb: KnowledgeBase,
                     *, amend: bool = False, sample_ids: set[str] | None = None,
-                    run_id: str | None = None) -> IngestReport:
+                    run_id: str | None = None,
+                    progress: Progress | None = None) -> IngestReport:
     """Validate a manifest, then ingest each valid row (optionally only ``sample_ids``)."""
-    parsed = read_manifest(manifest)
+    parsed = read_manifest(manifest, allowed_roots=settings.ingest.allowed_roots)
     rows = [r for r in parsed.rows if sample_ids is None or r.sample_id in sample_ids]
-    report = ingest_rows(rows, store, settings, kb, amend=amend, run_id=run_id)
+    report = ingest_rows(rows, store, settings, kb, amend=amend, run_id=run_id,
+                         progress=progress)
     for rejection in parsed.rejected:
         if sample_ids is None or rejection.sample_id in sample_ids:
             report.rejected.append(rejection)

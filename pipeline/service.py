@@ -6,17 +6,21 @@ vectorised over the cohort, and the results are written back in bulk.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pipeline
-from pipeline.assessment import Assessment
-from pipeline.config import Settings
 from pipeline.errors import NotFoundError
-from pipeline.knowledge import KnowledgeBase
+from pipeline.progress import Progress, resolve
 from pipeline.store.repository import Store, now_utc, plain_value
+
+if TYPE_CHECKING:  # loaded where used: `ctdna observations` needs no pandas (#11 item 4)
+    from pipeline.assessment import Assessment
+    from pipeline.config import Settings
+    from pipeline.knowledge import KnowledgeBase
 
 #: ``ctdna observations --json`` fields (contract order), then extensions.
 OBSERVATION_JSON_FIELDS = (
@@ -34,10 +38,9 @@ def _json_value(value: Any) -> Any:
 def observations_records(store: Store, patient_id: str) -> list[dict[str, Any]]:
     """Every stored observation of the patient (current sample versions), as JSON-ready dicts."""
     require_patient(store, patient_id)
-    frame = store.observations_frame([patient_id])
     return [
         {name: _json_value(row[name]) for name in OBSERVATION_JSON_FIELDS}
-        for row in frame.to_dict("records")
+        for row in store.observation_records([patient_id])
     ]
 
 
@@ -55,11 +58,14 @@ class EvaluationResult:
     assessment_id: int | None
     care_team: str | None
     previous_status: str | None
+    #: When the store was read for this evaluation (clears work-queue marks up to then).
+    read_at: datetime | None = None
 
 
 def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
                       patient_ids: list[str] | None, as_of: date | None = None, *,
-                      persist: bool = True) -> list[EvaluationResult]:
+                      persist: bool = True,
+                      progress: Progress | None = None) -> list[EvaluationResult]:
     """Evaluate the rules for the given patients (all when None) and store the assessments.
 
     The stored row records the exact sample rows (versions) the rules read, the config and
@@ -70,6 +76,9 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
     ids = patient_ids if patient_ids is not None else store.patient_ids()
     if not ids:
         return []
+    read_at = now_utc()
+    steps = resolve(progress)
+    steps.start("evaluate", len(ids))  # the rules run on the whole cohort at once
     observations = store.observations_frame(ids)
     samples = store.samples_frame(ids)
     therapies = store.therapies_frame(ids)
@@ -90,7 +99,10 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
                                                   evaluated_at=evaluated_at)
         results.append(EvaluationResult(assessment, assessment_id,
                                         care_teams.get(assessment.patient_id),
-                                        previous_status.get(assessment.patient_id)))
+                                        previous_status.get(assessment.patient_id),
+                                        read_at))
+        steps.advance()
+    steps.finish()
     return results
 
 
@@ -117,9 +129,15 @@ def reports_dir(settings: Settings, override: Path | None = None) -> Path:
 
 
 def patient_report_name(patient_id: str) -> str:
-    """File name of a patient's report (pseudonymous ID, filesystem-safe)."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in patient_id)
-    return f"patient-{safe}.html"
+    """File name of a patient's report: ``patient-<16 hex>.html``, a stable hash of the ID.
+
+    Not derived from the raw ID (issue #10 item 7): replacing unsafe characters made ``P/1``
+    and ``P_1`` share one file, so an email linked to the other patient's report, and the
+    ID itself would show in URLs and server logs. The ID is shown inside the page. 64 bits of
+    SHA-256 make a collision within a cohort practically impossible.
+    """
+    digest = hashlib.sha256(patient_id.encode("utf-8")).hexdigest()[:16]
+    return f"patient-{digest}.html"
 
 
 def write_patient_report(store: Store, settings: Settings, kb: KnowledgeBase, patient_id: str,

@@ -19,15 +19,24 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from pipeline.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CtdnaError, InputError
+from pipeline.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_UNDELIVERED,
+    CtdnaError,
+    InputError,
+)
 
 app = typer.Typer(
     name="ctdna",
     help="ctDNA surveillance for ALK-positive NSCLC: ingest serial liquid biopsies, "
     "recognise resistance, raise CML-style early-switch alerts.",
     no_args_is_help=True,
-    add_completion=False,
+    # typer's --install-completion / --show-completion (bash, zsh, fish, PowerShell)
+    add_completion=True,
     pretty_exceptions_enable=False,
+    # Plain help: Rich's help formatter costs ~0.15 s of imports on every `--help` (#11).
+    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,20 +75,72 @@ def edge(func: F) -> F:
         except Exception as exc:
             if os.environ.get("CTDNA_DEBUG"):
                 raise
-            _fail(f"internal error ({type(exc).__name__}: {exc}); set CTDNA_DEBUG=1 for a "
+            # The exception text may carry identifiers (a patient or sample ID in a key, a
+            # database row): only its type is shown (issue #10 item 7).
+            _fail(f"internal error ({type(exc).__name__}); set CTDNA_DEBUG=1 for the "
                   "traceback and report it", EXIT_FAILURE)
         return None
 
     return wrapper  # type: ignore[return-value]
 
 
+def version_line() -> str:
+    """``ctdna <version> (knowledge base <version>)``."""
+    from pipeline import __version__
+    from pipeline.knowledge import load_knowledge_base
+
+    return f"ctdna {__version__} (knowledge base {load_knowledge_base().version})"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the ctdna and knowledge-base versions "
+                                          "and exit")] = False,
+) -> None:
+    """ctDNA surveillance for ALK-positive NSCLC."""
+
+
+def _store_url(db: str | None, settings: Any) -> tuple[str, bool]:
+    """The store URL a command uses and whether it was chosen by default (no --db/env/config)."""
+    from pipeline.store.repository import default_database_url
+
+    chosen = db or settings.database_url
+    return (chosen, False) if chosen else (default_database_url(), True)
+
+
+def notice_new_store(url: str, by_default: bool) -> None:
+    """Never create a store silently (#12 item 4): say where, and how to choose another."""
+    from sqlalchemy.engine import make_url
+
+    from pipeline.store.health import sqlite_path
+
+    where = make_url(url).render_as_string(hide_password=True)
+    path = sqlite_path(url)
+    if path is not None:
+        where = str(path.resolve())
+    hint = "; pass --db or set CTDNA_DB_URL to use an existing store" if by_default else ""
+    typer.echo(f"ctdna: notice: created a new empty store at {where}{hint}", err=True)
+
+
 def _context(db: str | None, config: Path | None) -> tuple[Any, Any, Any]:
     from pipeline.config import load_settings
     from pipeline.knowledge import knowledge_base_for
+    from pipeline.store.health import store_is_new
     from pipeline.store.repository import Store
 
     settings = load_settings(config)
-    store = Store(db or settings.database_url)
+    url, by_default = _store_url(db, settings)
+    new = store_is_new(url)
+    store = Store(url)
+    if new:
+        notice_new_store(url, by_default)
     return settings, store, knowledge_base_for(settings)  # + lab KB override (#13)
 
 
@@ -108,6 +169,7 @@ def ingest(
     config: ConfigOption = None,
 ) -> None:
     """Ingest a batch of samples and/or a therapy history (per sample atomic)."""
+    from pipeline.cli.progress import display
     from pipeline.ingest import IngestReport, ingest_manifest, ingest_therapies
 
     if manifest is None and therapies is None:
@@ -117,7 +179,9 @@ def ingest(
     if therapies is not None:
         report.merge(ingest_therapies(therapies, store))
     if manifest is not None:
-        report.merge(ingest_manifest(manifest, store, settings, kb, amend=amend))
+        with display() as progress:
+            report.merge(ingest_manifest(manifest, store, settings, kb, amend=amend,
+                                         progress=progress))
     if as_json:
         _print_json(report.to_json())
     else:
@@ -126,6 +190,8 @@ def ingest(
                    + (f", therapy rows {report.therapies}" if therapies else ""))
         for rejection in report.rejected:
             typer.echo(f"rejected: {rejection.error}", err=True)
+        for warning in report.warnings:
+            typer.echo(f"warning: {warning.one_line()}", err=True)
     if report.rejected:
         raise typer.Exit(EXIT_BAD_INPUT)
 
@@ -139,9 +205,12 @@ def observations(
     config: ConfigOption = None,
 ) -> None:
     """Every stored observation of a patient."""
+    from pipeline.config import load_settings
     from pipeline.service import observations_records
+    from pipeline.store.repository import Store
 
-    _settings, store, _kb = _context(db, config)
+    # No knowledge base and no pandas on this path: one patient in under a second (#11).
+    store = Store(db or load_settings(config).database_url)
     records = observations_records(store, patient)
     if as_json:
         _print_json(records)
@@ -164,13 +233,16 @@ def evaluate(
     config: ConfigOption = None,
 ) -> None:
     """Apply the rules and print each patient's assessment (stored for audit)."""
+    from pipeline.cli.progress import display
     from pipeline.service import evaluate_patients, require_patient
 
+    as_of_date = _parse_date(as_of, "--as-of")  # usage errors before opening the store
     settings, store, kb = _context(db, config)
-    as_of_date = _parse_date(as_of, "--as-of")
     if patient is not None:
         require_patient(store, patient)
-    results = evaluate_patients(store, settings, kb, [patient] if patient else None, as_of_date)
+    with display() as progress:
+        results = evaluate_patients(store, settings, kb, [patient] if patient else None,
+                                    as_of_date, progress=progress)
     if as_json:
         _print_json([r.assessment.contract_json() for r in results])
         return
@@ -196,12 +268,16 @@ def report(
 
     if (patient is None) == (not cohort):
         raise InputError("give exactly one of --patient ID or --cohort", field="--patient")
+    from pipeline.cli.progress import display
+
     settings, store, kb = _context(db, config)
     if patient is not None:
         require_patient(store, patient)
-        path = write_patient_report(store, settings, kb, patient, out)
-    else:
-        path = write_cohort_report(store, settings, kb, out)
+    with display():  # the evaluation behind the report reports its progress
+        if patient is not None:
+            path = write_patient_report(store, settings, kb, patient, out)
+        else:
+            path = write_cohort_report(store, settings, kb, out)
     typer.echo(f"report written to {path}")
 
 
@@ -216,17 +292,37 @@ def run(
                                         "inbox even when nothing changed")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate only: store nothing, "
                                           "send nothing")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON "
+                                          "(progress and notices stay on stderr)")] = False,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
     """One run of the surveillance flow (the same flow the schedule runs)."""
     from flows.surveillance import run_surveillance_locally
+    from pipeline.cli.progress import display
+    from pipeline.config import load_settings
+    from pipeline.store.health import store_is_new
 
-    summary = run_surveillance_locally(
-        inbox=inbox, outbox=outbox, reports=reports, force=force, dry_run=dry_run,
-        db_url=db, config_file=config,
-    )
-    typer.echo(summary.describe())
+    url, by_default = _store_url(db, load_settings(config))
+    new = store_is_new(url)  # a dry run still opens the store (inbox bookkeeping)
+    with display():  # ingest, evaluate, reports and delivery inside the flow's tasks
+        summary = run_surveillance_locally(
+            inbox=inbox, outbox=outbox, reports=reports, force=force, dry_run=dry_run,
+            db_url=url, config_file=config,
+        )
+    if new:
+        notice_new_store(url, by_default)
+    if as_json:
+        _print_json(summary.model_dump(mode="json"))
+    else:
+        typer.echo(summary.describe())
+    # Exit codes that tell the truth (issue #10 item 3; docs/deployment.md): 2 when an input
+    # was rejected (as `ctdna ingest`), else 3 when a notification was deferred or
+    # dead-lettered; 0 only when everything went through.
+    if summary.rejected:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if summary.emails_deferred or summary.emails_dead_lettered:
+        raise typer.Exit(EXIT_UNDELIVERED)
 
 
 @app.command()
@@ -258,6 +354,19 @@ def demo(
 from pipeline.cli.kb import app as kb_app  # noqa: E402  (the kb module imports this one)
 
 app.add_typer(kb_app, name="kb")
+
+# Command modules: one module per command or group, listed here and only here. Each one
+# registers itself on ``app`` when imported, so importing it first (tests) also works.
+from pipeline.cli import config_cmd, doctor  # noqa: E402,F401
+
+
+def _register_subcommands() -> None:
+    from pipeline.cli.db import db_app
+
+    app.add_typer(db_app, name="db")
+
+
+_register_subcommands()
 
 
 def main() -> None:  # pragma: no cover - console entry

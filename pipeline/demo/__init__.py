@@ -34,7 +34,7 @@ def run_demo(workdir: Path, *, today: date | None = None) -> Iterator[str]:
                                        db_url=db_url, config_file=config)
     yield summary.describe()
     yield f"store: {db_url}"
-    yield f"clinician reports: {reports}/patient-DEMO-00*.html"
+    yield f"clinician reports: {reports}/patient-<hash>.html (one per patient)"
     yield f"cohort overview: {reports / 'cohort.html'}"
     yield f"alert emails (.eml, no SMTP configured): {outbox}"
     yield (f"try: ctdna evaluate --db {db_url} --config {config}  |  "

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import InvalidVariantFileError
+from pipeline.errors import InputError, InvalidVariantFileError
 from pipeline.io.result import ReadResult
 
-__all__ = ["ReadResult", "read_variant_file", "sniff_format"]
+__all__ = ["ReadRequest", "ReadResult", "read_variant_file", "read_variant_files",
+           "sniff_format"]
 
 _VCF_EXTENSIONS = (".vcf", ".vcf.gz", ".vcf.bgz", ".bcf", ".bcf.gz")
 _TABLE_EXTENSIONS = (".csv", ".tsv", ".txt", ".tab", ".csv.gz", ".tsv.gz", ".txt.gz")
@@ -137,3 +140,60 @@ def read_variant_file(
     return read_table(
         path, sample_id=sample_id, profile=profile, genome_build=genome_build, opener=opener
     )
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    """One sample to read (the reader-relevant fields of a manifest row)."""
+
+    path: Path
+    sample_id: str
+    vcf_sample: str | None = None
+    genome_build: str | None = None
+    profile: str | None = None
+
+
+def read_variant_files(requests: Sequence[ReadRequest]) -> list[ReadResult | InputError]:
+    """Read a batch of samples; each file is sniffed and (for tables) parsed once.
+
+    Tables go through :func:`pipeline.io.table.read_tables` (one parse per file, one
+    validation pass per table layout, issue #11 item 1); VCF/BCF files are read per
+    request by :func:`read_variant_file`.
+
+    Returns
+    -------
+    list
+        Aligned with ``requests``: a :class:`ReadResult`, or the :class:`InputError`
+        rejecting that sample (raised for nobody: one bad sample never stops the others).
+    """
+    from pipeline.io.table import TableRequest, read_tables
+
+    results: list[ReadResult | InputError | None] = [None] * len(requests)
+    sniffed: dict[Path, tuple[str, str] | InputError] = {}
+    tables: list[tuple[int, TableRequest]] = []
+    for i, req in enumerate(requests):
+        if req.path not in sniffed:
+            try:
+                sniffed[req.path] = sniff_format(req.path)
+            except InputError as exc:
+                sniffed[req.path] = exc
+        kind = sniffed[req.path]
+        if isinstance(kind, InputError):
+            results[i] = kind
+        elif kind[0] == "table":
+            opener = gzip.open if kind[1] != "none" else None
+            tables.append((i, TableRequest(req.path, req.sample_id, req.profile,
+                                           req.genome_build, opener)))
+        else:
+            try:
+                results[i] = read_variant_file(req.path, sample_id=req.sample_id,
+                                               vcf_sample=req.vcf_sample,
+                                               genome_build=req.genome_build,
+                                               profile=req.profile)
+            except InputError as exc:
+                results[i] = exc
+    for (i, _), result in zip(tables, read_tables([t for _, t in tables]), strict=True):
+        results[i] = result
+    done = [r for r in results if r is not None]
+    assert len(done) == len(requests)  # every request ends as a result or an error
+    return done

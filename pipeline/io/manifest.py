@@ -4,6 +4,15 @@ Validate first (PCGR practice): every row is checked before anything is stored, 
 bad manifest row is rejected on its own while the good rows proceed. A therapy history is
 all-or-nothing, because a partial therapy history would silently change which line of
 therapy every rule evaluates.
+
+Confinement (issue #10 item 4): a row's ``path`` must resolve, symlinks included, inside the
+manifest's folder (the batch) or inside one of the allow-listed roots of the configuration
+(``ingest.allowed_roots``); ``../../etc/shadow``, absolute paths elsewhere and symlinks that
+escape are rejected for that row before any file is opened.
+
+Identifiers (issue #10 item 5): every text value that is stored is checked here against the
+store's column lengths and for control characters, so that SQLite (which does not enforce
+``VARCHAR(n)``) and PostgreSQL (which does) accept exactly the same manifests.
 """
 
 from __future__ import annotations
@@ -11,7 +20,10 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
+import unicodedata
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -27,6 +39,14 @@ MANIFEST_OPTIONAL = (
 )
 THERAPY_REQUIRED = ("patient_id", "drug", "start_date")
 THERAPY_OPTIONAL = ("end_date", "line")
+
+#: Longest value (in characters) of each stored text column; the store's column lengths
+#: (``pipeline/store/models.py``; ``tests/store/test_manifest.py`` checks they agree).
+#: PostgreSQL counts characters in ``VARCHAR(n)``; SQLite does not enforce n at all.
+TEXT_LIMITS: dict[str, int] = {
+    "sample_id": 128, "patient_id": 64, "care_team": 128, "vcf_sample": 256, "assay": 128,
+    "drug": 128,
+}
 
 
 @dataclass(frozen=True)
@@ -143,13 +163,62 @@ def _optional_fraction(value: str, *, path: Path, line: int, field_name: str) ->
     return number
 
 
-def read_manifest(path: str | Path) -> ManifestReadResult:
+def check_text(value: str, *, path: Path, record: str, field: str, kind: type[InputError],
+               limit: int | None = None) -> str:
+    """Reject a stored text value with control characters or over ``limit`` characters.
+
+    The value itself is not echoed (it may be a patient identifier, issue #10 item 7).
+    """
+    bad = next((c for c in value if unicodedata.category(c)[0] == "C"
+                or unicodedata.category(c) in {"Zl", "Zp"}), None)
+    if bad is not None:
+        what = "NUL byte" if bad == "\0" else f"control character U+{ord(bad):04X}"
+        raise kind(f"contains a {what}; identifiers must be printable text", path=path,
+                   record=record, field=field)
+    if limit is not None and len(value) > limit:
+        raise kind(f"{len(value)} characters; at most {limit} are allowed", path=path,
+                   record=record, field=field)
+    return value
+
+
+def _within(candidate: Path, roots: Iterable[Path]) -> bool:
+    return any(candidate == root or candidate.is_relative_to(root) for root in roots)
+
+
+def confine(raw: str, manifest: Path, allowed_roots: Sequence[Path], record: str) -> Path:
+    """Resolve a manifest ``path`` and refuse it unless it stays inside the batch folder or
+    an allow-listed root (symlinks resolved first, so a link cannot escape).
+
+    Raises
+    ------
+    ManifestError
+        Naming manifest, line and field ``path``.
+    """
+    batch = manifest.parent.resolve()
+    roots = [batch, *(Path(os.path.realpath(root)) for root in allowed_roots)]
+    target = Path(os.path.realpath(batch / raw))
+    if not _within(target, roots):
+        how = "absolute path" if Path(raw).is_absolute() else (
+            "symlink" if _within(Path(os.path.abspath(batch / raw)), roots) else "path")
+        raise ManifestError(
+            f"{how} {raw!r} resolves outside the batch folder {batch} and outside the "
+            "allowed roots (config ingest.allowed_roots); refused",
+            path=manifest, record=record, field="path",
+        )
+    return target
+
+
+def read_manifest(path: str | Path, *, allowed_roots: Sequence[str | Path] = ()
+                  ) -> ManifestReadResult:
     """Read and validate a sample manifest.
 
     Parameters
     ----------
     path
         The manifest CSV. Variant-file paths are resolved against its folder.
+    allowed_roots
+        Absolute folders outside the manifest's folder that rows may also name
+        (``ingest.allowed_roots`` of the configuration); everything else is refused.
 
     Returns
     -------
@@ -172,7 +241,8 @@ def read_manifest(path: str | Path) -> ManifestReadResult:
             )
             continue
         try:
-            candidates.append(_manifest_row(manifest, line, values))
+            candidates.append(_manifest_row(manifest, line, values,
+                                            [Path(r) for r in allowed_roots]))
         except InputError as exc:
             result.rejected.append(
                 RowRejection(str(manifest), exc.one_line(), values.get("sample_id") or None, line)
@@ -194,13 +264,19 @@ def read_manifest(path: str | Path) -> ManifestReadResult:
     return result
 
 
-def _manifest_row(manifest: Path, line: int, values: dict[str, str]) -> ManifestRow:
+def _manifest_row(manifest: Path, line: int, values: dict[str, str],
+                  allowed_roots: Sequence[Path]) -> ManifestRow:
     record = f"line {line}"
     for column in MANIFEST_REQUIRED:
         if not values.get(column):
             raise ManifestError("required value is empty", path=manifest, record=record,
                                 field=column)
-    variant_path = (manifest.parent / values["path"]).resolve()
+    for column, value in values.items():
+        if value and (column in TEXT_LIMITS or column in MANIFEST_REQUIRED
+                      or column in MANIFEST_OPTIONAL):
+            check_text(value, path=manifest, record=record, field=column, kind=ManifestError,
+                       limit=TEXT_LIMITS.get(column))
+    variant_path = confine(values["path"], manifest, allowed_roots, record)
     if not variant_path.is_file():
         raise ManifestError(
             f"variant file {values['path']!r} does not exist (resolved to {variant_path})",
@@ -252,6 +328,9 @@ def read_therapies(path: str | Path) -> pd.DataFrame:
             if not values.get(column):
                 raise ManifestError("required value is empty", path=source, record=record,
                                     field=column)
+        for column in ("patient_id", "drug"):
+            check_text(values[column], path=source, record=record, field=column,
+                       kind=ManifestError, limit=TEXT_LIMITS[column])
         start = parse_iso_date(values["start_date"], path=source, record=record,
                                field="start_date", kind=ManifestError)
         end = None

@@ -14,8 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable
-from functools import lru_cache
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from pipeline.errors import GenomeBuildError, InputError, InvalidVariantFileErro
 from pipeline.io.build import normalise_build
 from pipeline.io.result import ReadResult
 from pipeline.schema import conform_calls
+from pipeline.yamlio import load_yaml
 
 #: Variant types a table row may declare (the contract's five).
 TABLE_VARIANT_TYPES = ("snv", "mnv", "indel", "cnv", "fusion")
@@ -65,7 +67,7 @@ def known_profiles() -> list[str]:
 @lru_cache(maxsize=64)
 def _load_profile_file(path: str) -> _Profile:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        data = load_yaml(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"unreadable profile ({exc})", path=path) from None
     if not isinstance(data, dict):
@@ -358,7 +360,114 @@ def read_table(
     GenomeBuildError
         No or conflicting build.
     """
+    parsed = parse_table(path, profile=profile, opener=opener)
+    return parsed.sample(sample_id, genome_build)
+
+
+@dataclass
+class ParsedTable:
+    """A table read, parsed and mapped onto canonical columns once (issue #11 item 1).
+
+    Several manifest rows may point at one table; each selects its rows with
+    :meth:`sample`, so the file is read and mapped once per batch, not once per row.
+    """
+
+    path: Path
+    profile: _Profile
+    header: list[str]
+    raw: pd.DataFrame  # cells as delivered (strings), ``_line`` = physical line
+    frame: pd.DataFrame  # after the profile's mapping (canonical column names)
+
+    def sample(self, sample_id: str, genome_build: str | None) -> ReadResult:
+        """This sample's calls (validated, VAF fraction), see :func:`read_table`."""
+        selected = self.select(sample_id)
+        build = self.build_of(selected, genome_build)
+        warnings: list[str] = []
+        calls = _validate(selected, self.path, self.profile, warnings)
+        return self.result(selected, build, calls, warnings)
+
+    @cached_property
+    def has_sample_ids(self) -> bool:
+        """True when rows carry a sample_id (else the table holds a single sample)."""
+        return "sample_id" in self.frame.columns and bool(self.frame["sample_id"].notna().any())
+
+    @cached_property
+    def _positions(self) -> dict[str, np.ndarray]:
+        """Row positions of each (normalised) sample_id, computed once per table: a table
+        shared by N manifest rows is split once, not scanned N times (issue #11)."""
+        ids = self.frame["sample_id"].map(lambda v: _normalise_id(v) if v else v)
+        return dict(ids.groupby(ids, sort=False).indices)
+
+    def select(self, sample_id: str) -> pd.DataFrame:
+        """The rows of ``sample_id`` (all rows for a single-sample table).
+
+        Raises
+        ------
+        InvalidVariantFileError
+            The sample has no rows (the message lists the sample_ids present).
+        """
+        frame, raw = self.frame, self.raw
+        if not self.has_sample_ids:
+            return frame
+        wanted = _normalise_id(sample_id)
+        positions = self._positions.get(wanted)
+        selected = frame.iloc[positions] if positions is not None else frame.iloc[0:0]
+        if selected.empty:
+            all_ids = sorted(str(v) for v in self._positions)
+            if "sample_id" in raw.columns and (
+                raw["sample_id"].map(lambda v: _normalise_id(v) if v else v) == wanted
+            ).any():
+                return frame.iloc[0:0]  # present only as no-alteration marker rows
+            shown = ", ".join(all_ids[:10]) + (" ..." if len(all_ids) > 10 else "")
+            raise InvalidVariantFileError(
+                f"sample_id {sample_id!r} has no rows in this table (present: {shown})",
+                path=self.path, field="sample_id",
+            )
+        return selected
+
+    def build_of(self, selected: pd.DataFrame, genome_build: str | None) -> str:
+        """The genome build of these rows (manifest, profile or ``genome_build`` column)."""
+        return _resolve_table_build(genome_build, self.profile,
+                                    selected if len(selected) else self.frame, self.path)
+
+    def result(self, selected: pd.DataFrame, build: str, calls: pd.DataFrame,
+               warnings: list[str]) -> ReadResult:
+        """Fusion de-duplication and the result of one sample's validated rows."""
+        return _result(self.profile, len(selected), build, calls, warnings)
+
+
+def _result(prof: _Profile, n_rows: int, build: str, calls: pd.DataFrame,
+            warnings: list[str]) -> ReadResult:
+    if prof.get("dedupe_fusions") and len(calls):
+        calls = _dedupe_fusions(calls, warnings)
+    return ReadResult(
+        calls=conform_calls(calls),
+        genome_build=build,
+        vcf_sample=None,
+        caller=prof.name,
+        file_format="table",
+        n_records=n_rows,
+        warnings=warnings,
+    )
+
+
+def parse_table(path: str | Path, *, profile: str | None = None,
+                opener: Callable[..., Any] | None = None) -> ParsedTable:
+    """Read a table, choose its profile, parse and map its rows (no per-sample checks yet).
+
+    Raises
+    ------
+    InvalidVariantFileError
+        Unreadable file, unknown layout, malformed rows, missing/ambiguous canonical columns.
+    """
     path = Path(path)
+    prof, header, raw = _parse_raw(path, profile, opener)
+    return ParsedTable(path, prof, header, raw, _apply_profile(raw, prof, path))
+
+
+def _parse_raw(path: Path, profile: str | None,
+               opener: Callable[..., Any] | None) -> tuple[_Profile, list[str], pd.DataFrame]:
+    """Read the lines, choose the profile, split the rows (before the profile's mapping)."""
     lines = _read_lines(path, opener)
     prof = load_profile(profile) if profile else _choose_profile(lines, path)
     raw, header = _parse_rows(lines, path, prof)
@@ -373,41 +482,160 @@ def read_table(
                 f"column {ambiguous[0]!r} has no declared unit; name it vaf (fraction 0-1) or "
                 "vaf_percent (0-100)", path=path, record="header", field=ambiguous[0],
             )
-    frame = _apply_profile(raw, prof, path)
-    warnings: list[str] = []
-    if "sample_id" in frame.columns and frame["sample_id"].notna().any():
-        present = raw_ids = frame["sample_id"].map(lambda v: _normalise_id(v) if v else v)
-        wanted = _normalise_id(sample_id)
-        selected = frame[(present == wanted).to_numpy()]
-        if selected.empty:
-            all_ids = sorted({str(v) for v in raw_ids.dropna().unique()})
-            raw_sel = raw
-            if "sample_id" in raw_sel.columns and (
-                raw_sel["sample_id"].map(lambda v: _normalise_id(v) if v else v) == wanted
-            ).any():
-                selected = frame.iloc[0:0]  # present only as no-alteration marker rows
+    return prof, header, raw
+
+
+@dataclass(frozen=True)
+class TableRequest:
+    """One manifest row's wish: ``sample_id``'s rows of the table at ``path``."""
+
+    path: Path
+    sample_id: str
+    profile: str | None = None
+    genome_build: str | None = None
+    opener: Callable[..., Any] | None = None
+
+
+def read_tables(requests: Sequence[TableRequest]) -> list[ReadResult | InputError]:
+    """Read many samples from many tables: each file parsed once, rows checked batch-wise.
+
+    Issue #11 item 1: a table shared by many manifest rows is read, mapped and split once;
+    tables of one layout (same profile and header) are mapped by their profile and
+    validated together, in one pass over all their rows. Errors stay per sample: when a
+    joint pass finds a problem or has something to warn about, the group is re-checked
+    file by file and sample by sample, so each sample gets exactly the error (file, line,
+    column) and warnings that :func:`read_table` gives it.
+
+    Returns
+    -------
+    list
+        Aligned with ``requests``: a :class:`ReadResult` or the :class:`InputError` that
+        rejects that sample (nothing raised).
+    """
+    results: list[ReadResult | InputError | None] = [None] * len(requests)
+    raws: dict[tuple[Path, str | None], tuple[_Profile, list[str], pd.DataFrame] |
+               InputError] = {}
+    groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+    for i, req in enumerate(requests):
+        key = (req.path, req.profile)
+        if key not in raws:
+            try:
+                raws[key] = _parse_raw(req.path, req.profile, req.opener)
+            except InputError as exc:
+                raws[key] = exc
+        parsed = raws[key]
+        if isinstance(parsed, InputError):
+            results[i] = parsed
+        else:
+            groups.setdefault((id(parsed[0]), tuple(parsed[1])), []).append(i)
+    for members in groups.values():
+        prof, chosen = _select_group(requests, members, raws, results)
+        _validate_group(prof, chosen, results)
+    done = [r for r in results if r is not None]
+    assert len(done) == len(requests)  # every request ends as a result or an error
+    return done
+
+
+def _select_group(requests: Sequence[TableRequest], members: list[int],
+                  raws: dict[tuple[Path, str | None], Any],
+                  results: list[ReadResult | InputError | None]
+                  ) -> tuple[_Profile, list[tuple[int, Path, pd.DataFrame, str]]]:
+    """Map the files of one layout with one profile pass, then pick each sample's rows."""
+    files = list(dict.fromkeys((requests[i].path, requests[i].profile) for i in members))
+    prof, header = raws[files[0]][0], raws[files[0]][1]
+    combined = pd.concat([raws[f][2] for f in files], ignore_index=True)
+    file_of_row = np.repeat(np.arange(len(files)), [len(raws[f][2]) for f in files])
+    combined["_file"] = file_of_row
+    try:
+        mapped: pd.DataFrame | None = _apply_profile(combined, prof, files[0][0])
+    except InputError:
+        mapped = None  # map file by file below: the error names its own file
+    tables: dict[int, ParsedTable | InputError] = {}
+
+    def table(f: int) -> ParsedTable | InputError:
+        if f not in tables:
+            path, raw = files[f][0], raws[files[f]][2]
+            try:
+                frame = (_apply_profile(raw, prof, path) if mapped is None else
+                         mapped[mapped["_file"].to_numpy() == f].drop(columns="_file"))
+                tables[f] = ParsedTable(path, prof, header, raw, frame)
+            except InputError as exc:
+                tables[f] = exc
+        return tables[f]
+
+    positions: dict[Any, np.ndarray] = {}
+    with_ids: set[int] = set()
+    if mapped is not None:
+        file_rows = pd.Series(mapped["_file"].to_numpy()).groupby(
+            mapped["_file"].to_numpy(), sort=False).indices
+        if "sample_id" in mapped.columns:
+            ids = mapped["sample_id"].map(lambda v: _normalise_id(v) if v else v)
+            known = ids.notna().to_numpy()
+            with_ids = set(mapped["_file"].to_numpy()[known].tolist())
+            keys = pd.Series(list(zip(mapped["_file"].to_numpy()[known],
+                                      ids.to_numpy()[known], strict=True)), dtype=object)
+            positions = dict(keys.groupby(keys, sort=False).indices)
+            index_known = np.flatnonzero(known)
+            positions = {k: index_known[v] for k, v in positions.items()}
+    index = {f: n for n, f in enumerate(files)}
+    chosen = []
+    for i in members:
+        req = requests[i]
+        f = index[(req.path, req.profile)]
+        try:
+            rows = None
+            if mapped is not None:
+                rows = (positions.get((f, _normalise_id(req.sample_id))) if f in with_ids
+                        else file_rows.get(f, np.zeros(0, dtype=int)))
+            if rows is None or (len(rows) == 0) or "genome_build" in mapped.columns:
+                parsed = table(f)  # exact per-file path: errors, markers, build column
+                if isinstance(parsed, InputError):
+                    raise parsed
+                selected = parsed.select(req.sample_id)
             else:
-                shown = ", ".join(all_ids[:10]) + (" ..." if len(all_ids) > 10 else "")
-                raise InvalidVariantFileError(
-                    f"sample_id {sample_id!r} has no rows in this table (present: {shown})",
-                    path=path, field="sample_id",
-                )
-    else:
-        selected = frame
-    n_rows = len(selected)
-    build = _resolve_table_build(genome_build, prof, selected if len(selected) else frame, path)
-    calls = _validate(selected, path, prof, warnings)
-    if prof.get("dedupe_fusions") and len(calls):
-        calls = _dedupe_fusions(calls, warnings)
-    return ReadResult(
-        calls=conform_calls(calls),
-        genome_build=build,
-        vcf_sample=None,
-        caller=prof.name,
-        file_format="table",
-        n_records=n_rows,
-        warnings=warnings,
-    )
+                parsed = None
+                selected = mapped.iloc[rows]
+            build = (parsed.build_of(selected, req.genome_build) if parsed is not None
+                     else _resolve_table_build(req.genome_build, prof, selected, req.path))
+            chosen.append((i, req.path, selected.drop(columns="_file", errors="ignore"), build))
+        except InputError as exc:
+            results[i] = exc
+    return prof, chosen
+
+
+def _validate_group(prof: _Profile, chosen: list[tuple[int, Path, pd.DataFrame, str]],
+                    results: list[ReadResult | InputError | None]) -> None:
+    """Validate the selected rows of tables of one layout in one pass (see read_tables)."""
+    if not chosen:
+        return
+    calls: pd.DataFrame | None = None
+    warnings: list[str] = []
+    if not prof.get("dedupe_fusions"):
+        combined = pd.concat([sel for _, _, sel, _ in chosen], ignore_index=True)
+        owner = np.repeat(np.arange(len(chosen)), [len(sel) for _, _, sel, _ in chosen])
+        try:
+            calls = _validate(combined, chosen[0][1], prof, warnings)
+        except InputError:
+            calls = None
+    if calls is None or warnings:
+        for i, path, selected, build in chosen:  # exact per-sample errors and warnings
+            own: list[str] = []
+            try:
+                checked = _validate(selected, path, prof, own)
+                results[i] = _result(prof, len(selected), build, checked, own)
+            except InputError as exc:
+                results[i] = exc
+        return
+    owners = owner[calls.index.to_numpy()] if len(calls) else np.zeros(0, dtype=int)
+    rows_of = pd.Series(owners).groupby(owners, sort=False).indices if len(calls) else {}
+    conformed = conform_calls(calls)
+    for k, (i, _path, selected, build) in enumerate(chosen):
+        positions = rows_of.get(k)
+        part = (conformed.take(positions).reset_index(drop=True) if positions is not None
+                else conformed.iloc[0:0])
+        results[i] = ReadResult(calls=part, genome_build=build, vcf_sample=None,
+                                caller=prof.name, file_format="table",
+                                n_records=len(selected), warnings=[])
 
 
 def _validate(frame: pd.DataFrame, path: Path, prof: _Profile, warnings: list[str]) -> pd.DataFrame:

@@ -9,9 +9,10 @@ VAF precedence (one chain, first usable source wins; ``vaf_source`` records whic
 
 1. ``FORMAT/AF`` of the plasma sample (Mutect2, VarDict, SAGE);
 2. ``FORMAT/AD`` alt / sum(AD) (Number=R allele depths);
-3. caller-specific fields: Strelka tier-1 counts (``strelka_tier1``: AU/CU/GU/TU for SNVs,
-   TIR/(TAR+TIR) for indels), TSO500/Pisces ``FORMAT/VF`` (Float), VarScan ``FORMAT/FREQ``
-   (a percent, ``48.7%`` → 0.487), MuTect1 ``FORMAT/FA``, freeBayes ``FORMAT/AO``/``RO``;
+3. caller-specific fields: Strelka tier-1 counts (``strelka_tier1``: ``{ALT}U`` /
+   (``{REF}U`` + ``{ALT}U``) for SNVs, TIR/(TAR+TIR) for indels), TSO500/Pisces
+   ``FORMAT/VF`` (Float), VarScan ``FORMAT/FREQ`` (a percent, ``48.7%`` → 0.487),
+   MuTect1 ``FORMAT/FA``, freeBayes ``FORMAT/AO``/``RO``;
 4. ``INFO/TVAF`` (PCGR), ``INFO/AF`` (sites-only or single-sample files only: in a
    multi-sample file INFO/AF is a cohort allele frequency, not this sample's VAF).
 
@@ -35,6 +36,7 @@ import pysam
 from pipeline.errors import InvalidVariantFileError
 from pipeline.io.build import REFERENCE_KEYS, resolve_build
 from pipeline.io.result import ReadResult
+from pipeline.io.vcf_checks import AMBIGUOUS_ALT, Finding, check_body, check_header, read_text
 from pipeline.schema import conform_calls
 
 #: float32 tolerance for VAF bounds (htslib stores floats as float32: 0.01 → 0.0099999998).
@@ -99,6 +101,7 @@ _ALLOWED_TYPES = {
     "text": {"String"},
 }
 
+_AMBIGUOUS_ALT = re.compile(AMBIGUOUS_ALT)
 _BND_RE = re.compile(r"^([^\[\]]*)([\[\]])(.+)\2([^\[\]]*)$")
 _TIER_BASES = {"A": "AU", "C": "CU", "G": "GU", "T": "TU"}
 _CALLER_NAMES = (
@@ -331,6 +334,19 @@ def _count(value: float | None, fld: str) -> int | None:
     return int(value)
 
 
+def _genotype_is_ref(smp: Any) -> bool:
+    """True when the plasma column's GT is fully called and homozygous reference (``0/0``,
+    ``0|0``, ``0``): the caller says this draw does not carry the allele, so the call is
+    stored but never counted as detected (issue #10 item 5)."""
+    if smp is None:
+        return False
+    try:
+        gt = smp.get("GT")
+    except (KeyError, ValueError):
+        return False
+    return bool(gt) and all(a == 0 for a in gt)
+
+
 def _filter_text(rec: pysam.VariantRecord) -> str:
     """``PASS`` or the filter names joined by ';' (duplicates such as ``REJECT;REJECT``
     collapsed, order kept). A missing FILTER (``.``) is documented as PASS (architecture.md:
@@ -487,7 +503,7 @@ class _Extractor:
         self.columns: dict[str, list[Any]] = {name: [] for name in (
             "record_index", "chrom", "pos", "ref", "alt", "variant_type", "gene",
             "protein_change", "vaf", "vaf_source", "alt_reads", "depth", "filter",
-            "copy_number", "cnv_kind", "mate_chrom", "mate_pos", "annotation",
+            "copy_number", "cnv_kind", "mate_chrom", "mate_pos", "annotation", "gt_ref",
         )}
         self.seen_mates: set[str] = set()
         self.n_no_call = 0
@@ -566,6 +582,7 @@ class _Extractor:
                 f"max({AD_DP_ABS_TOLERANCE} reads, {AD_DP_REL_TOLERANCE:.0%}))",
                 "FORMAT/AD",
             )
+        gt_ref = _genotype_is_ref(smp)
         cn_fmt = self._fmt(smp, "CN")
         cn_info = self._info(rec, "CN")
         fc_fmt = self._fmt(smp, "FC")
@@ -573,8 +590,8 @@ class _Extractor:
         filt = _filter_text(rec)
 
         for i, alt in enumerate(alts):
-            if alt in {".", "*", "<*>", "<NON_REF>"}:
-                continue
+            if alt in {".", "*", "<*>", "<NON_REF>"} or _AMBIGUOUS_ALT.match(alt):
+                continue  # no call, or VarScan's 'A/T' (warned by vcf_checks)
             vtype = _classify(ref, alt, svtype, has_cn)
             vaf: float | None = None
             source: str | None = None
@@ -652,6 +669,7 @@ class _Extractor:
             c["mate_chrom"].append(mate_chrom)
             c["mate_pos"].append(mate_pos)
             c["annotation"].append(annotation)
+            c["gt_ref"].append(gt_ref)
 
     def _small_vaf(
         self,
@@ -729,22 +747,70 @@ class _Extractor:
         return vaf, source, alt_reads, depth
 
     def _strelka(self, smp: Any, ref: str, alt: str) -> tuple[int, int] | None:
-        """Strelka tier-1 (alt, total) counts: SNVs from AU/CU/GU/TU, indels from TAR/TIR
-        (Strelka user guide, 'somatic variant allele frequencies'; CNVkit vcfio.py)."""
+        """Strelka tier-1 (alt, ref + alt) counts, as the Strelka user guide defines the
+        somatic VAF ("Somatic variant allele frequencies"): SNVs tier-1 ``{ALT}U`` /
+        (``{REF}U`` + ``{ALT}U``), indels ``TIR`` / (``TAR`` + ``TIR``). Reads of the two
+        other bases are neither ref nor alt support, so they stay out of the denominator
+        (issue #10 item 8: dividing by all four counts biased VAFs ~4 % low)."""
         if len(ref) == 1 and len(alt) == 1 and alt.upper() in _TIER_BASES:
+            if ref.upper() not in _TIER_BASES:
+                return None
             tiers = {}
-            for base, key in _TIER_BASES.items():
+            for base in {ref.upper(), alt.upper()}:
+                key = _TIER_BASES[base]
                 values = self._fmt(smp, key)
                 if not values or values[0] is None:
                     return None
                 tiers[base] = _count(values[0], f"FORMAT/{key}")
-            return tiers[alt.upper()], sum(tiers.values())  # type: ignore[return-value]
+            t_alt, t_ref = tiers[alt.upper()], tiers[ref.upper()]
+            return t_alt, t_ref + t_alt  # type: ignore[operator,return-value]
         tar, tir = self._fmt(smp, "TAR"), self._fmt(smp, "TIR")
         if tar and tir and tar[0] is not None and tir[0] is not None:
             t_alt = _count(tir[0], "FORMAT/TIR")
             t_ref = _count(tar[0], "FORMAT/TAR")
             return t_alt, t_alt + t_ref  # type: ignore[operator,return-value]
         return None
+
+
+def _raise_fatal(path: Path, findings: list[Finding]) -> None:
+    """Raise the first fatal finding (header first, then the lowest record)."""
+    fatal = [f for f in findings if f.fatal]
+    if fatal:
+        first = min(fatal, key=lambda f: (isinstance(f.record, int), f.record
+                                          if isinstance(f.record, int) else 0))
+        raise _bad(path, first.message, first.record, first.field)
+
+
+def _read_info(extractor: _Extractor) -> set[str]:
+    """INFO keys this file's calls are read from (INFO/AF and DP only where they describe
+    this sample: sites-only or single-sample files)."""
+    keys = {k for k in _INFO_FIELDS if k not in {"AF", "DP"}}
+    return keys | ({"AF", "DP"} if extractor.info_af_ok else set())
+
+
+def _read_format(hdr: _Header) -> set[str]:
+    keys = {*_FORMAT_FIELDS, "GT"}
+    return keys if hdr.vf_is_vaf else keys - {"VF"}
+
+
+def _evidence_warnings(frame: pd.DataFrame, sample: str | None) -> list[str]:
+    """Calls stored but never counted as detected (issue #10 item 5), said out loud."""
+    if frame.empty:
+        return []
+    small = frame["variant_type"].isin(["snv", "mnv", "indel"])
+    no_evidence = small & frame["vaf"].isna() & frame["alt_reads"].isna()
+    out = []
+    if no_evidence.any():
+        out.append(f"{int(no_evidence.sum())} calls without a VAF or read counts (first: "
+                   f"record {int(frame.loc[no_evidence, 'record_index'].iloc[0])}): stored, "
+                   "not counted as detected")
+    gt_ref = frame["gt_ref"].astype(bool)
+    if gt_ref.any():
+        out.append(f"{int(gt_ref.sum())} calls whose genotype in sample {sample!r} is "
+                   f"homozygous reference (first: record "
+                   f"{int(frame.loc[gt_ref, 'record_index'].iloc[0])}): stored, not counted "
+                   "as detected")
+    return out
 
 
 def read_vcf(
@@ -779,8 +845,18 @@ def read_vcf(
     """
     path = Path(path)
     warnings: list[str] = []
+    text = read_text(path)
+    text_hdr, findings = (None, []) if text is None else check_header(
+        text, _INFO_FIELDS, [*_FORMAT_FIELDS, "GT"])
+    _raise_fatal(path, findings)
     with _quiet_htslib():
-        vf = _open(path)
+        try:
+            vf = _open(path)
+        except InvalidVariantFileError:
+            if findings:  # htslib refused the header: name the defect found in its text
+                first = findings[0]
+                raise _bad(path, first.message, first.record, first.field) from None
+            raise
         try:
             hdr = _preflight(vf, path)
             contigs, texts, tumor = _header_lines(vf)
@@ -789,6 +865,10 @@ def read_vcf(
             sample = _choose_sample(hdr, vcf_sample, tumor, path)
             caller = _detect_caller(vf, hdr)
             extractor = _Extractor(hdr, sample)
+            if text_hdr is not None:
+                findings += check_body(text_hdr, sample, _read_info(extractor),
+                                       _read_format(hdr))
+                _raise_fatal(path, findings)
             declared_info = set(vf.header.info.keys())
             declared_format = set(vf.header.formats.keys())
             n = 0
@@ -799,6 +879,12 @@ def read_vcf(
                 except StopIteration:
                     break
                 except (OSError, ValueError) as exc:
+                    if text_hdr is not None and n == text_hdr.n_records:
+                        break  # htslib stops at trailing blank lines (warned above)
+                    known = [f for f in findings if f.record == n + 1]
+                    if known:  # a defect the text checks tolerated, but htslib cannot parse
+                        raise _bad(path, f"{known[0].message} (htslib cannot parse the "
+                                   "record)", n + 1, known[0].field) from None
                     raise _bad(path, f"unreadable record ({exc})", n + 1) from None
                 n += 1
                 try:
@@ -812,6 +898,7 @@ def read_vcf(
         finally:
             vf.close()
     warnings.extend(hdr.warnings)
+    warnings.extend(f.warning() for f in findings)
     if undeclared_info:
         warnings.append(f"INFO keys not declared in the header (tolerated, read as text): "
                         f"{', '.join(undeclared_info)}")
@@ -828,6 +915,7 @@ def read_vcf(
     if extractor.n_no_vaf:
         warnings.append(f"{extractor.n_no_vaf} calls without any VAF field (vaf left empty)")
     frame = pd.DataFrame(extractor.columns)
+    warnings.extend(_evidence_warnings(frame, sample))
     return ReadResult(
         calls=conform_calls(frame),
         genome_build=build,

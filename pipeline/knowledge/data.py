@@ -22,6 +22,7 @@ from pipeline.errors import KnowledgeBaseError
 from pipeline.knowledge.schema import LABELS, Manifest
 from pipeline.knowledge.sequence import IUPAC, complement, translate_iupac
 from pipeline.schema import CATEGORIES
+from pipeline.yamlio import load_yaml
 
 BUILDS = ("GRCh37", "GRCh38")
 ACTIVITIES = ("S", "I", "R", "unknown")
@@ -76,8 +77,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise KnowledgeBaseError(f"{path}: knowledge-base manifest missing")
     try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available (speed)
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise KnowledgeBaseError(f"{path}: invalid YAML ({exc})") from exc
     _require(isinstance(data, dict), str(path), "top level must be a mapping")

@@ -248,17 +248,7 @@ class Manifest(_Strict):
         dup = sorted({s.id for s in self.sources if [t.id for t in self.sources].count(s.id) > 1})
         if dup:
             raise ValueError(f"duplicate source ids {dup}")
-        for name, drug in self.drugs.items():
-            facts = [f for f in (drug.status, drug.indication, *drug.figures) if f is not None]
-            for fact in facts:
-                if fact.source not in ids:
-                    raise ValueError(f"drugs.{name}: unknown source {fact.source!r}")
-            if drug.trial and drug.trial not in self.trials:
-                raise ValueError(f"drugs.{name}: unknown trial {drug.trial!r}")
-            if drug.indication:
-                unknown = set(drug.indication.after_any_of) - set(self.drugs)
-                if unknown:
-                    raise ValueError(f"drugs.{name}.indication: unknown drugs {sorted(unknown)}")
+        self._check_drug_references(ids)
         for tid, trial in self.trials.items():
             if trial.source and trial.source not in ids:
                 raise ValueError(f"trials.{tid}: unknown source {trial.source!r}")
@@ -273,6 +263,20 @@ class Manifest(_Strict):
             if missing:
                 raise ValueError(f"strategy_by_gene.{gene}: unknown strategies {sorted(missing)}")
         return self
+
+    def _check_drug_references(self, ids: set[str]) -> None:
+        """Each drug's facts cite known sources, its trial and prior drugs exist."""
+        for name, drug in self.drugs.items():
+            facts = [f for f in (drug.status, drug.indication, *drug.figures) if f is not None]
+            for fact in facts:
+                if fact.source not in ids:
+                    raise ValueError(f"drugs.{name}: unknown source {fact.source!r}")
+            if drug.trial and drug.trial not in self.trials:
+                raise ValueError(f"drugs.{name}: unknown trial {drug.trial!r}")
+            if drug.indication:
+                unknown = set(drug.indication.after_any_of) - set(self.drugs)
+                if unknown:
+                    raise ValueError(f"drugs.{name}.indication: unknown drugs {sorted(unknown)}")
 
     @field_validator("chip_genes")
     @classmethod

@@ -39,11 +39,16 @@ def store_chart_provider(store: FrameSource) -> Callable[[str], bytes | None]:
     """
     from pipeline.report.charts import trend_chart_png
 
+    rendered: dict[str, bytes | None] = {}
+
     def provider(patient_id: str) -> bytes | None:
-        ids = [patient_id]
-        samples = store.samples_frame(ids)
-        if samples.empty:
-            return None
-        return trend_chart_png(store.observations_frame(ids), samples, store.therapies_frame(ids))
+        # One render per patient per delivery run: a patient with an alert and a status
+        # message (or several rules) gets the same chart, drawn once (issue #11 item 3).
+        if patient_id not in rendered:
+            ids = [patient_id]
+            samples = store.samples_frame(ids)
+            rendered[patient_id] = None if samples.empty else trend_chart_png(
+                store.observations_frame(ids), samples, store.therapies_frame(ids))
+        return rendered[patient_id]
 
     return provider

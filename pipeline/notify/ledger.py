@@ -7,13 +7,19 @@ Two steps, both safe to run concurrently and to repeat:
    SHA-256 of what the notification is about, unique in the table), so re-evaluating the same
    data creates nothing new, and two runs enqueueing the same alert at the same time still
    create one row (``INSERT ... ON CONFLICT DO NOTHING``).
-2. :func:`deliver_pending` claims each ``pending``/``failed`` row with a compare-and-set
+2. :func:`deliver_pending` claims each due ``pending``/``failed`` row with a compare-and-set
    ``UPDATE`` (``state -> 'sending'`` only if the row is still claimable; ``rowcount == 1``
-   means this run owns it), sends it, and marks it ``sent`` -- or ``failed`` with
-   ``attempts + 1`` and the error, to be retried by the next run. So an SMTP outage followed
-   by recovery delivers every pending alert exactly once. A run that crashes between sending
-   and marking leaves the row ``sending``; after the lease (default 15 min) another run may
-   claim it again, so that rare case is at-least-once (documented in docs/notifications.md).
+   means this run owns it), sends it, and marks it ``sent``. A transient failure (4xx,
+   dropped connection, relay down) marks it ``failed`` with ``attempts + 1`` and a backoff
+   (``next_attempt_at``); a permanent one (5xx rejection of sender, recipients or data) or the
+   last of ``notify.max_attempts`` attempts marks it ``dead`` (dead letter: never retried,
+   reported to ops). The ``Message-ID`` is fixed when the row is enqueued, so every re-send
+   of one notification carries the same Message-ID and mail servers can deduplicate it
+   (issue #10 item 2).
+3. :func:`recover_interrupted` runs at the start of each run: a row left ``sending`` by a
+   run that died (its process is gone, or its lease expired) becomes retryable again. That
+   crash window (sent but not yet marked) is the only at-least-once case, and its re-send
+   carries the same Message-ID (docs/notifications.md).
 
 What is notified (engineering-notes.md section 4.2; the issue #5 policy):
 
@@ -31,10 +37,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +55,22 @@ from sqlalchemy.exc import IntegrityError
 from pipeline.assessment import Alert, Assessment
 from pipeline.config import Settings
 from pipeline.errors import DeliveryError, StoreError
-from pipeline.notify.message import build_email, notification_content
+from pipeline.faults import fault_point
+from pipeline.notify.message import build_email, notification_content, sender_domain
 from pipeline.notify.message import report_location as _report_location
 from pipeline.notify.routing import resolve_recipients
-from pipeline.notify.transport import Transport, TransportUnavailableError
+from pipeline.notify.transport import (
+    PermanentDeliveryError,
+    Transport,
+    TransportUnavailableError,
+)
+from pipeline.progress import Progress, tracked
 from pipeline.store.models import alert_notifications as T
+from pipeline.store.repository import clear_pending
 
-PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
+PENDING, SENDING, SENT, FAILED, DEAD = "pending", "sending", "sent", "failed", "dead"
+#: States of notifications still owed to someone (neither sent nor dead-lettered).
+OUTSTANDING = (PENDING, SENDING, FAILED)
 NOTIFIED_TIERS = frozenset({"WARNING", "FAILURE"})
 DEFAULT_LEASE = timedelta(minutes=15)
 
@@ -235,6 +253,7 @@ def enqueue_for_assessment(
     route = resolve_recipients(care_team, settings)
     report = _report_location(settings, assessment.patient_id,
                               report_path if report_path is not None else report_location)
+    domain = sender_domain(settings.notify.mail_from)
     common = {
         "patient_id": assessment.patient_id,
         "assessment_id": assessment_id,
@@ -271,8 +290,54 @@ def enqueue_for_assessment(
                                          driving_alerts=driving, previous_status=previous,
                                          report=report),
         ))
+    for row in rows:
+        # Fixed at enqueue: a re-send is recognisably the same message (issue #10 item 2).
+        row["message_id"] = make_msgid(domain=domain)
     created = [new_id for row in rows if (new_id := _insert(conn, row)) is not None]
     return EnqueueResult(created, list(route.warnings) if created else [])
+
+
+def enqueue_evaluated(
+    engine: Engine,
+    results: list[Any],
+    settings: Settings,
+    report_locations: dict[str, str] | None = None,
+) -> EnqueueResult:
+    """Enqueue each evaluated patient's notifications and clear its work-queue mark.
+
+    One transaction per patient holds both, so a crash leaves a patient either marked (and
+    re-evaluated by the next run; the ledger's unique ``alert_key`` makes that idempotent)
+    or enqueued and unmarked -- never unmarked without its alerts (issue #10 item 1).
+
+    Parameters
+    ----------
+    engine
+        The store's engine.
+    results
+        :class:`pipeline.service.EvaluationResult` of each patient (``read_at`` set).
+    settings
+        Resolved settings.
+    report_locations
+        Patient -> report path or URL for the email link.
+
+    Returns
+    -------
+    EnqueueResult
+        Ids of the rows created and routing warnings (PHI-free).
+    """
+    locations = report_locations or {}
+    total = EnqueueResult()
+    for result in results:
+        patient_id = result.assessment.patient_id
+        with engine.begin() as conn:
+            created = enqueue_for_assessment(
+                conn, result.assessment, result.assessment_id, result.care_team, settings,
+                report_location=locations.get(patient_id))
+            if result.read_at is not None:
+                clear_pending(conn, patient_id, result.read_at)
+        total.extend(created)
+        total.warnings.extend(w for w in created.warnings if w not in total.warnings)
+    return total
 
 
 @dataclass
@@ -286,11 +351,14 @@ class DeliveryReport:
     sent
         References of the notifications sent.
     failed
-        (reference, error) of notifications that failed and stay retryable.
+        (reference, error) of notifications that failed and stay retryable (backoff).
+    dead
+        (reference, error) of notifications moved to the dead letter in this run: a
+        permanent rejection, or ``notify.max_attempts`` attempts used up. Never retried.
     skipped
         Rows another run claimed first.
     deferred
-        Rows left pending for a later run (rate limit reached or relay unavailable).
+        Rows left for a later run by this call (rate limit reached or relay unavailable).
     aborted
         True when the relay was unavailable and the run stopped trying.
     warnings
@@ -300,6 +368,7 @@ class DeliveryReport:
     run_id: str
     sent: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    dead: list[tuple[str, str]] = field(default_factory=list)
     skipped: int = 0
     deferred: int = 0
     aborted: bool = False
@@ -309,49 +378,139 @@ class DeliveryReport:
         """A PHI-free text for the ops mailbox."""
         lines = [
             f"Notification run {self.run_id}: {len(self.sent)} sent, {len(self.failed)} failed, "
-            f"{self.deferred} deferred, {self.skipped} claimed by another run.",
+            f"{len(self.dead)} dead-lettered, {self.deferred} deferred, {self.skipped} claimed "
+            "by another run.",
         ]
         if self.aborted:
             lines.append("The mail relay was unavailable; the remaining alerts stay pending.")
         lines.extend(f"ref {ref}: {error}" for ref, error in self.failed)
+        lines.extend(f"ref {ref}: DEAD LETTER (not retried): {error}" for ref, error in self.dead)
         lines.extend(self.warnings)
         return "\n".join(lines)
 
 
-def _claimable(cutoff: datetime) -> sa.ColumnElement[bool]:
+def claimer_id(run_id: str) -> str:
+    """``run@host:pid`` for ``claimed_by``: lets the next run see that a claimer died."""
+    tail = f":{os.getpid()}"
+    head = f"{run_id}@{socket.gethostname()}"
+    return head[: 64 - len(tail)] + tail
+
+
+def _claimer_dead(claimed_by: str | None) -> bool:
+    """True when ``claimed_by`` names a process of this host that no longer exists."""
+    if not claimed_by or "@" not in claimed_by or ":" not in claimed_by:
+        return False
+    host_pid = claimed_by.rsplit("@", 1)[1]
+    host, _, pid_text = host_pid.rpartition(":")
+    if not pid_text.isdigit() or not socket.gethostname().startswith(host):
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def recover_interrupted(engine: Engine, now: datetime | None = None, *,
+                        lease: timedelta = DEFAULT_LEASE) -> list[str]:
+    """Make rows left ``sending`` by a dead run retryable again; returns their references.
+
+    A row is recovered when its claimer's process (same host) is gone, or when its lease has
+    expired. The interrupted attempt may have reached the relay; the re-send carries the same
+    Message-ID, so the recipient's mail server can recognise it.
+    """
+    at = _utc(now)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(T.c.id, T.c.ref, T.c.claimed_by, T.c.claimed_at)
+                            .where(T.c.state == SENDING)).all()
+    recovered: list[str] = []
+    for row in rows:
+        claimed_at = _utc(row.claimed_at) if row.claimed_at is not None else None
+        expired = claimed_at is None or claimed_at < at - lease
+        if not (expired or _claimer_dead(row.claimed_by)):
+            continue
+        with engine.begin() as conn:
+            done = conn.execute(
+                sa.update(T).where(T.c.id == row.id, T.c.state == SENDING,
+                                   T.c.claimed_by == row.claimed_by)
+                .values(state=FAILED, attempts=T.c.attempts + 1, claimed_by=None,
+                        claimed_at=None, next_attempt_at=None,
+                        last_error="interrupted while sending (run died); re-sent with the "
+                                   "same Message-ID")
+            ).rowcount
+        if done == 1:
+            recovered.append(row.ref)
+    return recovered
+
+
+def outstanding_count(engine: Engine) -> int:
+    """Notifications awaiting a (re)try: ``pending`` or ``failed`` (the run's "deferred").
+
+    Rows ``sending`` belong to the run that claimed them (a concurrent run, or a crashed
+    one recovered by the next run's :func:`recover_interrupted`), so they are not counted.
+    """
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(T)
+                                .where(T.c.state.in_([PENDING, FAILED]))).scalar_one())
+
+
+def _claimable(at: datetime, cutoff: datetime) -> sa.ColumnElement[bool]:
+    due = sa.or_(T.c.next_attempt_at.is_(None), T.c.next_attempt_at <= at)
     return sa.or_(
-        T.c.state.in_([PENDING, FAILED]),
+        sa.and_(T.c.state.in_([PENDING, FAILED]), due),
         sa.and_(T.c.state == SENDING, T.c.claimed_at < cutoff),
     )
 
 
-def _claim(engine: Engine, row_id: int, run_id: str, at: datetime, cutoff: datetime) -> bool:
+def _claim(engine: Engine, row_id: int, claimer: str, at: datetime, cutoff: datetime) -> bool:
     """Compare-and-set ``-> sending``; True when this run now owns the row."""
     with engine.begin() as conn:
         result = conn.execute(
             sa.update(T)
-            .where(T.c.id == row_id, _claimable(cutoff))
-            .values(state=SENDING, claimed_by=run_id, claimed_at=at)
+            .where(T.c.id == row_id, _claimable(at, cutoff))
+            .values(state=SENDING, claimed_by=claimer, claimed_at=at)
         )
         return result.rowcount == 1
 
 
-def _finish(engine: Engine, row_id: int, run_id: str, values: dict[str, Any]) -> bool:
+def _finish(engine: Engine, row_id: int, claimer: str, values: dict[str, Any]) -> bool:
     """Move an owned ``sending`` row on; False when the claim was lost (lease expired)."""
     with engine.begin() as conn:
         result = conn.execute(
             sa.update(T)
-            .where(T.c.id == row_id, T.c.state == SENDING, T.c.claimed_by == run_id)
+            .where(T.c.id == row_id, T.c.state == SENDING, T.c.claimed_by == claimer)
             .values(**values)
         )
         return result.rowcount == 1
 
 
-def _fail(engine: Engine, row_id: int, run_id: str, error: str) -> bool:
-    return _finish(engine, row_id, run_id, {
-        "state": FAILED, "attempts": T.c.attempts + 1, "last_error": error[:2000],
-        "claimed_by": None, "claimed_at": None,
+def _fail(engine: Engine, row: Any, claimer: str, error: str, settings: Settings,
+          at: datetime, *, permanent: bool) -> bool:
+    """Record a failed attempt: ``dead`` when permanent or out of attempts, else backoff.
+
+    Returns True when the row went to the dead letter.
+    """
+    attempt = int(row.attempts or 0) + 1
+    dead = permanent or attempt >= settings.notify.max_attempts
+    backoff = settings.notify.retry_backoff_minutes
+    wait = backoff[min(attempt - 1, len(backoff) - 1)] if backoff else 0.0
+    _finish(engine, row.id, claimer, {
+        "state": DEAD if dead else FAILED, "attempts": T.c.attempts + 1,
+        "last_error": error[:2000], "claimed_by": None, "claimed_at": None,
+        "next_attempt_at": None if dead else at + timedelta(minutes=wait),
     })
+    return dead
+
+
+def _with_message_id(engine: Engine, row: Any, claimer: str, settings: Settings) -> str:
+    """The row's Message-ID; rows enqueued before migration 0002 get one now, stored."""
+    if row.message_id:
+        return str(row.message_id)
+    message_id = make_msgid(domain=sender_domain(settings.notify.mail_from))
+    _finish(engine, row.id, claimer, {"message_id": message_id})
+    return message_id
 
 
 def deliver_pending(
@@ -363,8 +522,9 @@ def deliver_pending(
     *,
     lease: timedelta = DEFAULT_LEASE,
     chart_for: Callable[[str], bytes | None] | None = None,
+    progress: Progress | None = None,
 ) -> DeliveryReport:
-    """Send every claimable ledger row, at most ``notify.max_emails_per_run`` of them.
+    """Send every due ledger row, at most ``notify.max_emails_per_run`` of them.
 
     Parameters
     ----------
@@ -372,18 +532,20 @@ def deliver_pending(
         The store's engine (each claim and each outcome is its own short transaction, so no
         database lock is held while talking to the relay).
     settings
-        Resolved settings.
+        Resolved settings (``notify.max_attempts``, ``notify.retry_backoff_minutes``).
     transport
         :class:`~pipeline.notify.transport.SmtpTransport` or ``EmlOutboxTransport``.
     run_id
-        Identifies this run in ``claimed_by`` (e.g. the Prefect flow-run id; no PHI).
+        Identifies this run in ``claimed_by`` (with host and process id; no PHI).
     now
-        Fixed clock for claims, lease and time stamps (UTC); default the current time.
+        Fixed clock for claims, lease, backoff and time stamps (UTC); default the current time.
     lease
         A row left ``sending`` longer than this (a crashed run) may be claimed again.
     chart_for
         Optional ``patient_id -> PNG bytes`` for an inline trend chart; ``None`` means no
         chart.
+    progress
+        Optional progress reporter (:mod:`pipeline.progress`), counted in emails.
 
     Returns
     -------
@@ -399,18 +561,20 @@ def deliver_pending(
         return _utc(now)
 
     report = DeliveryReport(run_id=run_id)
+    claimer = claimer_id(run_id)
     with engine.connect() as conn:
+        start = clock()
         ids = list(conn.execute(
-            sa.select(T.c.id).where(_claimable(clock() - lease)).order_by(T.c.id)
+            sa.select(T.c.id).where(_claimable(start, start - lease)).order_by(T.c.id)
         ).scalars())
     limit = settings.notify.max_emails_per_run
     attempted = 0
-    for index, row_id in enumerate(ids):
+    for index, row_id in enumerate(tracked(ids, "delivery", progress)):
         if attempted >= limit or report.aborted:
             report.deferred = len(ids) - index
             break
         at = clock()
-        if not _claim(engine, row_id, run_id, at, at - lease):
+        if not _claim(engine, row_id, claimer, at, at - lease):
             report.skipped += 1
             continue
         attempted += 1
@@ -428,25 +592,30 @@ def deliver_pending(
                 report.warnings.append(
                     f"ref {row.ref}: sent without chart ({type(exc).__name__})")
         try:
+            message_id = _with_message_id(engine, row, claimer, settings)
             message = build_email(content, row.ref, recipients, settings, chart_png=chart,
                                   now=clock())
+            del message["Message-ID"]
+            message["Message-ID"] = message_id
             result = transport.send(message)
-        except TransportUnavailableError as exc:
-            _fail(engine, row_id, run_id, str(exc))
-            report.failed.append((row.ref, str(exc)))
-            report.aborted = True
-            continue
+            fault_point("after_send")  # test hook (pipeline/faults.py); no-op in production
         except DeliveryError as exc:
-            _fail(engine, row_id, run_id, str(exc))
-            report.failed.append((row.ref, str(exc)))
+            permanent = isinstance(exc, PermanentDeliveryError)
+            if _fail(engine, row, claimer, str(exc), settings, clock(), permanent=permanent):
+                report.dead.append((row.ref, str(exc)))
+            else:
+                report.failed.append((row.ref, str(exc)))
+            if isinstance(exc, TransportUnavailableError):
+                report.aborted = True
             continue
         except Exception as exc:
             # Not a delivery problem (bad config, rendering defect): release the claim so the
             # row is not stuck 'sending' for a lease, then let the caller see the error.
-            _fail(engine, row_id, run_id, f"{type(exc).__name__}: {exc}")
+            _fail(engine, row, claimer, f"{type(exc).__name__}", settings, clock(),
+                  permanent=False)
             raise
         note = f"recipients refused: {', '.join(result.refused)}" if result.refused else None
-        finished = _finish(engine, row_id, run_id, {
+        finished = _finish(engine, row_id, claimer, {
             "state": SENT, "sent_at": clock(), "message_id": result.message_id,
             "transport": transport.name, "last_error": note, "attempts": T.c.attempts + 1,
         })
@@ -456,7 +625,7 @@ def deliver_pending(
         if not finished:
             report.warnings.append(
                 f"ref {row.ref}: sent, but the claim had expired (lease {lease}); "
-                "another run may send it again - increase the lease"
+                "another run may send it again (same Message-ID) - increase the lease"
             )
     return report
 

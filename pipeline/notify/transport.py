@@ -38,6 +38,24 @@ class TransportUnavailableError(DeliveryError):
     """The relay cannot be reached or refuses the session (every message would fail)."""
 
 
+class PermanentDeliveryError(DeliveryError):
+    """The relay rejected this message for good (RFC 5321 5xx on sender, recipients or
+    data, e.g. ``554 transaction failed``): retrying cannot help, so the ledger moves it to
+    the dead letter and tells ops instead of retrying forever (issue #10 item 2)."""
+
+
+#: Reply codes that reject the message itself. 500-504 are protocol/command errors (a relay
+#: that stored the message and then answered 500 must not lose it), so they stay transient.
+PERMANENT_CODES = frozenset({521, 541, 550, 551, 552, 553, 554, 556})
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = {code for code, _ in exc.recipients.values()}
+        return bool(codes) and codes <= PERMANENT_CODES
+    return isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code in PERMANENT_CODES
+
+
 @dataclass(frozen=True)
 class SendResult:
     """Outcome of one accepted message.
@@ -166,7 +184,8 @@ class SmtpTransport:
         except smtplib.SMTPServerDisconnected as exc:
             raise TransportUnavailableError(f"SMTP {where}: {_describe(exc)}") from exc
         except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"SMTP {where}: {_describe(exc)}") from exc
+            kind = PermanentDeliveryError if _is_permanent(exc) else DeliveryError
+            raise kind(f"SMTP {where}: {_describe(exc)}") from exc
         finally:
             _quietly_close(client)
         return SendResult(message_id=message_id, refused=tuple(sorted(refused)))

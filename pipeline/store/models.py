@@ -138,7 +138,7 @@ alert_notifications = sa.Table(
     sa.Column("assessment_id", sa.Integer, sa.ForeignKey("assessments.id"), nullable=True),
     sa.Column("recipients", sa.JSON, nullable=False),
     sa.Column("care_team", sa.String(128), nullable=True),
-    sa.Column("state", sa.String(16), nullable=False),  # pending|sending|sent|failed
+    sa.Column("state", sa.String(16), nullable=False),  # pending|sending|sent|failed|dead
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("claimed_by", sa.String(64), nullable=True),
@@ -148,6 +148,24 @@ alert_notifications = sa.Table(
     sa.Column("message_id", sa.String(256), nullable=True),
     sa.Column("transport", sa.String(16), nullable=True),  # smtp | eml
     sa.Column("content", sa.JSON, nullable=False),  # what the message says (for re-send)
+    # Migration 0002 (issue #10 item 2): earliest time a ``failed`` row may be retried
+    # (backoff); NULL = now. ``message_id`` is now set at enqueue, so a re-send after a relay
+    # stored-then-failed carries the same Message-ID and mail servers can deduplicate it.
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# Migration 0002 (issue #10 item 1): the durable work queue from sample to email. A row is
+# written in the same transaction that stores a sample (or a therapy history) of the patient,
+# and deleted in the same transaction that enqueues the patient's alerts. A crash anywhere in
+# between leaves the row, so the next plain run evaluates the patient again.
+pending_evaluations = sa.Table(
+    "pending_evaluations",
+    metadata,
+    sa.Column("patient_id", sa.String(64), sa.ForeignKey("patients.patient_id"),
+              primary_key=True),
+    sa.Column("marked_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.String(16), nullable=False),  # ingested|amended|therapies|force
+    sa.Column("run_id", sa.String(64), nullable=True),
 )
 
 # Files seen in the lab's inbox. The inbox is never modified (the lab owns it); instead a

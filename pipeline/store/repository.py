@@ -10,20 +10,26 @@ and re-reads, and then sees identical content ("unchanged").
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from pipeline.errors import AmendRequiredError, StoreError
 from pipeline.store import models
+from pipeline.store.migrate import ensure_schema, masked_url
+
+if TYPE_CHECKING:  # pandas/numpy load on first use: `ctdna observations` needs neither (#11)
+    import numpy as np
+    import pandas as pd
 
 IngestAction = Literal["ingested", "unchanged", "amended"]
 
@@ -70,6 +76,7 @@ class PreparedSample:
     n_records: int
     kb_version: str
     observations: pd.DataFrame  # OBSERVATION_COLUMNS
+    warnings: list[str] = field(default_factory=list)  # reader warnings (not stored)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -82,11 +89,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def plain_value(value: Any) -> Any:
     """Turn pandas/numpy missing values and scalars into plain Python (DB driver, JSON)."""
-    if value is None or value is pd.NA or value is pd.NaT:
+    if value is None:
         return None
-    if isinstance(value, float) and np.isnan(value):
+    pandas = sys.modules.get("pandas")  # a pandas NA can only exist once pandas is loaded
+    if pandas is not None and (value is pandas.NA or value is pandas.NaT):
         return None
-    if isinstance(value, np.generic):
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.generic):
         return value.item()
     return value
 
@@ -99,23 +110,30 @@ class Store:
     url
         SQLAlchemy URL (``sqlite:///...`` or ``postgresql+psycopg://...``); default from
         :func:`default_database_url`.
+    migrate
+        Bring the schema to the current revision when it is behind (default). ``False``
+        opens the store as it is (``ctdna db upgrade`` reports before/after itself).
     """
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
         self.url = url or default_database_url()
         if self.url.startswith("postgresql://"):
             # psycopg 3 is the driver we install; plain postgresql:// would ask for psycopg2.
             self.url = "postgresql+psycopg://" + self.url[len("postgresql://"):]
         try:
-            self.engine: Engine = sa.create_engine(self.url, future=True, pool_pre_ping=True)
-        except (sa.exc.ArgumentError, ImportError) as exc:
-            raise StoreError(f"invalid database URL {self.url!r}: {exc}") from exc
+            # hide_parameters: database errors must not carry patient or sample IDs into
+            # logs, Prefect states or the ops email (issue #10 item 7).
+            self.engine: Engine = sa.create_engine(self.url, future=True, pool_pre_ping=True,
+                                                   hide_parameters=True)
+        except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
+            # Never echo the URL as given: it may carry a password (issue #10 item 7).
+            raise StoreError(f"invalid database URL {masked_url(self.url)} "
+                             f"({type(exc).__name__})") from exc
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        try:
-            models.metadata.create_all(self.engine)
-        except OperationalError as exc:
-            raise StoreError(f"cannot open the store at {self.engine.url!r}: {exc.orig}") from exc
+        if migrate:
+            # Migrations, not create_all: one SELECT when current (pipeline.store.migrate).
+            ensure_schema(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -139,6 +157,120 @@ class Store:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def ingest_samples(self, prepared: Sequence[PreparedSample], *, amend: bool = False,
+                       run_id: str | None = None) -> list[IngestAction | AmendRequiredError]:
+        """Store a batch of samples in bulk; the outcome of each, aligned with ``prepared``.
+
+        Issue #11 item 1: the stored content hashes of the whole batch are read in one
+        query (identical re-ingest is a no-op decided there), and the new samples, their
+        observations and the ingest events are written with multi-row INSERTs in one
+        transaction, so each sample is still all-or-nothing. When a concurrent run wins a
+        race on a ``(sample_id, version)`` the batch rolls back and falls back to one
+        transaction per sample (:meth:`ingest_sample`, which re-reads and retries).
+        """
+        if not prepared:
+            return []
+        try:
+            with self.engine.begin() as conn:
+                return self._ingest_batch_in_tx(conn, prepared, amend=amend, run_id=run_id)
+        except IntegrityError:
+            outcomes: list[IngestAction | AmendRequiredError] = []
+            for sample in prepared:
+                try:
+                    outcomes.append(self.ingest_sample(sample, amend=amend, run_id=run_id))
+                except AmendRequiredError as exc:
+                    outcomes.append(exc)
+            return outcomes
+
+    def current_hashes(self, conn: Connection, sample_ids: Sequence[str]) -> dict[str, Any]:
+        """``sample_id -> (id, version, content_sha256)`` of the current versions; one query
+        per 30,000 IDs (below SQLite's and PostgreSQL's bound-parameter limits)."""
+        t = models.samples
+        found: dict[str, Any] = {}
+        ids = list(dict.fromkeys(sample_ids))
+        for start in range(0, len(ids), _IN_CHUNK):
+            stmt = (sa.select(t.c.id, t.c.sample_id, t.c.version, t.c.content_sha256)
+                    .where(t.c.sample_id.in_(ids[start:start + _IN_CHUNK]),
+                           t.c.is_current.is_(True)))
+            found.update({row.sample_id: row for row in conn.execute(stmt)})
+        return found
+
+    def _ingest_batch_in_tx(self, conn: Connection, prepared: Sequence[PreparedSample], *,
+                            amend: bool, run_id: str | None
+                            ) -> list[IngestAction | AmendRequiredError]:
+        import numpy as np
+        import pandas as pd
+
+        t = models.samples
+        current = self.current_hashes(conn, [p.sample_id for p in prepared])
+        now = now_utc()
+        outcomes: list[IngestAction | AmendRequiredError] = []
+        events: list[dict[str, Any]] = []
+        writes: list[tuple[PreparedSample, Any]] = []
+        for sample in prepared:
+            cur = current.get(sample.sample_id)
+            if cur is not None and cur.content_sha256 == sample.content_sha256:
+                outcomes.append("unchanged")
+            elif cur is not None and not amend:
+                outcomes.append(AmendRequiredError(
+                    f"sample_id {sample.sample_id!r} is already stored with different "
+                    "content; re-run with --amend to store this as a new version (the earlier "
+                    "one is kept)", path=sample.source_path, field="sample_id"))
+                continue
+            else:
+                outcomes.append("amended" if cur is not None else "ingested")
+                writes.append((sample, cur))
+            events.append(_event_row(str(outcomes[-1]), sample, run_id, now))
+        if writes:
+            teams: dict[str, str | None] = {}
+            for sample, _ in writes:
+                if sample.care_team or sample.patient_id not in teams:
+                    teams[sample.patient_id] = sample.care_team or teams.get(sample.patient_id)
+            self._upsert_patients(conn, teams, now)
+            superseded = [int(cur.id) for _, cur in writes if cur is not None]
+            if superseded:
+                conn.execute(t.update().where(t.c.id.in_(superseded))
+                             .values(is_current=False, superseded_at=now))
+            rows = [_sample_row(sample, 1 if cur is None else cur.version + 1, now)
+                    for sample, cur in writes]
+            result = conn.execute(t.insert().returning(t.c.id, t.c.sample_id,
+                                                       sort_by_parameter_order=True), rows)
+            pks = [int(r.id) for r in result]
+            frames = [sample.observations for sample, _ in writes]
+            lengths = [len(f) for f in frames]
+            if sum(lengths):
+                merged = pd.concat([f for f in frames if len(f)], ignore_index=True)
+                pk_column = np.repeat(np.array(pks, dtype=object), lengths)
+                conn.execute(models.observations.insert(),
+                             self._observation_rows(merged, pk_column))
+            # Same transaction as the samples: a stored draw's patient cannot be
+            # stored-but-forgotten by a crash before evaluation (issue #10 item 1).
+            mark_pending(conn, sorted({sample.patient_id for sample, _ in writes}), "ingest",
+                         run_id, now)
+        if events:
+            conn.execute(models.ingest_events.insert(), events)
+        return outcomes
+
+    def _upsert_patients(self, conn: Connection, teams: dict[str, str | None],
+                         now: datetime) -> None:
+        """Create missing patients and update changed care teams, in bulk."""
+        p = models.patients
+        existing: dict[str, str | None] = {}
+        ids = list(teams)
+        for start in range(0, len(ids), _IN_CHUNK):
+            existing.update({r.patient_id: r.care_team for r in conn.execute(
+                sa.select(p.c.patient_id, p.c.care_team)
+                .where(p.c.patient_id.in_(ids[start:start + _IN_CHUNK])))})
+        new = [{"patient_id": pid, "care_team": team, "created_at": now}
+               for pid, team in teams.items() if pid not in existing]
+        if new:
+            conn.execute(p.insert(), new)
+        changed = [{"b_pid": pid, "b_team": team} for pid, team in teams.items()
+                   if pid in existing and team and existing[pid] != team]
+        if changed:
+            conn.execute(p.update().where(p.c.patient_id == sa.bindparam("b_pid"))
+                         .values(care_team=sa.bindparam("b_team")), changed)
 
     def _ingest_in_tx(self, conn: Connection, prepared: PreparedSample, *, amend: bool,
                       run_id: str | None) -> IngestAction:
@@ -165,37 +297,31 @@ class Store:
                 t.update().where(t.c.id == current.id).values(is_current=False, superseded_at=now)
             )
         sample_pk = conn.execute(
-            t.insert().values(
-                sample_id=prepared.sample_id, version=version, is_current=True,
-                patient_id=prepared.patient_id, collection_date=prepared.collection_date,
-                source_path=prepared.source_path, content_sha256=prepared.content_sha256,
-                file_format=prepared.file_format, vcf_sample=prepared.vcf_sample,
-                caller=prepared.caller, genome_build=prepared.genome_build,
-                assay=prepared.assay, lod_vaf=float(prepared.lod_vaf),
-                lod_source=prepared.lod_source, tumor_fraction=prepared.tumor_fraction,
-                median_depth=prepared.median_depth, n_records=prepared.n_records,
-                kb_version=prepared.kb_version, ingested_at=now,
-            )
+            t.insert().values(**_sample_row(prepared, version, now))
         ).inserted_primary_key[0]
         rows = self._observation_rows(prepared.observations, int(sample_pk))
         if rows:
             conn.execute(models.observations.insert(), rows)
         action: IngestAction = "amended" if current is not None else "ingested"
         self._event(conn, action, prepared, run_id, now)
+        # Same transaction as the sample: the patient cannot be stored-but-forgotten.
+        mark_pending(conn, [prepared.patient_id], action, run_id, now)
         return action
 
     @staticmethod
-    def _observation_rows(frame: pd.DataFrame, sample_pk: int) -> list[dict[str, Any]]:
+    def _observation_rows(frame: pd.DataFrame, sample_pk: int | np.ndarray) -> list[dict[str, Any]]:
+        """Plain-Python rows for one bulk INSERT, built column-wise (issue #11: a per-value
+        Python loop cost seconds on a 200,000-record VCF)."""
+        import numpy as np
+
         if frame.empty:
             return []
         data = frame.reindex(columns=list(OBSERVATION_COLUMNS))
-        data = data.astype(object).where(data.notna(), None)
-        records = data.to_dict("records")
-        for record in records:
-            for key, value in record.items():
-                record[key] = plain_value(value)
-            record["sample_pk"] = sample_pk
-        return records
+        columns = [_plain_column(data[c]) for c in OBSERVATION_COLUMNS]
+        pks = np.broadcast_to(np.asarray(sample_pk, dtype=object), (len(data),))
+        names = (*OBSERVATION_COLUMNS, "sample_pk")
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns, pks,
+                                                                      strict=True)]
 
     @staticmethod
     def _upsert_patient(conn: Connection, patient_id: str, care_team: str | None,
@@ -234,6 +360,18 @@ class Store:
             self._event(conn, "rejected", None, run_id, now_utc(), path=path, error=error,
                         sample_id=sample_id)
 
+    def record_rejections(self, rejections: Sequence[tuple[str, str, str | None]],
+                          run_id: str | None = None) -> None:
+        """Keep many rejected inputs ``(path, error, sample_id)`` in one INSERT."""
+        if not rejections:
+            return
+        now = now_utc()
+        with self.engine.begin() as conn:
+            conn.execute(models.ingest_events.insert(), [
+                {"at": now, "action": "rejected", "sample_id": sample_id, "path": path,
+                 "content_sha256": None, "error": error, "run_id": run_id}
+                for path, error, sample_id in rejections])
+
     def replace_therapies(self, therapies: pd.DataFrame, source_path: str | None) -> int:
         """Store a therapy history: per patient, the given lines replace the stored ones.
 
@@ -251,6 +389,8 @@ class Store:
                      "source_path": source_path, "updated_at": now}
                     for r in group.itertuples(index=False)
                 ])
+            mark_pending(conn, sorted({str(p) for p in therapies["patient_id"]}), "therapies",
+                         None, now)
         return len(therapies)
 
     def update_annotations(self, frame: pd.DataFrame) -> int:
@@ -285,8 +425,27 @@ class Store:
             ))
             return int(result.inserted_primary_key[0])
 
+    # ------------------------------------------------------------------ work queue
+    def mark_pending(self, patient_ids: Iterable[str], reason: str,
+                     run_id: str | None = None) -> None:
+        """Mark stored patients as needing evaluation (``--force``); unknown IDs are ignored."""
+        p = models.patients
+        with self.engine.begin() as conn:
+            known = [r[0] for r in conn.execute(
+                sa.select(p.c.patient_id).where(p.c.patient_id.in_(list(patient_ids))))]
+            mark_pending(conn, known, reason, run_id, now_utc())
+
+    def pending_patients(self) -> list[str]:
+        """Patients marked as needing evaluation (sorted)."""
+        q = models.pending_evaluations
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(
+                sa.select(q.c.patient_id).order_by(q.c.patient_id))]
+
     # ------------------------------------------------------------------ reads
     def _frame(self, stmt: sa.Select[Any]) -> pd.DataFrame:
+        import pandas as pd
+
         with self.engine.connect() as conn:
             result = conn.execute(stmt)
             return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
@@ -322,8 +481,8 @@ class Store:
         frame = self._frame(stmt.order_by(t.c.patient_id, t.c.collection_date, t.c.sample_id))
         return _coerce_dates(frame, ["collection_date"])
 
-    def observations_frame(self, patient_ids: Iterable[str] | None = None) -> pd.DataFrame:
-        """Every observation of the current sample versions, with the draw context joined."""
+    @staticmethod
+    def _observations_stmt(patient_ids: Iterable[str] | None) -> sa.Select[Any]:
         o, t = models.observations, models.samples
         stmt = (sa.select(o.c.id.label("observation_id"), t.c.id.label("sample_pk"),
                           t.c.sample_id, t.c.patient_id, t.c.collection_date, t.c.lod_vaf,
@@ -331,9 +490,24 @@ class Store:
                           *[o.c[c] for c in OBSERVATION_COLUMNS])
                 .join(t, o.c.sample_pk == t.c.id).where(t.c.is_current.is_(True)))
         if patient_ids is not None:
+            # ix_samples_patient (patient_id, collection_date) + observations.sample_pk index:
+            # one patient's rows are found without scanning the cohort (#11 item 4).
             stmt = stmt.where(t.c.patient_id.in_(list(patient_ids)))
-        frame = self._frame(stmt.order_by(t.c.patient_id, t.c.collection_date, t.c.sample_id,
-                                          o.c.record_index, o.c.id))
+        return stmt.order_by(t.c.patient_id, t.c.collection_date, t.c.sample_id,
+                             o.c.record_index, o.c.id)
+
+    def observation_records(self, patient_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """:meth:`observations_frame` as plain rows, without loading pandas (the start-up of
+        ``ctdna observations`` on a 10,000-patient store, issue #11 item 4)."""
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(
+                self._observations_stmt(patient_ids)).mappings()]
+
+    def observations_frame(self, patient_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """Every observation of the current sample versions, with the draw context joined."""
+        import pandas as pd
+
+        frame = self._frame(self._observations_stmt(patient_ids))
         frame = _coerce_dates(frame, ["collection_date"])
         for column in ("pos", "alt_reads", "depth", "mate_pos", "record_index"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
@@ -374,8 +548,48 @@ class Store:
         return frame
 
 
+def mark_pending(conn: Connection, patient_ids: Sequence[str], reason: str,
+                 run_id: str | None, now: datetime) -> None:
+    """Upsert the work-queue mark of each patient in the caller's transaction.
+
+    An existing mark gets a fresh ``marked_at``: :func:`clear_pending` removes only marks
+    older than the moment the evaluation read the store, so data stored *during* an
+    evaluation keeps its mark and is evaluated by the next run (issue #10 item 1).
+    """
+    if not patient_ids:
+        return
+    q = models.pending_evaluations
+    dialect = conn.dialect.name
+    rows = [{"patient_id": pid, "marked_at": now, "reason": reason, "run_id": run_id}
+            for pid in patient_ids]
+    if dialect in ("sqlite", "postgresql"):
+        insert = (sqlite_dialect.insert if dialect == "sqlite" else pg_dialect.insert)(q)
+        conn.execute(insert.on_conflict_do_update(
+            index_elements=[q.c.patient_id],
+            set_={"marked_at": insert.excluded.marked_at, "reason": insert.excluded.reason,
+                  "run_id": insert.excluded.run_id}), rows)
+        return
+    for row in rows:  # other dialects: delete + insert in the same transaction
+        conn.execute(q.delete().where(q.c.patient_id == row["patient_id"]))
+        conn.execute(q.insert().values(**row))
+
+
+def clear_pending(conn: Connection, patient_id: str, read_at: datetime) -> bool:
+    """Remove a patient's mark if it is not newer than ``read_at``; True when removed.
+
+    Called in the transaction that enqueues the patient's alerts, so "evaluated" and
+    "alerts in the ledger" commit together.
+    """
+    q = models.pending_evaluations
+    result = conn.execute(q.delete().where(q.c.patient_id == patient_id,
+                                           q.c.marked_at <= read_at))
+    return bool(result.rowcount)
+
+
 def _coerce_dates(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Dates come back as ``datetime.date`` from both SQLite and PostgreSQL."""
+    import numpy as np
+
     for column in columns:
         if column in frame.columns:
             frame[column] = [
@@ -385,3 +599,38 @@ def _coerce_dates(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
                 for v in frame[column]
             ]
     return frame
+
+
+#: Bound parameters per ``IN (...)`` query (SQLite allows 32,766, PostgreSQL 65,535).
+_IN_CHUNK = 30_000
+
+
+def _plain_column(series: pd.Series) -> np.ndarray:
+    """A column as plain Python values with None for every missing value."""
+    import numpy as np
+
+    values = series.to_numpy(dtype=object, na_value=None)
+    if series.dtype == object:
+        values = np.array([plain_value(v) for v in values], dtype=object)
+    return values
+
+
+def _sample_row(sample: PreparedSample, version: int, now: datetime) -> dict[str, Any]:
+    return dict(
+        sample_id=sample.sample_id, version=version, is_current=True,
+        patient_id=sample.patient_id, collection_date=sample.collection_date,
+        source_path=sample.source_path, content_sha256=sample.content_sha256,
+        file_format=sample.file_format, vcf_sample=sample.vcf_sample,
+        caller=sample.caller, genome_build=sample.genome_build,
+        assay=sample.assay, lod_vaf=float(sample.lod_vaf),
+        lod_source=sample.lod_source, tumor_fraction=sample.tumor_fraction,
+        median_depth=sample.median_depth, n_records=sample.n_records,
+        kb_version=sample.kb_version, ingested_at=now, superseded_at=None,
+    )
+
+
+def _event_row(action: str, sample: PreparedSample, run_id: str | None,
+               now: datetime) -> dict[str, Any]:
+    return {"at": now, "action": action, "sample_id": sample.sample_id,
+            "path": sample.source_path, "content_sha256": sample.content_sha256,
+            "error": None, "run_id": run_id}

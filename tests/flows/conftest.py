@@ -74,7 +74,9 @@ def lab_env(tmp_path: Path, smtp_server: tuple[RecordingHandler, int],
     handler, port = smtp_server
     inbox, config = write_demo_inbox(tmp_path, date(2026, 11, 21))
     lab = yaml.safe_load(config.read_text(encoding="utf-8"))
-    lab["notify"].update(delivery_retries=1, delivery_retry_delays_seconds=[0.1])  # no 70 s waits
+    # no 70 s waits; no backoff between the back-to-back runs of a test
+    lab["notify"].update(delivery_retries=1, delivery_retry_delays_seconds=[0.1],
+                         retry_backoff_minutes=[0])
     config.write_text(yaml.safe_dump(lab), encoding="utf-8")
     monkeypatch.setenv("CTDNA_CONFIG", str(config))
     monkeypatch.setenv("CTDNA_DB_URL", f"sqlite:///{tmp_path / 'store.sqlite'}")

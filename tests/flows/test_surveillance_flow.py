@@ -18,9 +18,15 @@ FALLBACK = {"molecular-lab@hospital.example"}
 
 
 def _run(inbox: Path, **kwargs: Any) -> Any:
-    from flows.surveillance import surveillance_run
+    """Run the flow; its summary (a run with problems ends Failed, carrying the summary)."""
+    from flows.surveillance import summary_of, surveillance_run
 
-    return surveillance_run(inbox=str(inbox), **kwargs)
+    state = surveillance_run(inbox=str(inbox), return_state=True, **kwargs)
+    summary = summary_of(state)
+    assert state.is_failed() == bool(summary.problems()), (state.type, state.message)
+    if state.is_failed():
+        assert state.message == f"run {summary.run_id}: " + "; ".join(summary.problems())
+    return summary
 
 
 def _tree_digest(folder: Path) -> dict[str, str]:
@@ -42,8 +48,10 @@ def test_scheduled_run_end_to_end_then_nothing_new(lab_env: dict[str, Any]) -> N
     assert summary.reports_written == 4
     reports = lab_env["tmp"] / "reports"
     assert (reports / "cohort.html").is_file()
+    from pipeline.service import patient_report_name
+
     assert {p.name for p in reports.glob("patient-*.html")} == {
-        f"patient-{p}.html" for p in DEMO_PATIENTS}
+        patient_report_name(p) for p in DEMO_PATIENTS}
     assert summary.emails_sent == len(handler.messages) > 0
     assert not summary.emails_pending
 
@@ -79,6 +87,7 @@ def test_smtp_outage_then_recovery_delivers_each_alert_once(lab_env: dict[str, A
     first = _run(inbox)
     assert first.notifications_created > 0
     assert first.emails_pending and first.emails_sent == 0
+    assert first.emails_deferred == first.notifications_created
     assert handler.messages == []
     handler.refuse = False
     second = _run(inbox)  # nothing new in the inbox, but pending alerts are delivered

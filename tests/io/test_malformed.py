@@ -9,10 +9,10 @@ from pathlib import Path
 import pysam
 import pytest
 
-from pipeline.errors import InputError, InvalidVariantFileError
+from pipeline.errors import InvalidVariantFileError
 from pipeline.io import read_variant_file
 
-from .conftest import FIXTURES, realdata_dir
+from .conftest import FIXTURES
 
 
 def _read(path: Path, **kw):
@@ -128,24 +128,4 @@ def test_pysam_verbosity_restored() -> None:
     assert pysam.set_verbosity(before) == before
 
 
-def _first_sample(path: Path) -> str | None:
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("#CHROM"):
-            cols = line.split("\t")
-            return cols[9] if len(cols) > 9 and cols[9] else None
-    return None
-
-
-_EBI = sorted((realdata_dir() / "EBIvariation__vcf-validator").glob("v4.*/*/*.vcf"))
-
-
-@pytest.mark.realdata
-@pytest.mark.parametrize("path", _EBI, ids=[p.name for p in _EBI])
-def test_ebi_validator_files_never_crash(path: Path) -> None:
-    try:
-        result = _read(path, vcf_sample=_first_sample(path))
-    except InvalidVariantFileError:
-        return
-    except InputError as exc:  # pragma: no cover - reported clearly if it ever happens
-        pytest.fail(f"unexpected {type(exc).__name__}: {exc}")
-    assert result.n_records >= 0
+# The EBI vcf-validator suite: tests/io/test_ebi_suite.py (through the real ingest).

@@ -49,16 +49,43 @@ def test_vardict_tumor_first_and_duplicate_filter(realdata: Path) -> None:
     assert result.calls.loc[1, "filter"] == "REJECT"  # "REJECT;REJECT" de-duplicated
 
 
+def _strelka_tier1_vaf(rec: dict) -> float:
+    """Strelka user guide, "Somatic variant allele frequencies", computed from the raw text:
+    SNV tier-1 {ALT}U / ({REF}U + {ALT}U); indel TIR / (TAR + TIR) (first value = tier 1)."""
+    fmt = rec["FMT"]
+    if "TIR" in fmt:
+        tir, tar = int(fmt["TIR"].split(",")[0]), int(fmt["TAR"].split(",")[0])
+        return tir / (tar + tir)
+    alt = int(fmt[f"{rec['ALT'][0]}U"].split(",")[0])
+    ref = int(fmt[f"{rec['REF']}U"].split(",")[0])
+    return alt / (ref + alt)
+
+
 def test_strelka2_tier1_counts(realdata: Path) -> None:
     path = realdata / "umccr__vcf_stuff/test-strelka2.vcf.gz"
     result = _read(path, vcf_sample="tumor_downsample")
     expected = text_records(path, "tumor_downsample")
-    exp = []
-    for r in expected:
-        tiers = {b: int(r["FMT"][f"{b}U"].split(",")[0]) for b in "ACGT"}
-        exp.append(tiers[r["ALT"][0]] / sum(tiers.values()))
-    np.testing.assert_allclose(result.calls["vaf"], exp, atol=1e-9)
+    assert len(result.calls) == len(expected) == 37
+    np.testing.assert_allclose(result.calls["vaf"], [_strelka_tier1_vaf(r) for r in expected],
+                               atol=1e-12)
     assert set(result.calls["vaf_source"]) == {"strelka_tier1"}
+    # issue #10 item 8: dividing by all four base counts put 9 of these 37 VAFs 0.5-4 % low
+    four = [int(r["FMT"][f"{r['ALT'][0]}U"].split(",")[0])
+            / sum(int(r["FMT"][f"{b}U"].split(",")[0]) for b in "ACGT") for r in expected]
+    assert int((~np.isclose(result.calls["vaf"], four, rtol=1e-3)).sum()) == 9
+
+
+def test_strelka1_snvs_and_indels_tier1(realdata: Path) -> None:
+    path = realdata / "mskcc__vcf2maf/test_strelka.vcf"
+    result = _read(path, vcf_sample="TUMOR", genome_build="b37")
+    expected = text_records(path, "TUMOR")
+    assert len(result.calls) == len(expected) == 240
+    assert any("TIR" in r["FMT"] for r in expected)  # both kinds are exercised
+    np.testing.assert_allclose(result.calls["vaf"], [_strelka_tier1_vaf(r) for r in expected],
+                               atol=1e-12)
+    assert result.calls["alt_reads"].tolist() == [
+        int(r["FMT"]["TIR" if "TIR" in r["FMT"] else f"{r['ALT'][0]}U"].split(",")[0])
+        for r in expected]
 
 
 def test_with_two_columns_and_no_tumor_header_is_an_error(realdata: Path) -> None:
@@ -125,14 +152,16 @@ def test_strelka1_without_contigs(realdata: Path) -> None:
     assert result.genome_build == "GRCh37"
     assert any("no ##contig" in w for w in result.warnings)
     first = text_records(path, "TUMOR")[0]
-    tiers = {b: int(first["FMT"][f"{b}U"].split(",")[0]) for b in "ACGT"}
-    assert result.calls.loc[0, "vaf"] == pytest.approx(tiers["T"] / sum(tiers.values()))
+    assert result.calls.loc[0, "vaf"] == pytest.approx(_strelka_tier1_vaf(first))
 
 
 def test_varscan_freq_percent(realdata: Path) -> None:
     path = realdata / "mskcc__vcf2maf/test_varscan.vcf"
     result = _read(path, vcf_sample="TUMOR", genome_build="GRCh37")
-    expected = text_records(path, "TUMOR")
+    # record 92 has ALT 'A/T' (VarScan's ambiguous call): skipped with a warning (#10)
+    expected = [r for r in text_records(path, "TUMOR") if "/" not in r["ALT"][0]]
+    assert len(expected) == 499 and len(result.calls) == 499
+    assert any("record 92: field ALT" in w and "A/T" in w for w in result.warnings)
     np.testing.assert_allclose(
         result.calls["vaf"], [float(r["FMT"]["FREQ"].rstrip("%")) / 100 for r in expected],
         atol=1e-9)
