@@ -29,5 +29,8 @@ def one_run_at_a_time() -> Iterator[None]:
     from prefect.concurrency.sync import concurrency
 
     ensure_limit()
-    with concurrency(LIMIT_NAME, occupy=1, strict=True):
+    # The holder renews its lease while it runs; a killed run's slot is freed when its
+    # lease lapses, so a short lease lets the re-run after a crash start within a minute
+    # (default 300 s would hold crash recovery back five minutes).
+    with concurrency(LIMIT_NAME, occupy=1, strict=True, lease_duration=60):
         yield
