@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 
+from flows.run_lock import one_run_at_a_time
 from flows.surveillance import RunSummary, _deliver, _evaluate_report_enqueue
 from flows.tasks import TASK_OPTIONS, context, new_run_id
 from pipeline.ingest import reannotate
@@ -40,11 +41,12 @@ def reevaluate(
     settings, _store, _kb = context()
     run_id = new_run_id()
     summary = RunSummary(run_id=run_id)
-    patients = select_patients_task(patient_ids)
-    if reannotate_observations:
-        updated = reannotate_task(patients)
-        logger.info("re-annotated %d observation(s)", updated)
-    _evaluate_report_enqueue(patients, reports, settings, summary)
-    if notify:
-        _deliver(run_id, outbox, summary)
+    with one_run_at_a_time():  # never alongside a surveillance run (#12 item 3)
+        patients = select_patients_task(patient_ids)
+        if reannotate_observations:
+            updated = reannotate_task(patients)
+            logger.info("re-annotated %d observation(s)", updated)
+        _evaluate_report_enqueue(patients, reports, settings, summary)
+        if notify:
+            _deliver(run_id, outbox, summary)
     return summary

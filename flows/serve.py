@@ -2,8 +2,9 @@
 
 ``ctdna serve`` serves all three from one long-running process (Prefect ``serve``): no
 work pool is needed on a single host; for several hosts see docs/deployment.md. The
-schedule's cron and timezone come from configs (``schedule``); the scheduled deployment
-has a concurrency limit of 1, so scheduled runs never overlap (a late run is queued).
+schedule's cron and timezone come from configs (``schedule``). Runs of all three never
+overlap: each flow holds the one slot of the global concurrency limit
+``ctdna-surveillance`` (flows/run_lock.py), so a manual run waits for a scheduled one.
 """
 
 from __future__ import annotations

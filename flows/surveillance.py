@@ -17,6 +17,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
+from flows.run_lock import one_run_at_a_time
+from flows.run_report import publish_run_artifacts, redact_rejection, surveillance_run_name
 from flows.tasks import (
     deliver_alerts_task,
     enqueue_alerts_task,
@@ -48,6 +50,8 @@ class RunSummary(BaseModel):
     amended: int = 0
     unchanged: int = 0
     rejected: list[str] = Field(default_factory=list)
+    # the same rejections without sample accession or file name (Prefect artifacts, #12)
+    rejected_reasons: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)  # tolerated input defects (#10)
     patients_evaluated: int = 0
     reports_written: int = 0
@@ -117,8 +121,8 @@ def _notify_ops_of_failure(flow: Any, flow_run: Any, state: Any) -> None:
     )
 
 
-@flow(name="surveillance-run", log_prints=False, on_failure=[_notify_ops_of_failure],
-      on_crashed=[_notify_ops_of_failure])
+@flow(name="surveillance-run", flow_run_name=surveillance_run_name, log_prints=False,
+      on_failure=[_notify_ops_of_failure], on_crashed=[_notify_ops_of_failure])
 def surveillance_run(
     inbox: str,
     outbox: str | None = None,
@@ -147,6 +151,13 @@ def surveillance_run(
     notify
         Send alert emails (False for back-fills).
     """
+    with one_run_at_a_time():
+        return _surveillance(inbox, outbox, reports, sample_ids, force, dry_run, notify)
+
+
+def _surveillance(inbox: str, outbox: str | None, reports: str | None,
+                  sample_ids: list[str] | None, force: bool, dry_run: bool,
+                  notify: bool) -> Any:
     logger = get_run_logger()
     settings = load_settings()
     run_id = new_run_id()
@@ -184,6 +195,8 @@ def surveillance_run(
     summary.ingested, summary.amended = len(total.ingested), len(total.amended)
     summary.unchanged = len(total.unchanged)
     summary.rejected = [r.error for r in total.rejected]
+    summary.rejected_reasons = [redact_rejection(r.error, r.path, r.sample_id)
+                                for r in total.rejected]
     summary.warnings = [w.one_line() for w in total.warnings]
     logger.info("samples: %d ingested, %d amended, %d unchanged, %d rejected",
                 summary.ingested, summary.amended, summary.unchanged, len(summary.rejected))
@@ -219,6 +232,7 @@ def _final(summary: RunSummary) -> Any:
     The work that could be done is done; the state makes the failure visible in Prefect
     (and fires the ops hook) with a PHI-free message of counts (issue #10 item 3).
     """
+    publish_run_artifacts(summary)  # the run's page in the Prefect UI (#12 item 3)
     problems = summary.problems()
     if not problems:
         return summary

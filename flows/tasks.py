@@ -212,4 +212,12 @@ def deliver_alerts_task(run_id: str, outbox: str | None) -> dict[str, Any]:
 
 
 def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
+    """ctdna's run id: the Prefect flow-run id inside a flow run (issue #12 item 3).
+
+    The same id then names the run in the store's ledger, the run summary and the Prefect
+    UI (``/runs/flow-run/<id>``). Outside a flow run (library use) a random 12-hex id.
+    """
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.id
+    return str(run_id) if run_id else uuid.uuid4().hex[:12]

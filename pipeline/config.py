@@ -201,7 +201,10 @@ class SmtpSettings(_Strict):
     host: str | None = None
     port: int | None = None
     user: str | None = None
+    # From CTDNA_SMTP_PASSWORD or a Prefect block, never from YAML (load_settings, #12)
     password: str | None = Field(None, repr=False)
+    password_block: str | None = Field(
+        None, description="Name of a Prefect Secret block holding the SMTP password")
     tls: Literal["starttls", "ssl", "none"] = "starttls"
     timeout_seconds: float = 30
 
@@ -414,7 +417,16 @@ def load_settings(
     source = defaults_path
     if override_path:
         source = Path(override_path)
-        merged = _deep_merge(merged, _read_yaml(source))
+        lab = _read_yaml(source)
+        smtp_yaml = (lab.get("notify") or {}).get("smtp") if isinstance(
+            lab.get("notify"), dict) else None
+        if isinstance(smtp_yaml, dict) and "password" in smtp_yaml:
+            # A password in a plain-text file is readable by anyone who can read configs.
+            raise ConfigError(
+                "an SMTP password is not accepted in a YAML file; set CTDNA_SMTP_PASSWORD "
+                "or save it in a Prefect Secret block and name it in "
+                "notify.smtp.password_block", path=source, field="notify.smtp.password")
+        merged = _deep_merge(merged, lab)
     merged = _deep_merge(merged, _env_overrides(env))
     try:
         return Settings.model_validate(merged)

@@ -125,6 +125,11 @@ class SmtpTransport:
         self.host = smtp.host
         self.port = smtp.port or _DEFAULT_PORTS[smtp.tls]
         self.ssl_context = ssl_context
+        self.password = smtp.password
+        if self.password is None and smtp.password_block:
+            from pipeline.notify.secrets import secret_from_block
+
+            self.password = secret_from_block(smtp.password_block)
 
     def _context(self) -> ssl.SSLContext:
         return self.ssl_context or ssl.create_default_context()
@@ -143,7 +148,7 @@ class SmtpTransport:
                 client.starttls(context=self._context())
                 client.ehlo()
             if self.smtp.user:
-                client.login(self.smtp.user, self.smtp.password or "")
+                client.login(self.smtp.user, self.password or "")
         except BaseException:
             _quietly_close(client)
             raise

@@ -75,10 +75,12 @@ def test_starttls_not_offered_is_refused_not_downgraded(tmp_path, smtp_server):
 
 
 def test_login_without_tls_is_a_config_error(tmp_path):
+    # the password comes from the environment (a YAML password is refused, #12)
     settings = make_settings(tmp_path, smtp={"host": "relay.example", "tls": "none",
-                                             "user": "u", "password": "p"})
+                                             "user": "u"})
+    smtp = settings.notify.smtp.model_copy(update={"password": "p"})
     with pytest.raises(ConfigError, match=r"notify\.smtp\.tls"):
-        SmtpTransport(settings.notify.smtp)
+        SmtpTransport(smtp)
 
 
 def test_default_ports(tmp_path):
