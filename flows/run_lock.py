@@ -24,10 +24,17 @@ def ensure_limit() -> None:
 
 
 @contextmanager
-def one_run_at_a_time() -> Iterator[None]:
-    """Hold the single slot of ``ctdna-surveillance`` for the duration of the block."""
+def one_run_at_a_time(enabled: bool = True) -> Iterator[None]:
+    """Hold the single slot of ``ctdna-surveillance`` for the duration of the block.
+
+    ``enabled`` is ``schedule.exclusive_runs`` of the config; when False the block runs
+    without the slot (each deployment still has its own limit of 1, flows/serve.py).
+    """
     from prefect.concurrency.sync import concurrency
 
+    if not enabled:
+        yield
+        return
     ensure_limit()
     # The holder renews its lease while it runs; a killed run's slot is freed when its
     # lease lapses, so a short lease lets the re-run after a crash start within a minute

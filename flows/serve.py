@@ -2,9 +2,10 @@
 
 ``ctdna serve`` serves all three from one long-running process (Prefect ``serve``): no
 work pool is needed on a single host; for several hosts see docs/deployment.md. The
-schedule's cron and timezone come from configs (``schedule``). Runs of all three never
-overlap: each flow holds the one slot of the global concurrency limit
-``ctdna-surveillance`` (flows/run_lock.py), so a manual run waits for a scheduled one.
+schedule's cron and timezone come from configs (``schedule``). Each deployment has a
+concurrency limit of 1; with ``schedule.exclusive_runs`` all runs share the one slot of the
+global concurrency limit ``ctdna-surveillance`` (flows/run_lock.py; opt-in, see
+docs/deployment.md).
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ def surveillance_run(
     notify
         Send alert emails (False for back-fills).
     """
-    with one_run_at_a_time():
+    with one_run_at_a_time(load_settings().schedule.exclusive_runs):
         return _surveillance(inbox, outbox, reports, sample_ids, force, dry_run, notify)
 
 

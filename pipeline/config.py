@@ -248,6 +248,14 @@ class NotifySettings(_Strict):
 class ScheduleSettings(_Strict):
     cron: str = "0 6 * * 1-5"
     timezone: str = "Europe/Berlin"
+    exclusive_runs: bool = Field(
+        default=False,
+        description="Hold the one slot of the Prefect global concurrency limit "
+        "'ctdna-surveillance' for every surveillance and re-evaluation run, whichever "
+        "deployment started it (flows/run_lock.py). Off by default: a run killed with -9 "
+        "keeps the slot until Prefect's lease service frees it, which held every later run "
+        "for minutes in our fault-injection tests (docs/deployment.md)",
+    )
 
 
 class IngestSettings(_Strict):
