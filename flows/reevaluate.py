@@ -41,7 +41,8 @@ def reevaluate(
     settings, _store, _kb = context()
     run_id = new_run_id()
     summary = RunSummary(run_id=run_id)
-    with one_run_at_a_time(settings.schedule.exclusive_runs):  # never alongside a surveillance run (#12 item 3)
+    # never alongside a surveillance run when the shared slot is on (#12 item 3)
+    with one_run_at_a_time(settings.schedule.exclusive_runs):
         patients = select_patients_task(patient_ids)
         if reannotate_observations:
             updated = reannotate_task(patients)
