@@ -49,7 +49,11 @@ def test_version_names_package_and_knowledge_base() -> None:
 def test_show_completion_script_and_real_completions() -> None:
     if not CTDNA_SCRIPT.is_file():
         pytest.skip("ctdna console script not installed in this environment")
-    script = run("--show-completion", "bash", cmd=[str(CTDNA_SCRIPT)])
+    # Typer detects the user's shell from the process tree; under CI the parent is `sh`
+    # (make), which Typer cannot complete for, so name the shell explicitly (Typer's own
+    # switch for that) instead of depending on who launched pytest.
+    script = run("--show-completion", "bash", cmd=[str(CTDNA_SCRIPT)],
+                 env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert script.returncode == 0, script.stderr
     assert "complete -o default -F _ctdna_completion ctdna" in script.stdout
     # what bash gets back when the user presses TAB after "ctdna con" / "ctdna doctor --"
