@@ -92,3 +92,16 @@ def settings() -> object:
     from pipeline.config import load_settings
 
     return load_settings(env={})
+
+
+@pytest.fixture
+def sink() -> Iterator[object]:
+    """A real SMTP server on 127.0.0.1 that fails on command (tests/faults/smtp_sink.py);
+    shared by the outbox tests and the kill -9 fault-injection suite (issue #10)."""
+    from tests.faults.smtp_sink import FaultySink
+
+    s = FaultySink().start()
+    try:
+        yield s
+    finally:
+        s.stop()

@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -35,15 +34,6 @@ pytestmark = pytest.mark.flow
 
 REPO = Path(__file__).resolve().parents[2]
 KILLED = -signal.SIGKILL
-
-
-@pytest.fixture
-def sink() -> Iterator[FaultySink]:
-    s = FaultySink().start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture

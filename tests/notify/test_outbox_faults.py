@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,15 +23,6 @@ from pipeline.store.models import alert_notifications
 from tests.faults.smtp_sink import FaultyHandler, FaultySink
 
 from .helpers import add_patients, assessment, smtp_settings
-
-
-@pytest.fixture
-def sink() -> Iterator[FaultySink]:
-    s = FaultySink().start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def _setup(engine: sa.Engine, tmp_path: Path, sink: FaultySink, **notify: object):
