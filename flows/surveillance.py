@@ -55,6 +55,8 @@ class RunSummary(BaseModel):
     warnings: list[str] = Field(default_factory=list)  # tolerated input defects (#10)
     patients_evaluated: int = 0
     reports_written: int = 0
+    #: Reports of evaluated patients left as they were: same content (#11 item 3).
+    reports_unchanged: int = 0
     notifications_created: int = 0
     emails_sent: int = 0
     emails_pending: bool = False
@@ -96,7 +98,8 @@ class RunSummary(BaseModel):
         lines += [f"  warning: {warning}" for warning in self.warnings]
         if not self.dry_run:
             lines.append(f"patients evaluated: {self.patients_evaluated}; reports written: "
-                         f"{self.reports_written} in {self.reports_dir}")
+                         f"{self.reports_written}, unchanged: {self.reports_unchanged} in "
+                         f"{self.reports_dir}")
             lines.append(f"alert notifications: {self.notifications_created} new, "
                          f"{self.emails_sent} sent, {self.emails_deferred} deferred (will be "
                          f"retried), {self.emails_dead_lettered} dead-lettered"
@@ -265,8 +268,11 @@ def _evaluate_report_enqueue(patients: list[str], reports: str | None, settings:
     fault_point("after_evaluate")
     reports_dir = str(Path(reports or settings.paths.reports).resolve())
     summary.reports_dir = reports_dir
-    report_paths = write_reports_task(results, reports_dir)
-    summary.reports_written = len(report_paths)
+    reports_step = write_reports_task(results, reports_dir)
+    report_paths = reports_step["paths"]
+    # only reports whose content changed are rewritten (#11 item 3)
+    summary.reports_written = reports_step["reports_written"]
+    summary.reports_unchanged = reports_step["reports_unchanged"]
     fault_point("after_reports")
     enqueued = enqueue_alerts_task(
         results, _report_locations(settings.notify.report_base_url, report_paths))

@@ -24,13 +24,10 @@ from pipeline.ingest import IngestReport, IngestWarning, ingest_manifest, ingest
 from pipeline.ingest import prepare_sample as _prepare_sample
 from pipeline.io.manifest import RowRejection, read_manifest, read_therapies
 from pipeline.knowledge import KnowledgeBase, knowledge_base_for
-from pipeline.progress import tracked
 from pipeline.service import (
     EvaluationResult,
     evaluate_patients,
-    patient_report_name,
-    write_cohort_report,
-    write_patient_report,
+    write_reports,
 )
 from pipeline.store.repository import Store
 
@@ -147,20 +144,13 @@ def evaluate_task(patient_ids: list[str] | None) -> list[EvaluationResult]:
 
 
 @task(name="write-reports", **TASK_OPTIONS)
-def write_reports_task(results: list[EvaluationResult], reports_dir: str) -> dict[str, str]:
-    """Write the touched patients' reports and the cohort page; returns patient → path."""
+def write_reports_task(results: list[EvaluationResult], reports_dir: str) -> dict[str, Any]:
+    """Write the touched patients' reports (only those whose content changed) and the cohort
+    page. Returns ``{"paths": {patient: path}, "reports_written": n, "reports_unchanged": n,
+    "charts_drawn": n, "cohort_written": 0|1}`` (issue #11 item 3)."""
     settings, store, kb = context()
-    folder = Path(reports_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    written: dict[str, str] = {}
-    for result in tracked(results, "reports"):
-        patient_id = result.assessment.patient_id
-        path = write_patient_report(store, settings, kb, patient_id,
-                                    folder / patient_report_name(patient_id),
-                                    assessment=result.assessment)
-        written[patient_id] = str(path)
-    write_cohort_report(store, settings, kb, folder / "cohort.html")
-    return written
+    outcome = write_reports(store, settings, kb, results, Path(reports_dir))
+    return {"paths": outcome.paths, **outcome.counts()}
 
 
 @task(name="enqueue-alerts", **TASK_OPTIONS)

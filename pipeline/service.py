@@ -6,6 +6,7 @@ vectorised over the cohort, and the results are written back in bulk.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -21,6 +22,8 @@ if TYPE_CHECKING:  # loaded where used: `ctdna observations` needs no pandas (#1
     from pipeline.assessment import Assessment
     from pipeline.config import Settings
     from pipeline.knowledge import KnowledgeBase
+    from pipeline.report.batch import ReportsOutcome
+    from pipeline.report.render import CohortRow
 
 #: ``ctdna observations --json`` fields (contract order), then extensions.
 OBSERVATION_JSON_FIELDS = (
@@ -106,20 +109,25 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
     return results
 
 
-def alert_history(store: Store, patient_id: str) -> list[dict[str, Any]]:
-    """Every alert of every stored assessment of the patient, oldest first."""
-    frame = store.assessments_frame(patient_id)
-    history: list[dict[str, Any]] = []
+def alert_histories(store: Store, patient_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every alert of every stored assessment of each patient, oldest first (one query)."""
+    frame = store.assessments_frame(patient_ids=patient_ids)
+    histories: dict[str, list[dict[str, Any]]] = {pid: [] for pid in patient_ids}
     for row in frame.to_dict("records"):
         payload = row["payload"]
         for alert in payload.get("alerts", []):
-            history.append({
+            histories.setdefault(row["patient_id"], []).append({
                 "evaluated_at": row["evaluated_at"], "as_of": row["as_of"],
                 "status": row["status"], "rule_id": alert["rule_id"], "tier": alert["tier"],
                 "title": alert["title"], "config_version": row["config_version"],
                 "kb_version": row["kb_version"],
             })
-    return history
+    return histories
+
+
+def alert_history(store: Store, patient_id: str) -> list[dict[str, Any]]:
+    """Every alert of every stored assessment of the patient, oldest first."""
+    return alert_histories(store, [patient_id])[patient_id]
 
 
 def reports_dir(settings: Settings, override: Path | None = None) -> Path:
@@ -161,22 +169,117 @@ def write_patient_report(store: Store, settings: Settings, kb: KnowledgeBase, pa
     return write_html(out, html)
 
 
+def write_reports(store: Store, settings: Settings, kb: KnowledgeBase,
+                  results: list[EvaluationResult], folder: Path, *,
+                  today: date | None = None) -> ReportsOutcome:
+    """The run's report step: the evaluated patients' reports and the cohort page.
+
+    Only reports whose content changed are rewritten (issue #11 item 3); the store is read
+    once for the batch. The trend chart of each patient that may get an email (alerts, or a
+    tier change) is drawn as PNG too and left in ``<folder>/.charts`` for the email builder
+    (``ChartCache.for_reports(folder).png``).
+
+    Returns
+    -------
+    ReportsOutcome
+        ``paths`` (patient -> report, written or unchanged), ``written``, ``unchanged``,
+        the cohort page and whether it was rewritten; ``counts()`` for the run summary.
+    """
+    from pipeline.report.batch import write_patient_reports
+    from pipeline.report.chartcache import ChartCache
+
+    ids = [r.assessment.patient_id for r in results]
+    png_for = {r.assessment.patient_id for r in results
+               if r.assessment.alerts or (r.previous_status is not None
+                                          and r.previous_status != r.assessment.status)}
+    outcome = write_patient_reports(
+        ids, store.observations_frame(ids), store.samples_frame(ids), store.therapies_frame(ids),
+        {r.assessment.patient_id: r.assessment for r in results}, alert_histories(store, ids),
+        settings, kb.sources(), folder, patient_report_name,
+        charts=ChartCache.for_reports(folder), png_for=png_for)
+    cohort, written = _cohort_page(store, settings, kb, folder / "cohort.html", today=today,
+                                   results=results, only_if_changed=True)
+    outcome.cohort_path, outcome.cohort_written = str(cohort), written
+    return outcome
+
+
+def _stored_current(store: Store, settings: Settings, kb: KnowledgeBase, today: date,
+                    exclude: set[str]) -> tuple[dict[str, Assessment], list[str]]:
+    """Stored latest assessments that are today's truth, and the patients that need one.
+
+    A stored assessment is reused when it was made for ``today`` with the current
+    configuration and knowledge base and the patient has no newer data (not in the work
+    queue); anything else is evaluated again (not stored), as the page always did. This is
+    the one place that decides it for the cohort page.
+    """
+    from pipeline.assessment import Assessment
+
+    latest = store.latest_assessments_frame()
+    pending = set(store.pending_patients())
+    reused: dict[str, Assessment] = {}
+    if not latest.empty:
+        as_of = latest["as_of"].astype(str).str[:10]
+        ok = ((as_of == today.isoformat())
+              & (latest["config_version"] == settings.version_label())
+              & (latest["kb_version"] == str(kb.version))
+              & ~latest["patient_id"].isin(pending | exclude))
+        for pid, payload in zip(latest.loc[ok, "patient_id"], latest.loc[ok, "payload"],
+                                strict=True):
+            reused[str(pid)] = Assessment.model_validate(payload)
+    missing = [pid for pid in store.patient_ids() if pid not in reused and pid not in exclude]
+    return reused, missing
+
+
+def cohort_rows(store: Store, settings: Settings, kb: KnowledgeBase, today: date, *,
+                results: list[EvaluationResult] | None = None) -> list[CohortRow]:
+    """One :class:`CohortRow` per patient of the store, as of ``today``.
+
+    ``results`` (this run's evaluations) are used as they are; the other patients' stored
+    assessments are reused when current (see :func:`_stored_current`), else evaluated.
+    """
+    from pipeline.report.render import CohortRow
+
+    fresh = {r.assessment.patient_id: r.assessment for r in results or []}
+    reused, missing = _stored_current(store, settings, kb, today, set(fresh))
+    evaluated = evaluate_patients(store, settings, kb, missing, today, persist=False) \
+        if missing else []
+    assessments = {**reused, **fresh, **{r.assessment.patient_id: r.assessment
+                                         for r in evaluated}}
+    last_draw, alterations = store.cohort_facts()
+    teams = store.care_teams(list(assessments))
+    return [
+        CohortRow.from_assessment(a, [last_draw[pid]] if pid in last_draw else [], settings,
+                                  care_team=teams.get(pid),
+                                  alterations=alterations.get(pid, ()))
+        for pid, a in sorted(assessments.items())
+    ]
+
+
+def _cohort_page(store: Store, settings: Settings, kb: KnowledgeBase, out: Path, *,
+                 today: date | None, results: list[EvaluationResult] | None,
+                 only_if_changed: bool) -> tuple[Path, bool]:
+    from pipeline.report.batch import ReportManifest, content_digest
+    from pipeline.report.render import render_cohort_report, write_html
+
+    now = datetime.now()
+    day = today or now.date()
+    rows = cohort_rows(store, settings, kb, day, results=results)
+    manifest = ReportManifest(out.parent)
+    fingerprint = content_digest([dataclasses.astuple(r) for r in rows], day,
+                                 settings.version_label(), settings.cadence.overdue_grace_days)
+    if only_if_changed and manifest.current(out.name, fingerprint):
+        return out, False
+    path = write_html(out, render_cohort_report(rows, settings, generated_at=now))
+    manifest.entries[out.name] = fingerprint
+    manifest.save()
+    return path, True
+
+
 def write_cohort_report(store: Store, settings: Settings, kb: KnowledgeBase, out: Path, *,
                         today: date | None = None) -> Path:
-    """Render and write the lab's cohort overview."""
-    from pipeline.report.render import CohortRow, render_cohort_report, write_html
-
-    results = evaluate_patients(store, settings, kb, None, today, persist=False)
-    samples = store.samples_frame()
-    draw_dates = samples.groupby("patient_id")["collection_date"].apply(list).to_dict() \
-        if not samples.empty else {}
-    rows = [
-        CohortRow.from_assessment(r.assessment, draw_dates.get(r.assessment.patient_id, []),
-                                  settings, care_team=r.care_team)
-        for r in results
-    ]
-    html = render_cohort_report(rows, settings, generated_at=datetime.now())
-    return write_html(out, html)
+    """Render and write the lab's cohort overview (always rewritten: ``ctdna report``)."""
+    return _cohort_page(store, settings, kb, out, today=today, results=None,
+                        only_if_changed=False)[0]
 
 
 def pipeline_version() -> str:

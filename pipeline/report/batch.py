@@ -28,10 +28,13 @@ import pandas as pd
 import pipeline
 from pipeline.assessment import Assessment
 from pipeline.config import Settings
+from pipeline.progress import tracked
 from pipeline.report.chartcache import ChartCache, chart_code_version, frame_digests
 from pipeline.report.render import render_patient_report, write_html
 
-__all__ = ["MANIFEST_NAME", "ReportManifest", "ReportsOutcome", "write_patient_reports"]
+__all__ = [
+    "MANIFEST_NAME", "ReportManifest", "ReportsOutcome", "content_digest", "write_patient_reports",
+]
 
 #: The manifest of written reports' fingerprints, in the report folder.
 MANIFEST_NAME = ".reports-manifest.json"
@@ -113,7 +116,8 @@ class ReportManifest:
             raise
 
 
-def _digest(*parts: Any) -> str:
+def content_digest(*parts: Any) -> str:
+    """A 32-hex SHA-256 of ``parts`` as canonical JSON (dates as ISO text)."""
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
@@ -182,25 +186,25 @@ def write_patient_reports(
              "therapies": _split(therapies, ids)}
     digests = {"obs": frame_digests(observations), "samples": frame_digests(samples),
                "therapies": frame_digests(therapies)}
-    static = _digest(settings.version_label(), list(kb_sources), pipeline.__version__,
+    static = content_digest(settings.version_label(), list(kb_sources), pipeline.__version__,
                      chart_code_version(_REPORT_CODE))
     manifest = ReportManifest(target)
     outcome = ReportsOutcome()
     wanted_png = set(png_for)
     empty = {"obs": observations.iloc[0:0], "samples": samples.iloc[0:0],
              "therapies": therapies.iloc[0:0]}
-    for pid in ids:
+    for pid in tracked(ids, "reports"):  # the CLI's progress display (ambient reporter)
         assessment = assessments.get(pid)
-        frames = [parts[k].get(pid, empty[k]) for k in ("obs", "samples", "therapies")]
-        chart_fp = ChartCache.fingerprint(*(digests[k].get(pid, "-")
-                                            for k in ("obs", "samples", "therapies")),
-                                          assessment)
+        obs, draws, lines = (parts[k].get(pid, empty[k]) for k in ("obs", "samples", "therapies"))
+        chart_fp = ChartCache.fingerprint(digests["obs"].get(pid, "-"),
+                                          digests["samples"].get(pid, "-"),
+                                          digests["therapies"].get(pid, "-"), assessment)
         history = list(histories.get(pid, ()))
-        fingerprint = _digest(chart_fp, history, static)
+        fingerprint = content_digest(chart_fp, history, static)
         name = name_of(pid)
         path = target / name
         outcome.paths[pid] = str(path)
-        patient_charts = cache.charts(pid, *frames, assessment, fingerprint=chart_fp)
+        patient_charts = cache.charts(pid, obs, draws, lines, assessment, fingerprint=chart_fp)
         if pid in wanted_png:
             _ = patient_charts.png  # drawn now (or read when current) for the email
         else:
@@ -208,8 +212,8 @@ def write_patient_reports(
         if manifest.current(name, fingerprint):
             outcome.unchanged.append(pid)
             continue
-        html = render_patient_report(pid, *frames, assessment, history, settings, kb_sources,
-                                     chart_svg=patient_charts.svg)
+        html = render_patient_report(pid, obs, draws, lines, assessment, history, settings,
+                                     kb_sources, chart_svg=patient_charts.svg)
         write_html(path, html)
         manifest.entries[name] = fingerprint
         outcome.written.append(pid)

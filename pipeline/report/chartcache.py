@@ -98,7 +98,8 @@ def frame_digests(frame: pd.DataFrame, by: str = "patient_id") -> dict[str, str]
     if frame.empty or by not in frame.columns:
         return {}
     columns = sorted(str(c) for c in frame.columns)
-    data = frame[columns].astype(object).where(frame[columns].notna(), None).astype(str)
+    # text of each value (floats by repr, so exact); missing values hash as their own text
+    data = frame[columns].astype(str)
     rows = pd.util.hash_pandas_object(data, index=False).to_numpy()
     keys = frame[by].astype(str).to_numpy()
     order = pd.DataFrame({"k": keys, "h": rows}).sort_values(["k", "h"], kind="mergesort")
