@@ -203,6 +203,17 @@ def write_reports(store: Store, settings: Settings, kb: KnowledgeBase,
     return outcome
 
 
+def write_all_reports(store: Store, settings: Settings, kb: KnowledgeBase, folder: Path, *,
+                      today: date | None = None) -> ReportsOutcome:
+    """Every patient's report and the cohort page (``ctdna report --all``), as of today.
+
+    The patients are evaluated (not stored) as for ``ctdna report --patient``; reports whose
+    content is unchanged since the folder's last run are left as they are.
+    """
+    results = evaluate_patients(store, settings, kb, None, today, persist=False)
+    return write_reports(store, settings, kb, results, folder, today=today)
+
+
 def _stored_current(store: Store, settings: Settings, kb: KnowledgeBase, today: date,
                     exclude: set[str]) -> tuple[dict[str, Assessment], list[str]]:
     """Stored latest assessments that are today's truth, and the patients that need one.
