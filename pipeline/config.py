@@ -209,6 +209,38 @@ class SmtpSettings(_Strict):
     timeout_seconds: float = 30
 
 
+Tier = Literal["INFO", "WARNING", "FAILURE"]
+
+
+class ChannelConfig(BaseModel):
+    """One configured delivery channel besides the built-in ``email`` (issue #14 item 3).
+
+    ``type`` selects the channel module registered in :mod:`pipeline.notify.channels`
+    (``webhook``); the remaining keys are that module's options, validated by its own
+    pydantic model (unknown keys rejected) when the settings are loaded.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str = Field(..., description="Channel type, e.g. 'webhook'")
+
+    def options(self) -> dict[str, Any]:
+        """The channel-specific keys (everything but ``type``)."""
+        return dict(self.model_extra or {})
+
+
+class RouteSettings(_Strict):
+    """Which channel receives which care teams' notifications of which tiers."""
+
+    channel: str = Field(..., description="'email' or the name of a notify.channels entry")
+    care_teams: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Care-team keys of care_teams; '*' = every team, the fallback included")
+    tiers: list[Tier] = Field(
+        default_factory=lambda: ["INFO", "WARNING", "FAILURE"],
+        description="Notification tiers this route carries (INFO = recoveries)")
+
+
 class NotifySettings(_Strict):
     mail_from: str = "ctdna-surveillance@localhost"
     fallback_address: str = "lab-fallback@localhost"
@@ -243,6 +275,31 @@ class NotifySettings(_Strict):
         default_factory=list,
         description="Recipient domains allowed (empty: any); notes section 4.2.3",
     )
+    channels: dict[str, ChannelConfig] = Field(
+        default_factory=dict,
+        description="Delivery channels besides the built-in 'email' (issue #14), by name; "
+        "see docs/notifications.md",
+    )
+    routes: list[RouteSettings] = Field(
+        default_factory=lambda: [RouteSettings(channel="email")],
+        description="Routing per care team and tier; default: every notification by email",
+    )
+
+    @model_validator(mode="after")
+    def _channels_known(self) -> NotifySettings:
+        if "email" in self.channels:
+            raise ValueError("'email' is the built-in channel; give the channel another name")
+        if self.channels:
+            # Lazy import: the channel modules import this module (they read Settings).
+            from pipeline.notify.channels import validate_channel_config
+
+            for name, channel in self.channels.items():
+                validate_channel_config(name, channel.type, channel.options())
+        for route in self.routes:
+            if route.channel != "email" and route.channel not in self.channels:
+                raise ValueError(f"route to unknown channel {route.channel!r} (configure it "
+                                 "under notify.channels)")
+        return self
 
 
 class ScheduleSettings(_Strict):
@@ -312,6 +369,14 @@ class Settings(_Strict):
         None, description="Folder(s) of the lab's table profiles, searched before the shipped "
         "configs/profiles (env CTDNA_PROFILES_DIR overrides; #12 item 5)",
     )
+
+    @model_validator(mode="after")
+    def _routes_name_teams(self) -> Settings:
+        for route in self.notify.routes:
+            unknown = [t for t in route.care_teams if t != "*" and t not in self.care_teams]
+            if unknown:
+                raise ValueError(f"notify.routes: care team(s) {unknown} not in care_teams")
+        return self
 
     def assay(self, name: str | None) -> AssaySettings:
         """Settings of ``name`` (case-insensitive), else of the default assay."""

@@ -161,6 +161,17 @@ alert_notifications = sa.Table(
     # (backoff); NULL = now. ``message_id`` is now set at enqueue, so a re-send after a relay
     # stored-then-failed carries the same Message-ID and mail servers can deduplicate it.
     sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    # Migration 0004_alerting (issue #14): the ledger is keyed by (alert, channel). ``channel``
+    # names the configured channel (NULL = email); ``item_key`` is the channel-independent
+    # identity of the alert (``alert_key`` = item_key for email, sha256(item_key, channel)
+    # otherwise); rows sharing ``digest_ref`` are one message (one digest per patient, channel
+    # and run) and change state together (NULL = a digest of one: its own ``ref``).
+    sa.Column("channel", sa.String(64), nullable=True),
+    sa.Column("item_key", sa.String(64), nullable=True),
+    sa.Column("digest_ref", sa.String(16), nullable=True),
+    sa.Column("receipt", sa.Text, nullable=True),  # what the channel reported on acceptance
+    sa.Index("ix_alert_notifications_digest", "digest_ref"),
+    sa.Index("ix_alert_notifications_state", "state"),
 )
 
 # Migration 0002 (issue #10 item 1): the durable work queue from sample to email. A row is
