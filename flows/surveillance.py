@@ -28,6 +28,7 @@ from flows.tasks import (
     ingest_therapies_task,
     mark_processed_task,
     new_run_id,
+    ops_notice_task,
     pending_patients_task,
     prepare_store_task,
     scan_inbox_task,
@@ -55,6 +56,7 @@ class RunSummary(BaseModel):
     warnings: list[str] = Field(default_factory=list)  # tolerated input defects (#10)
     patients_evaluated: int = 0
     reports_written: int = 0
+    #: Messages (digests: one per patient and channel) created by this run (issue #14).
     notifications_created: int = 0
     emails_sent: int = 0
     emails_pending: bool = False
@@ -65,6 +67,8 @@ class RunSummary(BaseModel):
     dead_letter_refs: list[str] = Field(default_factory=list)
     #: PHI-free warnings: routing fall-backs, refused recipients, recovered deliveries.
     warnings: list[str] = Field(default_factory=list)
+    #: Routing fall-backs of this run (team names only): part of the ops notice (#14 item 5).
+    routing_warnings: list[str] = Field(default_factory=list)
     reports_dir: str | None = None
     outbox: str | None = None
     quarantine_dir: str | None = None
@@ -217,6 +221,10 @@ def _surveillance(inbox: str, outbox: str | None, reports: str | None,
     fault_point("after_deliver")
     # Inbox files count as processed only now that their run has finished (item 1).
     mark_processed_task(processed, run_id)
+    # One ops email per run, only when something needs a human (issue #14 item 5).
+    summary.warnings += ops_notice_task(run_id, outbox, summary.rejected_reasons,
+                                        summary.dead_letter_refs, summary.routing_warnings,
+                                        summary.emails_deferred, [])
     if not _smtp_configured(settings):
         summary.outbox = str(Path(outbox or settings.notify.outbox).resolve())
     logger.info("run %s: %d patient(s) evaluated, %d notification(s) created, %d sent, "
@@ -272,6 +280,8 @@ def _evaluate_report_enqueue(patients: list[str], reports: str | None, settings:
         results, _report_locations(settings.notify.report_base_url, report_paths))
     summary.notifications_created += enqueued["created"]
     summary.warnings += [w for w in enqueued["warnings"] if w not in summary.warnings]
+    summary.routing_warnings += [w for w in enqueued["warnings"]
+                                 if w not in summary.routing_warnings]
     fault_point("after_enqueue")
 
 

@@ -112,18 +112,22 @@ def channel_key(item_key: str, channel: str) -> str:
 
 
 class EnqueueResult(list[int]):
-    """The ledger row ids created (a ``list[int]``), plus operations warnings.
+    """The ledger row ids created (a ``list[int]``), plus digests and operations warnings.
 
     Attributes
     ----------
     warnings
         Routing warnings (no PHI) for the caller to log and mail to ops; only reported when
         a row was actually created, so an unchanged patient does not re-warn every night.
+    digests
+        References of the digests (messages) created: one per patient and channel.
     """
 
-    def __init__(self, ids: list[int] | None = None, warnings: list[str] | None = None) -> None:
+    def __init__(self, ids: list[int] | None = None, warnings: list[str] | None = None,
+                 digests: list[str] | None = None) -> None:
         super().__init__(ids or [])
         self.warnings: list[str] = list(warnings or [])
+        self.digests: list[str] = list(digests or [])
 
 
 def _utc(now: datetime | None) -> datetime:
@@ -271,6 +275,7 @@ def enqueue_for_assessment(
               "state": PENDING, "attempts": 0, "created_at": _utc(now)}
     domain = sender_domain(settings.notify.mail_from)
     created: list[int] = []
+    digests: list[str] = []
     for channel, channel_items in by_channel.items():
         route = resolve_route(channel, care_team, settings)
         # One Message-ID per digest, fixed at enqueue: every re-send of this message carries
@@ -286,8 +291,9 @@ def enqueue_for_assessment(
         conn.execute(sa.update(T).where(T.c.id.in_([i for i, _ in new_rows]))
                      .values(digest_ref=new_rows[0][1]))
         created.extend(i for i, _ in new_rows)
+        digests.append(new_rows[0][1])
         warnings.extend(w for w in route.warnings if w not in warnings)
-    return EnqueueResult(created, warnings if created else [])
+    return EnqueueResult(created, warnings if created else [], digests)
 
 
 def _items(conn: Connection, assessment: Assessment, report: dict[str, str | None]
@@ -361,6 +367,7 @@ def enqueue_evaluated(
                 if result.read_at is not None:
                     clear_pending(conn, patient_id, result.read_at)
                 total.extend(created)
+                total.digests.extend(created.digests)
                 total.warnings.extend(w for w in created.warnings if w not in total.warnings)
     return total
 

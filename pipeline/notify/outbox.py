@@ -454,3 +454,15 @@ def deliver_pending(
             report.warnings.extend(recorder.flush())
             recorder.release(list(owned))
     return report
+
+
+def dead_letter_errors(engine: Engine, refs: list[str]) -> list[tuple[str, str]]:
+    """(digest ref, last error) of dead-lettered digests, for the ops notice (no PHI)."""
+    if not refs:
+        return []
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(DIGEST.label("grp"), sa.func.max(T.c.last_error))
+                            .where(DIGEST.in_(refs), T.c.state == DEAD)
+                            .group_by(DIGEST)).all()
+    errors = {str(grp): str(error or "") for grp, error in rows}
+    return [(ref, errors.get(ref, "")) for ref in refs]
