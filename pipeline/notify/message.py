@@ -483,7 +483,11 @@ def webhook_payload(digest: Digest, settings: Settings, *,
     """
     status, alerts = _sections(digest)
     subject = render_subject(settings, digest.ref, digest.tier)
-    report = digest.lead["report"]
+    url = digest.lead["report"].get("url")
+    if url and not include_patient_id and digest.patient_id in url:
+        # ctdna names reports patient-<hash>.html; a URL that still carries the ID stays out
+        url = None
+    report = {"url": url}
     lines = [f"**{subject}**"]
     if digest.lead.get("headline"):
         lines.append(str(digest.lead["headline"]))

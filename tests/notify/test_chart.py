@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
-from pipeline.notify.charts import store_chart_provider
 from pipeline.notify import deliver_pending, enqueue_for_assessment
+from pipeline.notify.charts import store_chart_provider
 from pipeline.notify.transport import SmtpTransport
 from pipeline.store.models import observations, samples, therapy_lines
 from pipeline.store.repository import Store
