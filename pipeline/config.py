@@ -275,6 +275,11 @@ class NotifySettings(_Strict):
         default_factory=list,
         description="Recipient domains allowed (empty: any); notes section 4.2.3",
     )
+    delivery_workers: int = Field(
+        2, ge=1, le=8,
+        description="Messages sent in parallel per run (each worker its own SMTP connection); "
+        "a channel's first message of a run is always sent alone",
+    )
     channels: dict[str, ChannelConfig] = Field(
         default_factory=dict,
         description="Delivery channels besides the built-in 'email' (issue #14), by name; "

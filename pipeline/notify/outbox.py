@@ -19,11 +19,14 @@ Issue #11 item 3 (105 alert emails in <= 2 s) and issue #10 item 2 (outbox seman
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import make_msgid
@@ -43,7 +46,7 @@ from pipeline.notify.channels import (
     channels_from_settings,
     open_sessions,
 )
-from pipeline.notify.digest import digest_from_rows
+from pipeline.notify.digest import Digest, digest_from_rows
 from pipeline.notify.ledger import (
     DEAD,
     DEFAULT_LEASE,
@@ -285,6 +288,17 @@ def _failure(rows: list[Any], error: str, settings: Settings, at: datetime, *,
     }, dead
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One digest on its way: what a worker delivers."""
+
+    group: str
+    rows: list[Any]
+    channel: str
+    digest: Digest
+    route: ChannelRoute
+
+
 @dataclass
 class _Run:
     """State of one delivery run."""
@@ -297,7 +311,11 @@ class _Run:
     clock: Callable[[], datetime]
     lease: timedelta
     chart_for: Callable[[str], bytes | None] | None
+    #: Channels found unavailable in this run: their other digests wait for the next run.
     down: set[str] = field(default_factory=set)
+    #: Channels that accepted a message in this run: only those are sent to in parallel, so
+    #: a relay that is down costs one failed attempt, not one per worker.
+    proven: set[str] = field(default_factory=set)
 
     def chart(self, patient_id: str, ref: str) -> bytes | None:
         if self.chart_for is None:
@@ -309,11 +327,9 @@ class _Run:
             self.report.warnings.append(f"ref {ref}: sent without chart ({type(exc).__name__})")
             return None
 
-    def send(self, group: str, rows: list[Any], recorder: _Recorder) -> None:
-        """Deliver one digest and buffer its outcome (failures are written at once)."""
-        report = self.report
+    def prepare(self, group: str, rows: list[Any]) -> _Job:
+        """The digest and route of one owned digest (main thread: reads the store)."""
         channel_name = str(rows[0].channel or EMAIL)
-        channel = self.channels.get(channel_name)
         message_id = self._message_id(group, rows)
         recipients = rows[0].recipients if isinstance(rows[0].recipients, list) else \
             json.loads(rows[0].recipients)
@@ -322,29 +338,41 @@ class _Run:
                                   now=self.clock())
         route = ChannelRoute(channel=channel_name, care_team=rows[0].care_team,
                              targets=tuple(recipients))
+        return _Job(group, rows, channel_name, digest, route)
+
+    def transmit(self, job: _Job) -> Receipt:
+        """Deliver one digest (a worker thread); raises the channel's delivery errors."""
+        channel = self.channels.get(job.channel)
+        if channel is None:
+            raise PermanentDeliveryError(
+                f"channel {job.channel!r} is no longer configured (notify.channels)")
+        receipt = channel.deliver(job.digest, job.route)
+        fault_point("after_send")  # test hook (pipeline/faults.py); no-op in production
+        return receipt
+
+    def settle(self, job: _Job, outcome: Future[Receipt], recorder: _Recorder) -> None:
+        """Record one delivery's outcome (failures are written at once)."""
+        report, group = self.report, job.group
         try:
-            if channel is None:
-                raise PermanentDeliveryError(
-                    f"channel {channel_name!r} is no longer configured (notify.channels)")
-            receipt = channel.deliver(digest, route)
-            fault_point("after_send")  # test hook (pipeline/faults.py); no-op in production
+            receipt = outcome.result()
         except DeliveryError as exc:
-            values, dead = _failure(rows, str(exc), self.settings, self.clock(),
+            values, dead = _failure(job.rows, str(exc), self.settings, self.clock(),
                                     permanent=isinstance(exc, PermanentDeliveryError))
             recorder.add(group, values)
             report.warnings.extend(recorder.flush())
             (report.dead if dead else report.failed).append((group, str(exc)))
             if isinstance(exc, TransportUnavailableError):
-                self.down.add(channel_name)
+                self.down.add(job.channel)
                 report.aborted = True
             return
         except Exception as exc:
             # Not a delivery problem (bad config, rendering defect): release the claim so
             # the digest is not stuck 'sending' for a lease, then let the caller see it.
-            recorder.add(group, _failure(rows, type(exc).__name__, self.settings,
+            recorder.add(group, _failure(job.rows, type(exc).__name__, self.settings,
                                          self.clock(), permanent=False)[0])
             recorder.flush()
             raise
+        self.proven.add(job.channel)
         note = f"recipients refused: {', '.join(receipt.refused)}" if receipt.refused else None
         recorder.add(group, {
             "state": SENT, "sent_at": self.clock(), "message_id": receipt.message_id,
@@ -427,33 +455,57 @@ def deliver_pending(
     groups = _due_groups(engine, clock(), lease)
     limit = settings.notify.max_emails_per_run
     report.deferred = max(0, len(groups) - limit)
-    todo = groups[:limit]
-    recorder = _Recorder(engine, run.claimer)
+    workers = settings.notify.delivery_workers
+    with open_sessions(dict(run.channels)), \
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ctdna-deliver") as pool:
+        _deliver_all(run, pool, workers, groups[:limit], progress)
+    return report
+
+
+def _deliver_all(run: _Run, pool: ThreadPoolExecutor, workers: int, todo: list[str],
+                 progress: Progress | None) -> None:
+    """Claim ``todo`` chunk by chunk and deliver it with up to ``workers`` in flight."""
+    recorder = _Recorder(run.engine, run.claimer)
+    inflight: deque[tuple[_Job, Future[Receipt]]] = deque()
+
+    def settle_all(limit: int = 0) -> None:
+        while len(inflight) > limit:
+            run.settle(*inflight.popleft(), recorder)
+
     owned: dict[str, list[Any]] = {}
     claimed_upto = 0
-    with open_sessions(dict(run.channels)):
-        try:
-            for index, group in enumerate(tracked(todo, "delivery", progress)):
-                if index >= claimed_upto:
-                    recorder.release(list(owned))  # digests of a channel that went down
-                    chunk = todo[index:index + CLAIM_CHUNK]
-                    owned = _claim_groups(engine, chunk, run.claimer, clock(), lease)
-                    claimed_upto = index + len(chunk)
-                    report.skipped += len(chunk) - len(owned)
-                rows = owned.get(group)
-                if rows is None:
-                    continue
-                if str(rows[0].channel or EMAIL) in run.down:
-                    report.deferred += 1
-                    continue
-                del owned[group]
-                run.send(group, rows, recorder)
-                if recorder.due():
-                    report.warnings.extend(recorder.flush())
-        finally:
-            report.warnings.extend(recorder.flush())
-            recorder.release(list(owned))
-    return report
+    try:
+        for index, group in enumerate(tracked(todo, "delivery", progress)):
+            if index >= claimed_upto:
+                settle_all()
+                recorder.release(list(owned))  # digests of a channel that went down
+                chunk = todo[index:index + CLAIM_CHUNK]
+                owned = _claim_groups(run.engine, chunk, run.claimer, run.clock(), run.lease)
+                claimed_upto = index + len(chunk)
+                run.report.skipped += len(chunk) - len(owned)
+            rows = owned.get(group)
+            if rows is None:
+                continue
+            if str(rows[0].channel or EMAIL) in run.down:
+                run.report.deferred += 1
+                continue
+            del owned[group]
+            job = run.prepare(group, rows)
+            # a channel not yet proven in this run gets one message at a time
+            alone = job.channel not in run.proven
+            if alone:
+                settle_all()
+            inflight.append((job, pool.submit(run.transmit, job)))
+            settle_all(0 if alone else workers - 1)
+            if recorder.due():
+                run.report.warnings.extend(recorder.flush())
+        settle_all()
+    finally:
+        for job, outcome in inflight:  # only after an error above: record what was sent
+            with contextlib.suppress(Exception):
+                run.settle(job, outcome, recorder)
+        run.report.warnings.extend(recorder.flush())
+        recorder.release(list(owned))
 
 
 def dead_letter_errors(engine: Engine, refs: list[str]) -> list[tuple[str, str]]:

@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 if TYPE_CHECKING:
+    from email.message import EmailMessage
+
     from pipeline.config import Settings
     from pipeline.notify.digest import Digest
-    from pipeline.notify.transport import Transport
+    from pipeline.notify.transport import SendResult, Transport
 
 EMAIL = "email"
 
@@ -149,18 +151,28 @@ class EmailChannel:
         self.name = name
         self.transport = transport
         self.settings = settings
+        self._send: Callable[[EmailMessage], SendResult] | None = None
 
-    def session(self) -> contextlib.AbstractContextManager[None]:
-        """One SMTP connection for the whole batch when the transport supports it."""
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Reuse SMTP connections for the whole run when the transport supports it."""
         opener = getattr(self.transport, "session", None)
-        return opener() if callable(opener) else contextlib.nullcontext()
+        if not callable(opener):
+            yield
+            return
+        with opener() as send:
+            self._send = send
+            try:
+                yield
+            finally:
+                self._send = None
 
     def deliver(self, content: Digest, route: ChannelRoute) -> Receipt:
         """Render ``content`` as one MIME message to ``route.targets`` and send it."""
         from pipeline.notify.message import build_digest_email
 
         message = build_digest_email(content, list(route.targets), self.settings)
-        result = self.transport.send(message)
+        result = (self._send or self.transport.send)(message)
         return Receipt(channel=self.name, transport=self.transport.name,
                        message_id=result.message_id, refused=result.refused,
                        detail=result.location)
