@@ -473,13 +473,16 @@ def render_notification(content: dict[str, Any], ref: str, settings: Settings, *
                          chart_cid=chart_cid)
 
 
-def webhook_payload(digest: Digest, settings: Settings, *,
-                    include_patient_id: bool = False) -> dict[str, Any]:
+def webhook_payload(digest: Digest, settings: Settings, *, include_patient_id: bool = False,
+                    include_summary: bool = False) -> dict[str, Any]:
     """The JSON body of a webhook delivery (docs/notifications.md has an example).
 
     ``text`` is markdown for chat tools (Slack, Mattermost, Teams connector cards); ``ctdna``
-    is the structured form. No patient identifier unless ``include_patient_id``; no
-    findings beyond rule titles; the report link is where the details are.
+    is the structured form. A chat channel is read (and previewed) more widely than a
+    team's mailbox, so by default the payload says as much as an email subject: tier,
+    references, rule IDs, status words and the report link. ``include_summary`` adds the
+    assessment headline and the rule titles (which name genes and variants);
+    ``include_patient_id`` the pseudonymous ID. Findings never leave by webhook.
     """
     status, alerts = _sections(digest)
     subject = render_subject(settings, digest.ref, digest.tier)
@@ -488,13 +491,14 @@ def webhook_payload(digest: Digest, settings: Settings, *,
         # ctdna names reports patient-<hash>.html; a URL that still carries the ID stays out
         url = None
     report = {"url": url}
+    headline = str(digest.lead.get("headline") or "") if include_summary else ""
     lines = [f"**{subject}**"]
-    if digest.lead.get("headline"):
-        lines.append(str(digest.lead["headline"]))
+    if headline:
+        lines.append(headline)
     if status is not None:
         before = status["previous_status_words"] or "first notification"
         lines.append(f"Status: {status['status_words']} (before: {before})")
-    lines += [f"- {a['tier']} {a['rule_id']}: {a['title']}"
+    lines += [f"- {a['tier']} {a['rule_id']}" + (f": {a['title']}" if include_summary else "")
               + (" (notified earlier)" if a["earlier"] else f" (ref {a['ref']})")
               for a in alerts]
     if report.get("url"):
@@ -505,12 +509,13 @@ def webhook_payload(digest: Digest, settings: Settings, *,
         "message_id": digest.message_id,
         "tier": digest.tier,
         "test": settings.notify.test_mode,
-        "headline": digest.lead.get("headline") or "",
+        "headline": headline or None,
         "status": None if status is None else {
             "ref": status["ref"], "status": digest_status(digest),
             "previous": status["previous_status"]},
         "alerts": [{"ref": a["ref"], "rule_id": a["rule_id"], "tier": a["tier"],
-                    "title": a["title"], "notified_earlier": a["earlier"]} for a in alerts],
+                    "title": a["title"] if include_summary else None,
+                    "notified_earlier": a["earlier"]} for a in alerts],
         "report_url": report.get("url"),
         "as_of": digest.lead["as_of"],
         "config_version": digest.lead["config_version"],

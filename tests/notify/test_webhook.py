@@ -90,6 +90,7 @@ def test_webhook_delivered_exactly_once_with_phi_free_json(engine, tmp_path, smt
     raw = str(body)
     assert "PT-0001" not in raw and "patient_id" not in body["ctdna"]
     assert "S-101" not in raw and "alectinib" not in raw
+    assert "ALK" not in raw and "G1202R" not in raw  # no titles/headline by default
     # later runs send nothing again, on either channel
     assert deliver_pending(engine, settings, transport, "run-2").sent == []
     assert len(webhook.received) == 1 and len(smtp_server.handler.messages) == 2
@@ -187,3 +188,22 @@ def test_webhook_url_from_environment(tmp_path, monkeypatch, webhook):
         channel.url()  # type: ignore[attr-defined]
     monkeypatch.setenv("CTDNA_TEST_HOOK", webhook.url)
     assert channel.url() == webhook.url  # type: ignore[attr-defined]
+
+
+def test_summary_and_patient_id_only_when_configured(engine, tmp_path, smtp_server, webhook,
+                                                    patients):
+    settings = smtp_settings(
+        tmp_path, smtp_server.port,
+        channels={"chat": {"type": "webhook", "url": webhook.url, "include_summary": True,
+                           "include_patient_id": True}},
+        routes=[{"channel": "chat"}])
+    a = assessment(patient_id="PT-0001").model_copy(update={"headline": "FAILURE: ALK G1202R"})
+    enqueue_for_assessment(engine, a, None, "thoracic-a", settings,
+                           report_location=str(tmp_path / "patient-0123abcd.html"))
+    deliver_pending(engine, settings, SmtpTransport(settings.notify.smtp), "run-1")
+    assert smtp_server.handler.messages == []  # routes: the chat only
+    body = webhook.received[0].body
+    assert body["ctdna"]["headline"] == "FAILURE: ALK G1202R" and "G1202R" in body["text"]
+    assert body["ctdna"]["alerts"][0]["title"] == "Known ALK resistance mutation detected"
+    assert body["ctdna"]["patient_id"] == "PT-0001"
+    assert body["ctdna"]["report_url"] == "https://lis.example/ctdna/patient-0123abcd.html"

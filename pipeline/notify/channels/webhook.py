@@ -3,8 +3,9 @@
 The body carries ``text`` (markdown; what Slack and Mattermost incoming webhooks and Teams
 connector cards display) and a structured ``ctdna`` object for machine receivers (an EHR
 inbox, a ticketing system); see docs/notifications.md for an example. Chat channels are
-read by more people than a care team's mailbox, so by default the payload has no patient
-identifier at all (``include_patient_id: true`` adds the pseudonymous ID).
+read by more people than a care team's mailbox, so by default the payload says no more than
+an email subject (tier, references, rule IDs, report link); ``include_summary: true`` adds
+the headline and rule titles, ``include_patient_id: true`` the pseudonymous ID.
 
 Exactly once: the digest's Message-ID, fixed at enqueue, is sent as ``Idempotency-Key``
 and inside the body on every attempt, so a receiver can drop the one re-send that the
@@ -47,6 +48,8 @@ class WebhookOptions(BaseModel):
     timeout_seconds: float = Field(10.0, gt=0, description="Socket timeout, seconds")
     include_patient_id: bool = Field(
         False, description="Put the pseudonymous patient ID into the payload")
+    include_summary: bool = Field(
+        False, description="Add the assessment headline and rule titles (genes, variants)")
 
     @model_validator(mode="after")
     def _one_url(self) -> WebhookOptions:
@@ -98,7 +101,8 @@ class WebhookChannel:
         from pipeline.notify.message import webhook_payload
 
         payload = webhook_payload(content, self.settings,
-                                  include_patient_id=self.options.include_patient_id)
+                                  include_patient_id=self.options.include_patient_id,
+                                  include_summary=self.options.include_summary)
         request = urllib.request.Request(
             self.url(), data=json.dumps(payload).encode("utf-8"), method="POST",
             headers={"Content-Type": "application/json; charset=utf-8",
