@@ -16,6 +16,7 @@ from pipeline.notify.ledger import (
     EnqueueResult,
     enqueue_evaluated,
     enqueue_for_assessment,
+    enqueue_items,
     ledger_rows,
 )
 from pipeline.notify.ops import OpsNotice, send_ops_message, send_run_notice
@@ -53,6 +54,7 @@ __all__ = [
     "deliver_pending",
     "enqueue_evaluated",
     "enqueue_for_assessment",
+    "enqueue_items",
     "ledger_rows",
     "outstanding_count",
     "recover_interrupted",

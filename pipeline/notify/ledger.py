@@ -261,23 +261,68 @@ def enqueue_for_assessment(
     conn = conn_or_engine
     report = _report_location(settings, assessment.patient_id,
                               report_path if report_path is not None else report_location)
-    items = sorted(_items(conn, assessment, report),
-                   key=lambda i: item_order(i["tier"], i["kind"], i["rule_id"]))
+    return enqueue_items(conn, assessment.patient_id, _items(conn, assessment, report),
+                         care_team, settings, assessment_id=assessment_id, now=now)
+
+
+def enqueue_items(conn: Connection, patient_id: str, items: list[dict[str, Any]],
+                  care_team: str | None, settings: Settings, *,
+                  assessment_id: int | None = None, channels: list[str] | None = None,
+                  targets: tuple[str, ...] | None = None,
+                  now: datetime | None = None) -> EnqueueResult:
+    """Put notification items of one patient into the outbox: one digest per channel.
+
+    The building block of :func:`enqueue_for_assessment`, public for other senders through
+    the same outbox (e.g. escalation of an unacknowledged alert, issue #14 item 2): the rows
+    get the ledger's guarantees (unique per (item, channel), fixed Message-ID, retries with
+    backoff, dead letter, ops notice, exactly-once delivery).
+
+    Parameters
+    ----------
+    conn
+        The caller's connection (its transaction holds the rows).
+    patient_id
+        Pseudonymous patient ID (body only, never a subject).
+    items
+        Dicts with ``item_key`` (a stable SHA-256 hex identity: the same key is never
+        enqueued twice on a channel), ``kind`` (``alert``/``status``), ``rule_id``, ``tier``
+        and ``content`` (a :func:`pipeline.notify.message.notification_content` snapshot).
+    care_team
+        Routing key; ``None``/unknown routes email to the fallback address.
+    settings
+        Resolved settings (``notify.routes``, ``care_teams``).
+    assessment_id
+        ``assessments.id`` the items come from, or ``None``.
+    channels
+        Channel names to use instead of ``notify.routes`` (e.g. ``["email"]``).
+    targets
+        Email recipients to use instead of the care team's list (e.g. an escalation list);
+        validated like any address.
+    now
+        Creation time stamp (UTC); default now.
+
+    Returns
+    -------
+    EnqueueResult
+        Row ids created, digest refs, PHI-free routing warnings.
+    """
+    ordered = sorted(items, key=lambda i: item_order(i["tier"], i["kind"], i["rule_id"]))
     by_channel: dict[str, list[dict[str, Any]]] = {}
     warnings: list[str] = []
-    for item in items:
-        names, warning = channels_for(care_team, item["tier"], settings)
+    for item in ordered:
+        names, warning = (channels, None) if channels else channels_for(
+            care_team, item["tier"], settings)
         if warning and warning not in warnings:
             warnings.append(warning)
         for name in names:
             by_channel.setdefault(name, []).append(item)
-    common = {"patient_id": assessment.patient_id, "assessment_id": assessment_id,
+    common = {"patient_id": patient_id, "assessment_id": assessment_id,
               "state": PENDING, "attempts": 0, "created_at": _utc(now)}
     domain = sender_domain(settings.notify.mail_from)
     created: list[int] = []
     digests: list[str] = []
     for channel, channel_items in by_channel.items():
-        route = resolve_route(channel, care_team, settings)
+        route = resolve_route(channel, care_team, settings, targets=targets)
         # One Message-ID per digest, fixed at enqueue: every re-send of this message carries
         # it (issue #10 item 2), and it is the webhook's idempotency key.
         message_id = make_msgid(domain=domain)

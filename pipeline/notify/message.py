@@ -517,7 +517,8 @@ def webhook_payload(digest: Digest, settings: Settings, *, include_patient_id: b
                     "title": a["title"] if include_summary else None,
                     "notified_earlier": a["earlier"]} for a in alerts],
         "report_url": report.get("url"),
-        "as_of": digest.lead["as_of"],
+        # a date tied to a patient is an identifier element (Safe Harbor): summary only
+        "as_of": digest.lead["as_of"] if include_summary else None,
         "config_version": digest.lead["config_version"],
         "kb_version": digest.lead["kb_version"],
         "pipeline_version": digest.lead["pipeline_version"],

@@ -153,17 +153,32 @@ def channels_for(care_team: str | None, tier: str, settings: Settings
                      f"{team!r}; sent by email")
 
 
-def resolve_route(channel: str, care_team: str | None, settings: Settings) -> ChannelRoute:
+def resolve_route(channel: str, care_team: str | None, settings: Settings, *,
+                  targets: tuple[str, ...] | None = None) -> ChannelRoute:
     """Where ``channel`` delivers ``care_team``'s notifications.
 
     Email resolves the team's distribution list (:func:`resolve_recipients`, with fallback
-    and warnings); any other channel delivers to its own configured endpoint.
+    and warnings), or ``targets`` when given (e.g. an escalation list; each address is
+    validated, an unusable one skipped with a warning, none left: the fallback); any other
+    channel delivers to its own configured endpoint.
 
     Raises
     ------
     ConfigError
         Email only: the fallback address is unusable.
     """
+    if channel == EMAIL and targets is not None:
+        allowed = settings.notify.allowed_domains
+        valid = tuple(a.strip() for a in targets if address_problem(a, allowed) is None)
+        warnings = tuple(f"address {a!r} skipped ({address_problem(a, allowed)})"
+                         for a in targets if address_problem(a, allowed) is not None)
+        if valid:
+            return ChannelRoute(channel=EMAIL, care_team=care_team, targets=valid,
+                                warnings=warnings)
+        fallback = resolve_recipients(None, settings)
+        return ChannelRoute(channel=EMAIL, care_team=care_team, targets=fallback.recipients,
+                            fallback=True, warnings=(*warnings, "no usable escalation "
+                                                     "address; routed to the fallback address"))
     if channel == EMAIL:
         route = resolve_recipients(care_team, settings)
         return ChannelRoute(channel=EMAIL, care_team=route.care_team, targets=route.recipients,

@@ -88,3 +88,32 @@ def test_status_change_shows_earlier_alerts_once_marked_as_such(engine, tmp_path
     assert body.count("== P3 (FAILURE)") == 1
     assert "Notified earlier; repeated here because the status changed." in body
     assert "previously notified: warning" in body
+
+
+def test_enqueue_items_sends_through_the_same_outbox_to_given_targets(engine, tmp_path,
+                                                                      smtp_server):
+    """The API an escalation uses: explicit recipients, email only, exactly once."""
+    from pipeline.notify import enqueue_items
+    from pipeline.notify.message import notification_content, report_location
+
+    add_patients(engine, ("PT-0001", "thoracic-a"))
+    settings = smtp_settings(tmp_path, smtp_server.port)
+    a = assessment()
+    item = {"item_key": "e" * 64, "kind": "alert", "rule_id": "R1", "tier": "FAILURE",
+            "content": notification_content(a, kind="alert", tier="FAILURE",
+                                            alert=a.alerts[0],
+                                            report=report_location(settings, a.patient_id))}
+    with engine.begin() as conn:
+        created = enqueue_items(conn, "PT-0001", [item], "thoracic-a", settings,
+                                channels=["email"],
+                                targets=("escalation@hospital.example", "not an address"))
+    assert len(created) == 1 and len(created.digests) == 1
+    assert any("not an address" in w for w in created.warnings)
+    with engine.begin() as conn:
+        assert list(enqueue_items(conn, "PT-0001", [item], "thoracic-a", settings,
+                                  channels=["email"], targets=("x@hospital.example",))) == []
+    transport = SmtpTransport(settings.notify.smtp)
+    assert len(deliver_pending(engine, settings, transport, "run-1").sent) == 1
+    assert deliver_pending(engine, settings, transport, "run-2").sent == []
+    (_sender, rcpts, _msg), = smtp_server.handler.messages
+    assert rcpts == ["escalation@hospital.example"]
