@@ -947,6 +947,7 @@ def read_vcf(
             # htslib still parses every record (the same refusals); the records the column
             # path did not take go to the record extractor, in order.
             n = _iterate(vf, path, text_hdr, findings, extractor.add if columns is None
+                         else None if columns.plain.all()
                          else _records_not_in(columns.plain, extractor.add))
             if columns is not None and n != len(columns.plain):
                 columns = None  # htslib saw other records than the text: read them all

@@ -365,13 +365,13 @@ def _bad(values: pd.Series | np.ndarray, ok: Callable[[Any], bool],
     codes, uniques = pd.factorize(np.asarray(values, dtype=object))
     if not len(codes):
         return np.zeros(0, dtype=bool)
-    if all_good is not None and _all_match(uniques, all_good):
+    if all_good is not None and all_match(uniques, all_good):
         return np.zeros(len(codes), dtype=bool)
     good = np.fromiter((bool(ok(u)) for u in uniques), dtype=np.bool_, count=len(uniques))
     return np.logical_not(good[codes])
 
 
-def _all_match(values: np.ndarray, pattern: re.Pattern[str]) -> bool:
+def all_match(values: np.ndarray, pattern: re.Pattern[str]) -> bool:
     """Whether every string (none holds a newline) matches ``pattern`` in full."""
     joined = "\n".join(values)
     if joined.count("\n") != len(values) - 1 or "\r" in joined:
@@ -379,7 +379,7 @@ def _all_match(values: np.ndarray, pattern: re.Pattern[str]) -> bool:
     return re.search(rf"^(?!(?:{pattern.pattern})$)", joined, re.MULTILINE) is None
 
 
-def _split_fields(values: np.ndarray | list[str], sep: str, width: int) -> np.ndarray | None:
+def split_fields(values: np.ndarray | list[str], sep: str, width: int) -> np.ndarray | None:
     """Rows x ``width`` fields of ``sep``-separated strings, split by pandas' C parser (a
     Python ``str.split`` per record cost ~1 s on 200,000 records, issue #11); None when the
     text does not suit it (a carriage return, fewer rows back), and the caller splits."""
@@ -417,14 +417,14 @@ def _char_counts(values: np.ndarray, char: str) -> np.ndarray:
     if not len(values):
         return np.zeros(0, dtype=np.int64)
     raw = np.frombuffer("\n".join(values).encode("utf-8"), dtype=np.uint8)
-    line = np.cumsum(raw == 10)
-    return np.bincount(line[raw == ord(char)], minlength=len(values)).astype(np.int64)
+    line = np.searchsorted(np.flatnonzero(raw == 10), np.flatnonzero(raw == ord(char)))
+    return np.bincount(line, minlength=len(values)).astype(np.int64)
 
 
 def _cell_values(cells: np.ndarray, n_fields: np.ndarray, width: int) -> list[np.ndarray]:
     """Per FORMAT key, the cells' values ('.' where a cell stops before the key, as htslib
     reads a missing trailing field)."""
-    matrix = _split_fields(cells, ":", width) if (n_fields <= width).all() else None
+    matrix = split_fields(cells, ":", width) if (n_fields <= width).all() else None
     if matrix is None:
         split = [c.split(":") for c in cells]
         return [np.array([s[k] if k < len(s) else "." for s in split], dtype=object)
@@ -594,7 +594,7 @@ def check_body(hdr: HeaderInfo, sample: str | None, read_info: Iterable[str],
             f"wrong number of tab-separated columns (the #CHROM line has {width})", True)
     if col.findings and col.findings[-1].fatal:
         return col.findings
-    table = _split_fields(lines, "\t", width)
+    table = split_fields(lines, "\t", width)
     if table is None:
         table = np.array([ln.split("\t") for ln in lines], dtype=object)
     hdr.table = table
