@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -577,7 +575,15 @@ def mark_pending(conn: Connection, patient_ids: Sequence[str], reason: str,
     rows = [{"patient_id": pid, "marked_at": now, "reason": reason, "run_id": run_id}
             for pid in patient_ids]
     if dialect in ("sqlite", "postgresql"):
-        insert = (sqlite_dialect.insert if dialect == "sqlite" else pg_dialect.insert)(q)
+        # The dialect modules load here, not at import: `ctdna observations` never writes,
+        # and the PostgreSQL dialect (with asyncpg's) cost ~0.1 s of its start-up (#11).
+        insert: Any
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+            insert = sqlite_insert(q)
+        else:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+            insert = pg_insert(q)
         conn.execute(insert.on_conflict_do_update(
             index_elements=[q.c.patient_id],
             set_={"marked_at": insert.excluded.marked_at, "reason": insert.excluded.reason,
