@@ -915,6 +915,7 @@ def read_vcf(
     text = read_text(path)
     text_hdr, findings = (None, []) if text is None else check_header(
         text, _INFO_FIELDS, [*_FORMAT_FIELDS, "GT"])
+    del text  # the header keeps the record lines; the whole text is not needed (memory)
     _raise_fatal(path, findings)
     with _quiet_htslib():
         try:
@@ -935,6 +936,7 @@ def read_vcf(
             if text_hdr is not None:
                 findings += check_body(text_hdr, sample, _read_info(extractor),
                                        _read_format(hdr))
+                text_hdr.body = []  # checked and split into text_hdr.table (memory, #11)
                 _raise_fatal(path, findings)
             declared_info = set(vf.header.info.keys())
             declared_format = set(vf.header.formats.keys())

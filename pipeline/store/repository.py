@@ -244,7 +244,10 @@ class Store:
             if sum(lengths):
                 merged = pd.concat([f for f in frames if len(f)], ignore_index=True)
                 pk_column = np.repeat(np.array(pks, dtype=object), lengths)
-                insert_observations(conn, self._observation_rows(merged, pk_column))
+                for start in range(0, len(merged), _ROWS_CHUNK):
+                    insert_observations(conn, self._observation_rows(
+                        merged.iloc[start:start + _ROWS_CHUNK],
+                        pk_column[start:start + _ROWS_CHUNK]))
             # Same transaction as the samples: a stored draw's patient cannot be
             # stored-but-forgotten by a crash before evaluation (issue #10 item 1).
             mark_pending(conn, sorted({sample.patient_id for sample, _ in writes}), "ingest",
@@ -300,8 +303,10 @@ class Store:
         sample_pk = conn.execute(
             t.insert().values(**_sample_row(prepared, version, now))
         ).inserted_primary_key[0]
-        insert_observations(conn, self._observation_rows(prepared.observations,
-                                                         int(sample_pk)))
+        frame = prepared.observations
+        for start in range(0, len(frame), _ROWS_CHUNK):
+            insert_observations(conn, self._observation_rows(
+                frame.iloc[start:start + _ROWS_CHUNK], int(sample_pk)))
         action: IngestAction = "amended" if current is not None else "ingested"
         self._event(conn, action, prepared, run_id, now)
         # Same transaction as the sample: the patient cannot be stored-but-forgotten.
@@ -637,6 +642,11 @@ def _plain_column(series: pd.Series) -> list[Any]:
         values = [plain_value(v) for v in values]
     return values
 
+
+#: Observation rows converted to Python and inserted at a time: the Python tuples of a
+#: 200,000-record VCF at once cost ~150 MiB of peak memory (issue #11); one transaction
+#: still covers every chunk.
+_ROWS_CHUNK = 25_000
 
 #: Columns of a bulk observation insert, in row order.
 OBSERVATION_INSERT_COLUMNS = (*OBSERVATION_COLUMNS, "sample_pk")
