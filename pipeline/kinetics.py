@@ -418,10 +418,25 @@ def compute_kinetics(
     return Kinetics(draws=draws, lines=line_table, markers=markers.reset_index(drop=True))
 
 
+def alteration_names(observations: pd.DataFrame) -> pd.Series:
+    """The alteration's name for people: the knowledge base's name, else the caller's text.
+
+    A row the profile could not type (Guardant "TP53 Splice Site SNV", "TERT Promoter SNV")
+    has no knowledge-base name; labelling it by its locus ("TP53 >") told a reader nothing
+    (round 2 review of the real Guardant reports). The vendor's ``protein_change`` text is
+    shown instead; the marker's identity (``marker_keys``) is unchanged.
+    """
+    alteration = observations["alteration"].astype("object")
+    if "protein_change" in observations.columns:
+        text = observations["protein_change"].astype("object")
+        alteration = alteration.where(alteration.notna(), text)
+    return alteration.where(alteration.notna(), None)
+
+
 def marker_labels(observations: pd.DataFrame) -> pd.Series:
     """``"GENE alteration"`` labels for findings and headlines (gene alone when unnamed)."""
     gene = observations["gene"].astype("object").fillna("").astype(str)
-    alteration = observations["alteration"].astype("object").fillna("").astype(str)
+    alteration = alteration_names(observations).fillna("").astype(str)
     return (gene + " " + alteration).str.strip()
 
 

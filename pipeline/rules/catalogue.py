@@ -173,6 +173,10 @@ def _date(value: Any) -> date:
     return pd.Timestamp(value).date()
 
 
+def _text(value: Any) -> str | None:
+    return None if value is None or pd.isna(value) else str(value)
+
+
 def _num(value: Any) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
@@ -223,7 +227,9 @@ def obs_finding(row: pd.Series, note: str | None = None) -> Finding:
     """A finding for one observed alteration in one draw."""
     return Finding(
         gene=row["gene"] if pd.notna(row["gene"]) else None,
-        alteration=row["alteration"] if pd.notna(row["alteration"]) else None,
+        # ``alteration_name``: the engine's cohort column (kinetics.alteration_names: the
+        # vendor's text for a row the knowledge base could not name).
+        alteration=_text(row.get("alteration_name", row["alteration"])),
         sample_id=str(row["sample_id"]), collection_date=_date(row["collection_date"]),
         vaf=_num(row["vaf"]), detected=bool(row["detected"]), lod_vaf=_num(row["lod_vaf"]),
         alt_reads=_int(row["alt_reads"]), depth=_int(row["depth"]),

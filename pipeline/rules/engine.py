@@ -18,7 +18,13 @@ import pipeline
 from pipeline.assessment import Alert, Assessment, DrawLevel, Finding, Therapy
 from pipeline.config import Settings
 from pipeline.errors import NotFoundError
-from pipeline.kinetics import as_timestamp, compute_kinetics, is_chip, marker_keys
+from pipeline.kinetics import (
+    alteration_names,
+    as_timestamp,
+    compute_kinetics,
+    is_chip,
+    marker_keys,
+)
 from pipeline.rules.catalogue import (
     C1,
     C2_CAVEAT,
@@ -87,6 +93,8 @@ def evaluate_cohort(
     obs = observations.copy()
     obs["marker_key"] = marker_keys(obs) if len(obs) else pd.Series(dtype="object")
     obs["is_chip"] = is_chip(obs, settings.rules) if len(obs) else pd.Series(dtype=bool)
+    obs["alteration_name"] = (alteration_names(obs) if len(obs)
+                              else pd.Series(dtype="object"))
     obs["detected"] = obs["detected"].astype(bool)
     obs["collection_date"] = pd.to_datetime(obs["collection_date"]).dt.normalize()
     for column in ("vaf", "copy_number", "lod_vaf", "tumor_fraction"):
