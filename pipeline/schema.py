@@ -87,7 +87,7 @@ def conform_calls(frame: pd.DataFrame) -> pd.DataFrame:
         elif dtype == "int64":
             out[column] = pd.to_numeric(out[column], errors="coerce").fillna(0).astype("int64")
         else:
-            out[column] = out[column].astype("object").where(out[column].notna(), None)
+            out[column] = out[column].astype("object").mask(out[column].isna(), None)
     extra = [c for c in out.columns if c not in CALL_COLUMNS]
     return out[list(CALL_COLUMNS) + extra].reset_index(drop=True)
 

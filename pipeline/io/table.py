@@ -202,7 +202,7 @@ def _apply_profile(frame: pd.DataFrame, prof: Profile, path: Path) -> pd.DataFra
             continue
         found = out[col].astype("string").str.extract(re.compile(ext["pattern"]))
         for target in found.columns:
-            values = found[target].astype(object).where(found[target].notna(), None)
+            values = found[target].astype(object).mask(found[target].isna(), None)
             if target in out.columns:
                 out[target] = out[target].where(out[target].notna(), values)
             else:

@@ -490,7 +490,7 @@ class Store:
         for column in ("level_value", "level_lod"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
         for column in ("level_unit", "level_call"):
-            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+            frame[column] = frame[column].astype(object).mask(frame[column].isna(), None)
         return _coerce_dates(frame, ["collection_date"])
 
     @staticmethod
