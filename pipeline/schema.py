@@ -9,6 +9,8 @@ always declared there.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 import numpy as np
 import pandas as pd
 
@@ -90,6 +92,17 @@ def conform_calls(frame: pd.DataFrame) -> pd.DataFrame:
             out[column] = out[column].astype("object").mask(out[column].isna(), None)
     extra = [c for c in out.columns if c not in CALL_COLUMNS]
     return out[list(CALL_COLUMNS) + extra].reset_index(drop=True)
+
+
+def group_positions(keys: pd.Series | np.ndarray) -> dict[Hashable, np.ndarray]:
+    """Row positions of each distinct key, in first-seen order (missing keys left out).
+
+    One groupby instead of one scan per key (issue #11); the positions are ``np.intp``
+    arrays, ready for ``DataFrame.take`` / ``iloc``.
+    """
+    series = keys if isinstance(keys, pd.Series) else pd.Series(keys)
+    groups = series.groupby(series, sort=False).indices
+    return {k: np.asarray(v, dtype=np.intp) for k, v in groups.items()}
 
 
 def vaf_in_range(vaf: pd.Series, tolerance: float = 1e-6) -> np.ndarray:
