@@ -27,7 +27,7 @@ from pipeline.errors import (
     InputError,
 )
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     name="ctdna",
     help="ctDNA surveillance for ALK-positive NSCLC: ingest serial liquid biopsies, "
     "recognise resistance, raise CML-style early-switch alerts.",
