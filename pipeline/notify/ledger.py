@@ -640,3 +640,33 @@ def ledger_rows(conn_or_engine: Connection | Engine, patient_id: str | None = No
         with conn_or_engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]
     return [dict(r._mapping) for r in conn_or_engine.execute(stmt)]
+
+
+def enqueue_message(conn: Connection, *, key: list[Any], patient_id: str, kind: str,
+                    tier: str, rule_id: str | None, recipients: list[str],
+                    care_team: str | None, content: dict[str, Any],
+                    assessment_id: int | None, settings: Settings,
+                    now: datetime | None = None) -> tuple[int, str] | None:
+    """Enqueue one message that is not an assessment's alert (e.g. an escalation, issue #14).
+
+    The public counterpart of :func:`enqueue_for_assessment` for other modules: the row is
+    keyed by the SHA-256 of ``key``, so enqueueing the same message twice (two runs, a
+    re-run) creates one row; it is delivered by :func:`deliver_pending` like any other.
+
+    Returns
+    -------
+    (int, str) or None
+        ``(id, ref)`` of the new row, ``None`` when a row with this key exists.
+    """
+    values = {
+        "alert_key": _digest(key), "patient_id": patient_id, "kind": kind, "tier": tier,
+        "rule_id": rule_id, "recipients": list(recipients), "care_team": care_team,
+        "content": content, "assessment_id": assessment_id, "state": PENDING, "attempts": 0,
+        "created_at": _utc(now),
+        "message_id": make_msgid(domain=sender_domain(settings.notify.mail_from)),
+    }
+    new_id = _insert(conn, values)
+    if new_id is None:
+        return None
+    ref = conn.execute(sa.select(T.c.ref).where(T.c.id == new_id)).scalar_one()
+    return new_id, str(ref)
