@@ -196,6 +196,8 @@ def open_link(engine: Engine, token: str, settings: Settings, *,
         with engine.begin() as conn:
             sql.record_event(conn, alert["ref"], sql.DELIVERED, at=at, via="link",
                              actor=claims.recipient)
+        if alert["state"] in ("sent", "queued", "undeliverable"):
+            alert = dict(alert, state=sql.DELIVERED, delivered_at=at)
     return LinkView(claims=claims, alert=alert)
 
 

@@ -33,6 +33,7 @@ from pipeline.alerts.ack import confirm_link, open_link
 from pipeline.alerts.signing import ack_secret
 from pipeline.config import Settings
 from pipeline.errors import AckLinkError, InputError
+from pipeline.notify.message import TIER_WORDS
 
 MAX_FORM_BYTES = 16_384
 _HEADERS = {
@@ -61,7 +62,8 @@ def _when(value: datetime | None) -> str:
 
 
 def _alert_table(alert: dict[str, Any]) -> str:
-    rows = [("Alert reference", alert["ref"]), ("Tier", alert["tier"]),
+    rows = [("Alert reference", alert["ref"]),
+            ("Tier", TIER_WORDS.get(alert["tier"], alert["tier"])),
             ("Rule", alert["rule_id"] or "status change"),
             ("Care team", alert["care_team"] or "-"), ("Sent", _when(alert["sent_at"])),
             ("State", alert["state"])]
