@@ -186,3 +186,12 @@ def ack_link(alert_id: str, recipient: str, settings: Settings, *,
     expires = at + timedelta(hours=settings.notify.ack.link_valid_hours)
     token = make_token(alert_id, recipient, ack_secret(settings, env), expires_at=expires)
     return f"{base.rstrip('/')}/{token}"
+
+
+def ack_links(alert_ids: list[str] | tuple[str, ...], recipient: str, settings: Settings, *,
+              now: datetime | None = None) -> dict[str, str]:
+    """Alert ref -> signed link, one per item of a message (a digest); ``{}`` when
+    ``notify.ack.base_url`` is unset. The email builder's single call (see :func:`ack_link`).
+    """
+    links = {ref: ack_link(ref, recipient, settings, now=now) for ref in alert_ids}
+    return {ref: url for ref, url in links.items() if url is not None}
