@@ -77,7 +77,12 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(*COLUMNS, title=f"{len(rows)} alert(s)")
+        table = Table(title=f"{len(rows)} alert(s)")
+        for name in COLUMNS:
+            # The reference is what people quote: never truncated; free text folds instead.
+            fixed = name in ("ref", "state", "tier", "rule", "age", "patient_id")
+            table.add_column(name, no_wrap=fixed, min_width=9 if name == "ref" else None,
+                             overflow="fold")
         for row in rows:
             style = "bold red" if row["open"] and row["tier"] == "FAILURE" else None
             table.add_row(*_cells(row), style=style)
