@@ -130,3 +130,26 @@ def test_disabled_or_unusable_address(engine, tmp_path, smtp_server) -> None:
     assert report.warnings == ["escalation address 'oncall@elsewhere.example' of care team "
                                "'thoracic-a' skipped (domain not allowed); escalated to the "
                                "fallback address"]
+
+
+def test_link_of_the_escalation_message_acknowledges_the_alert(engine, tmp_path, smtp_server,
+                                                                ack_server_factory) -> None:
+    import urllib.parse
+    import urllib.request
+
+    from pipeline.alerts.signing import ack_link
+
+    from .helpers import ACK_BASE
+
+    settings = settings_for(tmp_path, smtp_server.port, escalation=ESCALATION)
+    notify_patient(engine, settings, T0)
+    alert_ref, message_ref, address = escalate_overdue(
+        engine, settings, now=T0 + timedelta(hours=5)).escalated[0]
+    server = ack_server_factory(engine, settings)
+    link = ack_link(message_ref, address, settings, now=T0 + timedelta(hours=5)) or ""
+    data = urllib.parse.urlencode({"name": "Dr. Lead"}).encode()
+    url = server.url + "/ack/" + link[len(ACK_BASE) + 1:]
+    with urllib.request.urlopen(url, data=data, timeout=10) as response:
+        assert response.status == 200 and alert_ref in response.read().decode()
+    state = {r["ref"]: r for r in list_alerts(engine)}[alert_ref]
+    assert (state["state"], state["acknowledged_by"]) == ("acknowledged", "Dr. Lead")
