@@ -22,6 +22,7 @@ from flows.run_report import publish_run_artifacts, redact_rejection, surveillan
 from flows.tasks import (
     deliver_alerts_task,
     enqueue_alerts_task,
+    escalate_task,
     evaluate_task,
     file_outcome,
     ingest_manifest_task,
@@ -69,6 +70,8 @@ class RunSummary(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     #: Routing fall-backs of this run (team names only): part of the ops notice (#14 item 5).
     routing_warnings: list[str] = Field(default_factory=list)
+    #: FAILURE alerts escalated by this run (references and addresses; issue #14 item 2).
+    escalations: list[str] = Field(default_factory=list)
     reports_dir: str | None = None
     outbox: str | None = None
     quarantine_dir: str | None = None
@@ -106,6 +109,7 @@ class RunSummary(BaseModel):
                          f"retried), {self.emails_dead_lettered} dead-lettered"
                          + (f"; .eml files in {self.outbox}" if self.outbox else ""))
             lines += [f"  dead letter: ref {ref}" for ref in self.dead_letter_refs]
+            lines += [f"  escalation: {line}" for line in self.escalations]
             if self.rejected:
                 lines.append(f"bad inputs copied to {self.quarantine_dir} (originals untouched)")
         lines += [f"warning: {w}" for w in self.warnings]
@@ -216,6 +220,11 @@ def _surveillance(inbox: str, outbox: str | None, reports: str | None,
     else:
         logger.info("no patient data changed; nothing to evaluate")
     if notify:
+        # Unacknowledged FAILURE alerts past their team's time: escalated before delivery,
+        # so the escalation goes out in this run (issue #14 item 2).
+        escalated = escalate_task()
+        summary.escalations = escalated["escalations"]
+        summary.warnings += [w for w in escalated["warnings"] if w not in summary.warnings]
         # Always: alerts left pending by an earlier SMTP outage are delivered now (outbox).
         _deliver(run_id, outbox, summary)
     fault_point("after_deliver")
@@ -224,7 +233,8 @@ def _surveillance(inbox: str, outbox: str | None, reports: str | None,
     # One ops email per run, only when something needs a human (issue #14 item 5).
     summary.warnings += ops_notice_task(run_id, outbox, summary.rejected_reasons,
                                         summary.dead_letter_refs, summary.routing_warnings,
-                                        summary.emails_deferred, [])
+                                        summary.emails_deferred, [],
+                                        escalations=summary.escalations)
     if not _smtp_configured(settings):
         summary.outbox = str(Path(outbox or settings.notify.outbox).resolve())
     logger.info("run %s: %d patient(s) evaluated, %d notification(s) created, %d sent, "

@@ -199,10 +199,24 @@ def deliver_alerts_task(run_id: str, outbox: str | None) -> dict[str, Any]:
             "outstanding": outstanding_count(store.engine), "warnings": list(report.warnings)}
 
 
+@task(name="escalate-unacknowledged", **TASK_OPTIONS)
+def escalate_task() -> dict[str, list[str]]:
+    """Escalate FAILURE alerts not acknowledged in time (issue #14 item 2); before delivery,
+    so the escalation messages go out in this run. References and addresses only (no PHI).
+    """
+    from pipeline.service import escalate_unacknowledged
+
+    settings, store, _kb = context()
+    report = escalate_unacknowledged(store, settings)
+    return {"escalations": [f"alert {ref} escalated to {address} (message ref {message})"
+                            for ref, message, address in report.escalated],
+            "warnings": list(report.warnings)}
+
+
 @task(name="ops-notice", **TASK_OPTIONS)
 def ops_notice_task(run_id: str, outbox: str | None, rejected: list[str],
                     dead_refs: list[str], routing: list[str], deferred: int,
-                    notes: list[str]) -> list[str]:
+                    notes: list[str], escalations: list[str] | None = None) -> list[str]:
     """Mail the run's one ops notice when something needs a human (issue #14 item 5).
 
     Parameters carry no PHI (redacted rejection reasons, references, team names); patient
@@ -216,7 +230,8 @@ def ops_notice_task(run_id: str, outbox: str | None, rejected: list[str],
     settings, store, _kb = context()
     notice = OpsNotice(run_id=run_id, rejected=rejected,
                        dead_letters=dead_letter_errors(store.engine, dead_refs),
-                       fallbacks=routing, deferred=deferred, notes=notes)
+                       fallbacks=routing, escalations=list(escalations or []),
+                       deferred=deferred, notes=notes)
     transport = transport_from_settings(settings, outbox=Path(outbox) if outbox else None)
     try:
         send_run_notice(settings, transport, notice, deny=store.patient_ids())

@@ -85,7 +85,8 @@ def resolve_alert(conn: Any, alert_id: str) -> str:
     if row["kind"] not in sql.ALERT_KINDS:
         raise NotFoundError(f"{ref} is not an alert (a {row['kind']} message)",
                             field="ALERT_ID")
-    return ref
+    # The same alert on another channel (webhook) has its own ref: one alert, one state.
+    return sql.canonical_ref(conn, ref) or ref
 
 
 def _clean(text: str | None, limit: int, option: str) -> str | None:

@@ -6,7 +6,7 @@ could not be sent) is escalated once: a message to the care team's escalation ad
 enqueued in the alert ledger (delivered like any alert, by the run's delivery step) and an
 ``escalated`` event is recorded, in one transaction.
 
-Exactly once: the ledger row is keyed by ``("escalation", alert ref)`` (unique), so of two
+Exactly once: the ledger item is keyed by ``escalation:<alert ref>`` (unique), so of two
 runs escalating the same alert concurrently only one creates the row and records the event;
 the other finds the key taken and does nothing. An escalated alert stays open until someone
 acknowledges it (the escalation message's own reference acknowledges the alert too).
@@ -17,6 +17,7 @@ The clock is injected (``now``) so tests and re-runs are deterministic.
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from pipeline.config import Settings
-from pipeline.notify.ledger import enqueue_message
+from pipeline.notify.ledger import enqueue_items
 from pipeline.notify.routing import address_problem
 from pipeline.store import alerts as sql
 
@@ -67,6 +68,11 @@ def _address(settings: Settings, care_team: str | None, configured: str | None,
     if warning not in warnings:
         warnings.append(warning)
     return fallback
+
+
+def escalation_key(alert_ref: str) -> str:
+    """The ledger identity of an alert's escalation: one per alert, ever."""
+    return hashlib.sha256(f"escalation:{alert_ref}".encode()).hexdigest()
 
 
 def escalation_content(row: dict[str, Any], hours: float, address: str) -> dict[str, Any]:
@@ -121,18 +127,20 @@ def escalate_overdue(engine: Engine, settings: Settings, *,
         if start > at - timedelta(hours=hours):
             continue  # this team allows longer
         address = _address(settings, row["care_team"], configured, report.warnings)
+        item = {"item_key": escalation_key(row["ref"]), "kind": KIND,
+                "rule_id": row["rule_id"], "tier": row["tier"],
+                "content": escalation_content(row, hours, address)}
         with engine.begin() as conn:
-            created = enqueue_message(
-                conn, key=[KIND, row["ref"]], patient_id=row["patient_id"], kind=KIND,
-                tier=row["tier"], rule_id=row["rule_id"], recipients=[address],
-                care_team=row["care_team"], content=escalation_content(row, hours, address),
-                assessment_id=row["assessment_id"], settings=settings, now=at)
-            if created is None:
+            created = enqueue_items(conn, row["patient_id"], [item], row["care_team"],
+                                    settings, assessment_id=row["assessment_id"],
+                                    channels=["email"], targets=(address,), now=at)
+            if not created.digests:
                 continue  # another run escalated it first
+            message_ref = created.digests[0]
             sql.record_event(conn, row["ref"], sql.ESCALATED, at=at, via="run",
                              note=f"escalated to {address} after {hours:g} h "
-                                  f"(message ref {created[1]})",
-                             detail={"message_ref": created[1], "to": address,
+                                  f"(message ref {message_ref})",
+                             detail={"message_ref": message_ref, "to": address,
                                      "after_hours": hours})
-        report.escalated.append((row["ref"], created[1], address))
+        report.escalated.append((row["ref"], message_ref, address))
     return report

@@ -1,10 +1,11 @@
 """SQL of alert acknowledgement and escalation (issue #14 item 2), over SQLAlchemy Core.
 
 The ledger (``alert_notifications``, owned by :mod:`pipeline.notify.ledger`) says what was
-notified and whether the message went out; the append-only ``alert_events`` table says what
-happened afterwards. :func:`alert_states` derives every alert's current state from both in
-one ``SELECT`` (first event of each kind per alert, pivoted), so there is no state column to
-keep in step and nothing is ever updated.
+notified and whether the message went out (one row per alert and channel; an alert's state
+hangs on its first row, and a reference of any of its rows names it); the append-only
+``alert_events`` table says what happened afterwards. :func:`alert_states` derives every
+alert's current state from both in one ``SELECT`` (first event of each kind per alert,
+pivoted), so there is no state column to keep in step and nothing is ever updated.
 
 State of an alert, first match wins:
 
@@ -107,9 +108,27 @@ def _state_select() -> tuple[sa.Select[Any], sa.ColumnElement[str], sa.Subquery]
             ev.c.closed_at, ev.c.closed_by, T.c.recipients,
         )
         .select_from(T.outerjoin(ev, ev.c.alert_ref == T.c.ref))
-        .where(T.c.kind.in_(ALERT_KINDS))
+        .where(T.c.kind.in_(ALERT_KINDS), _canonical())
     )
     return stmt, state, ev
+
+
+def _canonical() -> sa.ColumnElement[bool]:
+    """Only the first ledger row of each alert: the ledger holds one row per (alert,
+    channel), sharing ``item_key``; the alert's state and events hang on the first."""
+    first = sa.select(sa.func.min(T.c.id)).group_by(
+        sa.func.coalesce(T.c.item_key, T.c.alert_key))
+    return T.c.id.in_(first.scalar_subquery())
+
+
+def canonical_ref(conn: Connection, ref: str) -> str | None:
+    """The reference of the alert whose ledger row (on any channel) has reference ``ref``."""
+    item = sa.select(sa.func.coalesce(T.c.item_key, T.c.alert_key)).where(T.c.ref == ref)
+    row = conn.execute(
+        sa.select(T.c.ref).where(sa.func.coalesce(T.c.item_key, T.c.alert_key)
+                                 == item.scalar_subquery())
+        .order_by(T.c.id).limit(1)).first()
+    return str(row.ref) if row is not None else None
 
 
 def _open(state: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
@@ -165,7 +184,7 @@ def open_alert_counts(conn: Connection, patient_ids: Iterable[str] | None = None
     stmt = (
         sa.select(T.c.patient_id, sa.func.count().label("n"))
         .select_from(T.outerjoin(ev, ev.c.alert_ref == T.c.ref))
-        .where(T.c.kind.in_(ALERT_KINDS), state_open)
+        .where(T.c.kind.in_(ALERT_KINDS), state_open, _canonical())
         .group_by(T.c.patient_id)
     )
     if patient_ids is not None:
