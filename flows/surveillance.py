@@ -117,9 +117,20 @@ class RunSummary(BaseModel):
 
 
 def _notify_ops_of_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """on_failure hook: tell the lab's operations address (no patient data in the message)."""
+    """on_failure hook: tell the lab's operations address (no patient data in the message).
+
+    A run that finished with problems (rejections, deferred or dead-lettered notifications)
+    ends ``Failed`` carrying its summary; its ops notice already went out at the end of
+    the run (issue #14 item 5: one ops email per run), so only runs that failed or crashed
+    without a summary are mailed here.
+    """
     from pipeline.notify import send_ops_message, transport_from_settings
 
+    try:
+        if isinstance(state.result(raise_on_failure=False), RunSummary):
+            return
+    except Exception:  # no readable result: the run failed before its summary; mail it
+        pass
     settings = load_settings()
     send_ops_message(
         settings, transport_from_settings(settings),

@@ -57,9 +57,8 @@ def test_scheduled_run_end_to_end_then_nothing_new(lab_env: dict[str, Any]) -> N
     assert not summary.emails_pending
     # one digest per patient with alerts (issue #14 item 1)
     assert summary.notifications_created == len(alerts) <= len(DEMO_PATIENTS)
-    # DEMO-004 has no usable care team: one ops notice for the run, without patient IDs
-    assert len(ops) == 1 and "Routing fall-backs" in str(ops[0][1])
-    assert not [p for p in DEMO_PATIENTS if p in str(ops[0][1])]
+    # nothing needed a human (DEMO-004, without a care team, has nothing to notify)
+    assert ops == []
 
     for recipients, message in alerts:
         subject = message["Subject"]
@@ -120,6 +119,10 @@ def test_bad_file_is_quarantined_and_the_rest_proceeds(lab_env: dict[str, Any]) 
     summary = _run(inbox)
     assert summary.ingested == 12
     assert len(summary.rejected) == 1 and "D004-W6.vcf" in summary.rejected[0]
+    # one ops email for the run (issue #14 item 5), without accession, file or patient ID
+    _alerts, ops = _alert_and_ops(lab_env["handler"].messages)
+    assert len(ops) == 1 and "Rejected inputs" in str(ops[0][1])
+    assert not [t for t in (*DEMO_PATIENTS, "D004-W6") if t in str(ops[0][1])]
     quarantined = list(Path(summary.quarantine_dir).rglob("D004-W6.vcf*"))
     assert {p.name for p in quarantined} == {"D004-W6.vcf", "D004-W6.vcf.error.txt"}
     assert _tree_digest(inbox) == before
