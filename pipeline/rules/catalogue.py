@@ -16,9 +16,10 @@ Evaluable draws are on-treatment draws that are not non-informative negatives (Q
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
+from functools import cached_property, wraps
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -140,6 +141,32 @@ class LineContext:
 
 
 # --------------------------------------------------------------------------- helpers
+
+RowMask = Callable[[pd.DataFrame], pd.Series]
+
+#: Per-observation masks, keyed by the column the engine stores them in (#11 item 2).
+ROW_MASKS: dict[str, RowMask] = {}
+
+
+def row_mask(fn: RowMask) -> RowMask:
+    """Register a mask that depends on each observation row alone.
+
+    Such a mask gives the same value for a row whether it is computed on the whole cohort
+    or on one patient's slice, so the engine computes it once for the cohort (one
+    vectorized pass instead of one pandas pass per patient and rule: issue #11 item 2) and
+    stores it as column ``mask.<name>``; the wrapped function returns that column when it
+    is present and computes the mask otherwise (a frame built outside the engine).
+    """
+    column = f"mask.{fn.__name__}"
+
+    @wraps(fn)
+    def cached(obs: pd.DataFrame) -> pd.Series:
+        if column in obs.columns:
+            return obs[column]
+        return fn(obs)
+
+    ROW_MASKS[column] = fn
+    return cached
 
 
 def _date(value: Any) -> date:
@@ -824,6 +851,10 @@ def rule_p3(ctx: LineContext) -> list[Alert]:
 def new_detections(ctx: LineContext, mask: pd.Series) -> pd.DataFrame:
     """On-treatment detections matching ``mask`` whose marker was not detected at baseline."""
     obs = ctx.observations
+    wanted = (np.asarray(mask, dtype=bool) & obs["detected"].to_numpy(dtype=bool)
+              & (obs["role"].to_numpy() == "on_treatment"))
+    if not wanted.any():  # the usual case: a cheap exit before any pandas work (#11 item 2)
+        return obs.iloc[0:0]
     base = ctx.baseline
     at_base = set()
     if base is not None:
@@ -975,6 +1006,7 @@ def rule_r3(ctx: LineContext) -> list[Alert]:
 _MAPK_HOTSPOT = re.compile(r"^(?:p\.)?(?:G12|G13|Q61)[A-Z]")
 
 
+@row_mask
 def mapk_mask(obs: pd.DataFrame) -> pd.Series:
     """KRAS/NRAS G12/G13/Q61, MAP2K1 (knowledge-base bypass) and BRAF V600E calls (R4)."""
     genes = obs["gene"].astype("object").fillna("").astype(str).str.upper()
@@ -986,6 +1018,7 @@ def mapk_mask(obs: pd.DataFrame) -> pd.Series:
         "variant_type"].isin(["snv", "mnv", "indel"])
 
 
+@row_mask
 def met_mask(obs: pd.DataFrame) -> pd.Series:
     """MET copy-number gains and MET fusions (R3)."""
     genes = obs["gene"].astype("object").fillna("").astype(str).str.upper()
