@@ -210,6 +210,7 @@ class SmtpSettings(_Strict):
 
 
 Tier = Literal["INFO", "WARNING", "FAILURE"]
+ALL_TIERS: tuple[Tier, ...] = ("INFO", "WARNING", "FAILURE")
 
 
 class ChannelConfig(BaseModel):
@@ -237,7 +238,7 @@ class RouteSettings(_Strict):
         default_factory=lambda: ["*"],
         description="Care-team keys of care_teams; '*' = every team, the fallback included")
     tiers: list[Tier] = Field(
-        default_factory=lambda: ["INFO", "WARNING", "FAILURE"],
+        default_factory=lambda: list(ALL_TIERS),
         description="Notification tiers this route carries (INFO = recoveries)")
 
 
