@@ -10,6 +10,7 @@ loops only run over the few rows that touch a reference window or a partner span
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
@@ -40,8 +41,34 @@ def _obj(series: pd.Series) -> pd.Series:
     return series.astype("object").mask(series.isna(), None)
 
 
+def _by_unique(series: pd.Series, fn: Callable[[pd.Series], Any]) -> pd.Series:
+    """``fn`` (a whole-Series string operation) on the distinct values only, broadcast back.
+
+    Issue #11: pandas' ``.str`` methods run Python per element; a 200,000-record VCF
+    repeats its chrom/ref/alt/type/annotation values, so this costs per distinct value.
+    """
+    codes, uniques = pd.factorize(series, use_na_sentinel=False)
+    mapped = np.asarray(fn(pd.Series(np.asarray(uniques, dtype=object), dtype="object")))
+    return pd.Series(mapped[codes], index=series.index)
+
+
 def _upper_str(series: pd.Series) -> pd.Series:
-    return series.astype("object").where(series.notna(), "").astype(str).str.upper().str.strip()
+    text = series.astype("object").where(series.notna(), "")
+    return _by_unique(text, lambda u: u.astype(str).str.upper().str.strip())
+
+
+def _len(series: pd.Series) -> np.ndarray:
+    return _by_unique(series, lambda u: u.str.len()).to_numpy()
+
+
+def _acgt(series: pd.Series) -> np.ndarray:
+    return _by_unique(series, lambda u: u.str.fullmatch(r"[ACGT]+")).to_numpy(dtype=bool)
+
+
+def _no_chr(series: pd.Series) -> pd.Series:
+    text = series.astype("object").where(series.notna(), "")
+    return _by_unique(text, lambda u: u.astype(str).str.replace(r"^chr", "", regex=True,
+                                                                case=False))
 
 
 class Recognizer:
@@ -84,8 +111,7 @@ class Recognizer:
             "fusion_partner": _obj(out["fusion_partner"]),
         })
         done = np.zeros(n, dtype=bool)
-        chrom = out["chrom"].astype("object").where(out["chrom"].notna(), "").astype(str)
-        chrom_norm = chrom.str.replace(r"^chr", "", regex=True, case=False)
+        chrom_norm = _no_chr(out["chrom"])
         pos = pd.to_numeric(out["pos"], errors="coerce").to_numpy(dtype="float64")
         vtype = _upper_str(out["variant_type"]).str.lower()
         ref = _upper_str(out["ref"])
@@ -156,8 +182,7 @@ class Recognizer:
             return hit
         win = fus["alk_window"][build]
         gene_span = fus["alk_gene"][build]
-        mate_chrom = out["mate_chrom"].astype("object").where(out["mate_chrom"].notna(), "") \
-            .astype(str).str.replace(r"^chr", "", regex=True, case=False)
+        mate_chrom = _no_chr(out["mate_chrom"])
         mate_pos = pd.to_numeric(out["mate_pos"], errors="coerce").to_numpy(dtype="float64")
 
         def inside(c: pd.Series, p: np.ndarray, span: dict[str, Any]) -> np.ndarray:
@@ -227,10 +252,10 @@ class Recognizer:
     def _codons(self, res: pd.DataFrame, done: np.ndarray, chrom_norm: pd.Series,
                 pos: np.ndarray, ref: pd.Series, alt: pd.Series, build: str) -> np.ndarray:
         n = len(res)
-        lens = ref.str.len().to_numpy()
-        alens = alt.str.len().to_numpy()
-        acgt_ref = ref.str.fullmatch(r"[ACGT]+").to_numpy(dtype=bool)
-        acgt_alt = alt.str.fullmatch(r"[ACGT]+").to_numpy(dtype=bool)
+        lens = _len(ref)
+        alens = _len(alt)
+        acgt_ref = _acgt(ref)
+        acgt_alt = _acgt(alt)
         sub = (~done & ~np.isnan(pos) & (lens == alens) & (lens >= 1) & acgt_ref & acgt_alt
                & (ref != alt).to_numpy())
         if not sub.any():
@@ -324,9 +349,8 @@ class Recognizer:
         n = len(res)
         hit = np.zeros(n, dtype=bool)
         m = self.data.manifest
-        is_indel = (~done & ~np.isnan(pos) & (ref.str.len() != alt.str.len()).to_numpy()
-                    & ref.str.fullmatch(r"[ACGT]+").to_numpy(dtype=bool)
-                    & alt.str.fullmatch(r"[ACGT]+").to_numpy(dtype=bool))
+        is_indel = (~done & ~np.isnan(pos) & (_len(ref) != _len(alt)) & _acgt(ref)
+                    & _acgt(alt))
         if not is_indel.any():
             return hit
         targets = {(norm_chrom(v[build][0]), int(v[build][1]), v[build][2], v[build][3]): v["kb_id"]
@@ -355,8 +379,8 @@ class Recognizer:
     def _met_exon14(self, res: pd.DataFrame, done: np.ndarray, chrom_norm: pd.Series,
                     pos: np.ndarray, ref: pd.Series, alt: pd.Series, build: str) -> np.ndarray:
         spec = self.data.manifest["met_exon14"][build]
-        lens = ref.str.len().to_numpy()
-        alens = alt.str.len().to_numpy()
+        lens = _len(ref)
+        alens = _len(alt)
         on = (~done & ~np.isnan(pos) & (chrom_norm == str(spec["chrom"])).to_numpy()
               & (pos >= spec["window"][0] - 60) & (pos <= spec["window"][1]))
         if not on.any():
@@ -467,7 +491,8 @@ class Recognizer:
         res.at[i, "category"] = self.entry_category[kb_id]
 
     def _gene_rules(self, out: pd.DataFrame, res: pd.DataFrame) -> None:
-        gene = res["gene"].astype("object").where(res["gene"].notna(), "").astype(str).str.upper()
+        gene = _by_unique(res["gene"].astype("object").where(res["gene"].notna(), ""),
+                          lambda u: u.astype(str).str.upper())
         open_ = res["kb_id"].isna().to_numpy()
         chip = open_ & gene.isin(self.chip).to_numpy()
         idx = np.flatnonzero(chip)
@@ -478,7 +503,8 @@ class Recognizer:
         text = (_upper_str(out["annotation"]) + "|" + _upper_str(out["protein_change"]) + "|"
                 + res["alteration"].astype("object").where(res["alteration"].notna(), "")
                 .astype(str))
-        truncating = text.str.contains(_TRUNCATING_RE).to_numpy()
+        truncating = _by_unique(text, lambda u: u.str.contains(_TRUNCATING_RE)).to_numpy(
+            dtype=bool)
         lof = open_ & ~chip & gene.isin(lof_genes).to_numpy() & truncating \
             & (_upper_str(out["variant_type"]).str.lower() != "cnv").to_numpy()
         idx = np.flatnonzero(lof)

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -246,8 +244,10 @@ class Store:
             if sum(lengths):
                 merged = pd.concat([f for f in frames if len(f)], ignore_index=True)
                 pk_column = np.repeat(np.array(pks, dtype=object), lengths)
-                conn.execute(models.observations.insert(),
-                             self._observation_rows(merged, pk_column))
+                for start in range(0, len(merged), _ROWS_CHUNK):
+                    insert_observations(conn, self._observation_rows(
+                        merged.iloc[start:start + _ROWS_CHUNK],
+                        pk_column[start:start + _ROWS_CHUNK]))
             # Same transaction as the samples: a stored draw's patient cannot be
             # stored-but-forgotten by a crash before evaluation (issue #10 item 1).
             mark_pending(conn, sorted({sample.patient_id for sample, _ in writes}), "ingest",
@@ -302,9 +302,10 @@ class Store:
             )
         sample_pk = _inserted_id(conn.execute(
             t.insert().values(**_sample_row(prepared, version, now))), "samples")
-        rows = self._observation_rows(prepared.observations, int(sample_pk))
-        if rows:
-            conn.execute(models.observations.insert(), rows)
+        frame = prepared.observations
+        for start in range(0, len(frame), _ROWS_CHUNK):
+            insert_observations(conn, self._observation_rows(
+                frame.iloc[start:start + _ROWS_CHUNK], sample_pk))
         action: IngestAction = "amended" if current is not None else "ingested"
         self._event(conn, action, prepared, run_id, now)
         # Same transaction as the sample: the patient cannot be stored-but-forgotten.
@@ -312,9 +313,11 @@ class Store:
         return action
 
     @staticmethod
-    def _observation_rows(frame: pd.DataFrame, sample_pk: int | np.ndarray) -> list[dict[str, Any]]:
-        """Plain-Python rows for one bulk INSERT, built column-wise (issue #11: a per-value
-        Python loop cost seconds on a 200,000-record VCF)."""
+    def _observation_rows(frame: pd.DataFrame, sample_pk: int | np.ndarray
+                          ) -> list[tuple[Any, ...]]:
+        """Plain-Python rows (:data:`OBSERVATION_INSERT_COLUMNS` order) for one bulk
+        insert, built column-wise (issue #11: a per-value Python loop cost seconds on a
+        200,000-record VCF)."""
         import numpy as np
 
         if frame.empty:
@@ -322,9 +325,7 @@ class Store:
         data = frame.reindex(columns=list(OBSERVATION_COLUMNS))
         columns = [_plain_column(data[c]) for c in OBSERVATION_COLUMNS]
         pks = np.broadcast_to(np.asarray(sample_pk, dtype=object), (len(data),))
-        names = (*OBSERVATION_COLUMNS, "sample_pk")
-        return [dict(zip(names, values, strict=True)) for values in zip(*columns, pks,
-                                                                      strict=True)]
+        return list(zip(*columns, pks.tolist(), strict=True))
 
     @staticmethod
     def _upsert_patient(conn: Connection, patient_id: str, care_team: str | None,
@@ -578,7 +579,15 @@ def mark_pending(conn: Connection, patient_ids: Sequence[str], reason: str,
     rows = [{"patient_id": pid, "marked_at": now, "reason": reason, "run_id": run_id}
             for pid in patient_ids]
     if dialect in ("sqlite", "postgresql"):
-        insert = (sqlite_dialect.insert if dialect == "sqlite" else pg_dialect.insert)(q)
+        # The dialect modules load here, not at import: `ctdna observations` never writes,
+        # and the PostgreSQL dialect (with asyncpg's) cost ~0.1 s of its start-up (#11).
+        insert: Any
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+            insert = sqlite_insert(q)
+        else:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+            insert = pg_insert(q)
         conn.execute(insert.on_conflict_do_update(
             index_elements=[q.c.patient_id],
             set_={"marked_at": insert.excluded.marked_at, "reason": insert.excluded.reason,
@@ -628,15 +637,54 @@ def _inserted_id(result: sa.CursorResult[Any], table: str) -> int:
     return int(key[0])
 
 
-def _plain_column(series: pd.Series) -> np.ndarray:
-    """A column as plain Python values with None for every missing value."""
-    import numpy as np
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 
+
+def _plain_column(series: pd.Series) -> list[Any]:
+    """A column as plain Python values with None for every missing value (numeric
+    columns convert in C; an object column only goes value by value when it holds
+    something else than str/int/float/bool/None, e.g. a numpy scalar)."""
     # pandas accepts na_value=None (documented); pandas-stubs 2.3 list only scalar na_values
-    values = series.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
-    if series.dtype == object:
-        values = np.array([plain_value(v) for v in values], dtype=object)
+    values = series.to_numpy(dtype=object, na_value=None).tolist()  # type: ignore[call-overload]
+    if series.dtype == object and not set(map(type, values)) <= _PLAIN_TYPES:
+        values = [plain_value(v) for v in values]
     return values
+
+
+#: Observation rows converted to Python and inserted at a time: the Python tuples of a
+#: 200,000-record VCF at once cost ~150 MiB of peak memory (issue #11); one transaction
+#: still covers every chunk.
+_ROWS_CHUNK = 25_000
+
+#: Columns of a bulk observation insert, in row order.
+OBSERVATION_INSERT_COLUMNS = (*OBSERVATION_COLUMNS, "sample_pk")
+
+
+def insert_observations(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert observation rows (:data:`OBSERVATION_INSERT_COLUMNS` order) in bulk, inside
+    the caller's transaction (so a sample stays all-or-nothing).
+
+    PostgreSQL: one ``COPY ... FROM STDIN`` through psycopg; SQLite: one driver-level
+    ``executemany`` of a prepared INSERT (SQLAlchemy's per-row parameter processing cost
+    about 10 µs a row, 2 s for a 200,000-record VCF; issue #11 item 1); other dialects:
+    SQLAlchemy Core ``insert`` with many rows.
+    """
+    if not rows:
+        return
+    names = ", ".join(OBSERVATION_INSERT_COLUMNS)
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        driver = conn.connection.driver_connection
+        with driver.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
+                f"COPY observations ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    elif dialect == "sqlite":
+        marks = ", ".join("?" * len(OBSERVATION_INSERT_COLUMNS))
+        conn.exec_driver_sql(f"INSERT INTO observations ({names}) VALUES ({marks})", rows)
+    else:
+        conn.execute(models.observations.insert(), [
+            dict(zip(OBSERVATION_INSERT_COLUMNS, row, strict=True)) for row in rows])
 
 
 def _sample_row(sample: PreparedSample, version: int, now: datetime) -> dict[str, Any]:
