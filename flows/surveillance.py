@@ -52,7 +52,9 @@ class RunSummary(BaseModel):
     rejected: list[str] = Field(default_factory=list)
     # the same rejections without sample accession or file name (Prefect artifacts, #12)
     rejected_reasons: list[str] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list)  # tolerated input defects (#10)
+    #: PHI-free warnings: tolerated input defects (#10), routing fall-backs, refused
+    #: recipients, recovered deliveries.
+    warnings: list[str] = Field(default_factory=list)
     patients_evaluated: int = 0
     reports_written: int = 0
     notifications_created: int = 0
@@ -63,8 +65,6 @@ class RunSummary(BaseModel):
     #: Notifications moved to the dead letter by this run (never retried; ops told).
     emails_dead_lettered: int = 0
     dead_letter_refs: list[str] = Field(default_factory=list)
-    #: PHI-free warnings: routing fall-backs, refused recipients, recovered deliveries.
-    warnings: list[str] = Field(default_factory=list)
     reports_dir: str | None = None
     outbox: str | None = None
     quarantine_dir: str | None = None
@@ -197,7 +197,7 @@ def _surveillance(inbox: str, outbox: str | None, reports: str | None,
     summary.rejected = [r.error for r in total.rejected]
     summary.rejected_reasons = [redact_rejection(r.error, r.path, r.sample_id)
                                 for r in total.rejected]
-    summary.warnings = [w.one_line() for w in total.warnings]
+    summary.warnings += [w.one_line() for w in total.warnings]
     logger.info("samples: %d ingested, %d amended, %d unchanged, %d rejected",
                 summary.ingested, summary.amended, summary.unchanged, len(summary.rejected))
     if dry_run:
@@ -301,7 +301,9 @@ def _deliver(run_id: str, outbox: str | None, summary: RunSummary) -> None:
 
 
 def _smtp_configured(settings: Any) -> bool:
-    return bool(settings.notify.smtp.host)
+    from pipeline.notify.secrets import smtp_configured
+
+    return smtp_configured(settings.notify.smtp)
 
 
 def _patients_of(scan: Any) -> set[str]:

@@ -205,6 +205,9 @@ class SmtpSettings(_Strict):
     password: str | None = Field(None, repr=False)
     password_block: str | None = Field(
         None, description="Name of a Prefect Secret block holding the SMTP password")
+    credentials_block: str | None = Field(
+        None, description="Name of a prefect-email EmailServerCredentials block holding "
+        "server, port, TLS mode, user and password (explicit settings win; #12 item 3)")
     tls: Literal["starttls", "ssl", "none"] = "starttls"
     timeout_seconds: float = 30
 
@@ -432,8 +435,9 @@ def load_settings(
             # A password in a plain-text file is readable by anyone who can read configs.
             raise ConfigError(
                 "an SMTP password is not accepted in a YAML file; set CTDNA_SMTP_PASSWORD "
-                "or save it in a Prefect Secret block and name it in "
-                "notify.smtp.password_block", path=source, field="notify.smtp.password")
+                "or save it in a Prefect Secret block (notify.smtp.password_block) or an "
+                "EmailServerCredentials block (notify.smtp.credentials_block)",
+                path=source, field="notify.smtp.password")
         merged = _deep_merge(merged, lab)
     merged = _deep_merge(merged, _env_overrides(env))
     try:
