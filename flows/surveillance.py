@@ -18,7 +18,13 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from flows.run_lock import one_run_at_a_time
-from flows.run_report import publish_run_artifacts, redact_rejection, surveillance_run_name
+from flows.run_report import (
+    publish_run_artifacts,
+    redact_rejection,
+    skipped_patients,
+    surveillance_run_name,
+    tier_changes,
+)
 from flows.tasks import (
     deliver_alerts_task,
     enqueue_alerts_task,
@@ -56,6 +62,11 @@ class RunSummary(BaseModel):
     #: recipients, recovered deliveries.
     warnings: list[str] = Field(default_factory=list)
     patients_evaluated: int = 0
+    #: Stored patients not evaluated by this run, and why (reason -> count; #11 item 2).
+    patients_skipped: int = 0
+    skipped_reasons: dict[str, int] = Field(default_factory=dict)
+    #: Status transitions of the evaluated patients, ``FROM->TO`` -> count (no IDs; #12).
+    tier_changes: dict[str, int] = Field(default_factory=dict)
     reports_written: int = 0
     notifications_created: int = 0
     emails_sent: int = 0
@@ -95,8 +106,12 @@ class RunSummary(BaseModel):
         lines += [f"  rejected: {error}" for error in self.rejected]
         lines += [f"  warning: {warning}" for warning in self.warnings]
         if not self.dry_run:
-            lines.append(f"patients evaluated: {self.patients_evaluated}; reports written: "
+            lines.append(f"patients evaluated: {self.patients_evaluated}, skipped: "
+                         f"{self.patients_skipped}; reports written: "
                          f"{self.reports_written} in {self.reports_dir}")
+            if self.tier_changes:
+                lines.append("tier changes: " + ", ".join(
+                    f"{change} {n}" for change, n in self.tier_changes.items()))
             lines.append(f"alert notifications: {self.notifications_created} new, "
                          f"{self.emails_sent} sent, {self.emails_deferred} deferred (will be "
                          f"retried), {self.emails_dead_lettered} dead-lettered"
@@ -206,11 +221,15 @@ def _surveillance(inbox: str, outbox: str | None, reports: str | None,
 
     # The work queue, not this run's ingest report, says whom to evaluate: patients stored
     # by a run that crashed before enqueueing their alerts are evaluated now (item 1).
-    patients = pending_patients_task(sorted(_patients_of(scan)) if force else [], run_id)
+    queue = pending_patients_task(sorted(_patients_of(scan)) if force else [], run_id)
+    patients = queue["patients"]
     if patients:
         _evaluate_report_enqueue(patients, reports, settings, summary)
     else:
         logger.info("no patient data changed; nothing to evaluate")
+    summary.skipped_reasons = skipped_patients(queue["cohort"], summary.patients_evaluated,
+                                               queue.get("skipped"))
+    summary.patients_skipped = sum(summary.skipped_reasons.values())
     if notify:
         # Always: alerts left pending by an earlier SMTP outage are delivered now (outbox).
         _deliver(run_id, outbox, summary)
@@ -262,6 +281,8 @@ def _evaluate_report_enqueue(patients: list[str], reports: str | None, settings:
     """Evaluate the patients, write their reports, and add new alerts to the ledger."""
     results = evaluate_task(patients)
     summary.patients_evaluated = len(results)
+    summary.tier_changes = tier_changes(
+        (r.previous_status, r.assessment.status) for r in results)
     fault_point("after_evaluate")
     reports_dir = str(Path(reports or settings.paths.reports).resolve())
     summary.reports_dir = reports_dir

@@ -124,12 +124,16 @@ def prepare_store_task() -> list[str]:
 
 
 @task(name="pending-patients", **TASK_OPTIONS)
-def pending_patients_task(force_patients: list[str], run_id: str) -> list[str]:
-    """Patients marked for evaluation (work queue), after marking ``force_patients``."""
+def pending_patients_task(force_patients: list[str], run_id: str) -> dict[str, Any]:
+    """Patients marked for evaluation (work queue), after marking ``force_patients``.
+
+    Returns ``{"patients": [...], "cohort": n}``: the marked patients and the number of
+    stored patients (the others are skipped by this run; counts only leave the flow).
+    """
     _settings, store, _kb = context()
     if force_patients:
         store.mark_pending(force_patients, "force", run_id)
-    return store.pending_patients()
+    return {"patients": store.pending_patients(), "cohort": len(store.patient_ids())}
 
 
 @task(name="mark-processed", **TASK_OPTIONS)
