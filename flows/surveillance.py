@@ -25,6 +25,7 @@ from flows.run_report import (
     surveillance_run_name,
     tier_changes,
 )
+from flows.runners import shards, task_runner_for
 from flows.tasks import (
     deliver_alerts_task,
     enqueue_alerts_task,
@@ -37,6 +38,7 @@ from flows.tasks import (
     pending_patients_task,
     prepare_store_task,
     scan_inbox_task,
+    write_cohort_task,
     write_reports_task,
 )
 from pipeline.config import load_settings
@@ -189,44 +191,22 @@ def _surveillance(inbox: str, outbox: str | None, reports: str | None,
                 len(scan.manifests), len(scan.therapies), scan.already_processed)
 
     total = IngestReport(rejected=list(scan.rejected))  # symlinks out of the inbox (#10)
-    processed: list[tuple[str, str, str, str]] = []
-    # therapy histories first: evaluation needs the lines of therapy
-    for path in scan.therapies:
-        report = ingest_therapies_task(str(path), scan.fingerprints[str(path)], run_id,
-                                       dry_run, quarantine_dir)
-        processed.append((str(path), "therapies", scan.fingerprints[str(path)],
-                          file_outcome(report)))
-        total.merge(report)
-    futures = [
-        ingest_manifest_task.submit(str(path), scan.fingerprints[str(path)], run_id, dry_run,
-                                    sample_ids, quarantine_dir)
-        for path in scan.manifests
-    ]
-    for path, future in zip(scan.manifests, futures, strict=True):
-        report = future.result()
-        processed.append((str(path), "manifest", scan.fingerprints[str(path)],
-                          file_outcome(report)))
-        total.merge(report)
-    summary.ingested, summary.amended = len(total.ingested), len(total.amended)
-    summary.unchanged = len(total.unchanged)
-    summary.rejected = [r.error for r in total.rejected]
-    summary.rejected_reasons = [redact_rejection(r.error, r.path, r.sample_id)
-                                for r in total.rejected]
-    summary.warnings += [w.one_line() for w in total.warnings]
-    logger.info("samples: %d ingested, %d amended, %d unchanged, %d rejected",
-                summary.ingested, summary.amended, summary.unchanged, len(summary.rejected))
-    if dry_run:
-        return _final(summary)
-    fault_point("after_ingest")
-
-    # The work queue, not this run's ingest report, says whom to evaluate: patients stored
-    # by a run that crashed before enqueueing their alerts are evaluated now (item 1).
-    queue = pending_patients_task(sorted(_patients_of(scan)) if force else [], run_id)
-    patients = queue["patients"]
-    if patients:
-        _evaluate_report_enqueue(patients, reports, settings, summary)
-    else:
-        logger.info("no patient data changed; nothing to evaluate")
+    with task_runner_for(settings.run) as runner:
+        processed = _ingest(runner, scan, run_id, dry_run, sample_ids, quarantine_dir, total)
+        _count_ingest(summary, total)
+        logger.info("samples: %d ingested, %d amended, %d unchanged, %d rejected",
+                    summary.ingested, summary.amended, summary.unchanged,
+                    len(summary.rejected))
+        if dry_run:
+            return _final(summary)
+        fault_point("after_ingest")
+        # The work queue, not this run's ingest report, says whom to evaluate: patients
+        # stored by a run that crashed before enqueueing their alerts are evaluated now.
+        queue = pending_patients_task(sorted(_patients_of(scan)) if force else [], run_id)
+        if queue["patients"]:
+            _evaluate_report_enqueue(queue["patients"], reports, settings, summary, runner)
+        else:
+            logger.info("no patient data changed; nothing to evaluate")
     summary.skipped_reasons = skipped_patients(queue["cohort"], summary.patients_evaluated,
                                                queue.get("skipped"))
     summary.patients_skipped = sum(summary.skipped_reasons.values())
@@ -243,6 +223,46 @@ def _surveillance(inbox: str, outbox: str | None, reports: str | None,
                 summary.notifications_created, summary.emails_sent, summary.emails_deferred,
                 summary.emails_dead_lettered)
     return _final(summary)
+
+
+def _ingest(runner: Any, scan: Any, run_id: str, dry_run: bool,
+            sample_ids: list[str] | None, quarantine_dir: str, total: IngestReport
+            ) -> list[tuple[str, str, str, str]]:
+    """Ingest therapy files, then every manifest in parallel (one task per inbox file).
+
+    Merges each file's report into ``total``; returns the (path, kind, fingerprint,
+    outcome) entries to mark processed when the run has finished.
+    """
+    processed: list[tuple[str, str, str, str]] = []
+    # therapy histories first and in order: a manifest's patients may be created by them
+    for path in scan.therapies:
+        report = ingest_therapies_task(str(path), scan.fingerprints[str(path)], run_id,
+                                       dry_run, quarantine_dir)
+        processed.append((str(path), "therapies", scan.fingerprints[str(path)],
+                          file_outcome(report)))
+        total.merge(report)
+    futures = [
+        runner.submit(ingest_manifest_task, parameters={
+            "path": str(path), "fingerprint": scan.fingerprints[str(path)],
+            "run_id": run_id, "dry_run": dry_run, "sample_ids": sample_ids,
+            "quarantine_dir": quarantine_dir})
+        for path in scan.manifests
+    ]
+    for path, future in zip(scan.manifests, futures, strict=True):
+        report = future.result()
+        processed.append((str(path), "manifest", scan.fingerprints[str(path)],
+                          file_outcome(report)))
+        total.merge(report)
+    return processed
+
+
+def _count_ingest(summary: RunSummary, total: IngestReport) -> None:
+    summary.ingested, summary.amended = len(total.ingested), len(total.amended)
+    summary.unchanged = len(total.unchanged)
+    summary.rejected = [r.error for r in total.rejected]
+    summary.rejected_reasons = [redact_rejection(r.error, r.path, r.sample_id)
+                                for r in total.rejected]
+    summary.warnings += [w.one_line() for w in total.warnings]
 
 
 def _final(summary: RunSummary) -> Any:
@@ -277,8 +297,12 @@ def summary_of(state: Any) -> RunSummary:
 
 
 def _evaluate_report_enqueue(patients: list[str], reports: str | None, settings: Any,
-                             summary: RunSummary) -> None:
-    """Evaluate the patients, write their reports, and add new alerts to the ledger."""
+                             summary: RunSummary, runner: Any = None) -> None:
+    """Evaluate the patients, write their reports, and add new alerts to the ledger.
+
+    Reports are written per patient shard (``run.workers`` shards) in parallel through
+    ``runner`` (the run's task runner; None: one shard in this thread), then the cohort page.
+    """
     results = evaluate_task(patients)
     summary.patients_evaluated = len(results)
     summary.tier_changes = tier_changes(
@@ -286,7 +310,7 @@ def _evaluate_report_enqueue(patients: list[str], reports: str | None, settings:
     fault_point("after_evaluate")
     reports_dir = str(Path(reports or settings.paths.reports).resolve())
     summary.reports_dir = reports_dir
-    report_paths = write_reports_task(results, reports_dir)
+    report_paths = _write_reports(results, reports_dir, settings.run.workers, runner)
     summary.reports_written = len(report_paths)
     fault_point("after_reports")
     enqueued = enqueue_alerts_task(
@@ -294,6 +318,23 @@ def _evaluate_report_enqueue(patients: list[str], reports: str | None, settings:
     summary.notifications_created += enqueued["created"]
     summary.warnings += [w for w in enqueued["warnings"] if w not in summary.warnings]
     fault_point("after_enqueue")
+
+
+def _write_reports(results: list[Any], reports_dir: str, workers: int, runner: Any
+                   ) -> dict[str, str]:
+    parts = shards(results, workers if runner is not None else 1)
+    if runner is None:
+        written = write_reports_task(results, reports_dir)
+    else:
+        futures = [runner.submit(write_reports_task, parameters={
+            "results": part, "reports_dir": reports_dir,
+            "label": "reports" if len(parts) == 1 else f"reports {i + 1}/{len(parts)}"})
+            for i, part in enumerate(parts)]
+        written = {}
+        for future in futures:
+            written.update(future.result())
+    write_cohort_task(reports_dir)
+    return written
 
 
 def _deliver(run_id: str, outbox: str | None, summary: RunSummary) -> None:

@@ -261,6 +261,30 @@ class ScheduleSettings(_Strict):
     )
 
 
+class RunSettings(_Strict):
+    """How a surveillance flow run spreads its independent work (issue #11 items 5-6).
+
+    Inbox files are ingested, and patient shards' reports written, in parallel through a
+    Prefect task runner: ``thread`` (Prefect's ThreadPoolTaskRunner, in the flow's process)
+    or ``dask`` (prefect-dask's DaskTaskRunner: a local cluster of ``workers`` processes,
+    or the existing Dask scheduler at ``dask_address`` for several hosts).
+    """
+
+    task_runner: Literal["thread", "dask"] = "thread"
+    workers: int = Field(
+        2, ge=1, le=64, description="Threads (thread) or local Dask worker processes (dask), "
+        "and the number of patient shards for report writing")
+    dask_address: str | None = Field(
+        None, description="tcp://host:8786 of a running Dask scheduler (dask only); unset: "
+        "a temporary local cluster per run")
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> RunSettings:
+        if self.dask_address and self.task_runner != "dask":
+            raise ValueError("dask_address is only used with task_runner: dask")
+        return self
+
+
 class IngestSettings(_Strict):
     """Where manifests may point (issue #10 item 4: confinement)."""
 
@@ -307,6 +331,7 @@ class Settings(_Strict):
     care_teams: dict[str, list[str]] = Field(default_factory=dict)
     notify: NotifySettings = NotifySettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    run: RunSettings = RunSettings()
     paths: PathSettings = PathSettings()
     ingest: IngestSettings = IngestSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
