@@ -80,6 +80,17 @@ def skipped_patients(cohort_size: int, evaluated: int,
 
 
 def summary_rows(summary: Any) -> list[dict[str, Any]]:
+    """The table artifact's rows: :func:`count_rows`, then one row per tier change
+    (``tier change FROM->TO``) and per skip reason (``skipped: <reason>``)."""
+    rows = count_rows(summary)
+    rows += [{"quantity": f"tier change {change}", "count": n}
+             for change, n in getattr(summary, "tier_changes", {}).items()]
+    rows += [{"quantity": f"skipped: {reason}", "count": n}
+             for reason, n in getattr(summary, "skipped_reasons", {}).items()]
+    return rows
+
+
+def count_rows(summary: Any) -> list[dict[str, Any]]:
     """The run's counts as table rows (``quantity``, ``count``); fields absent are skipped."""
     wanted = [
         ("manifests new", "manifests"), ("therapy files new", "therapy_files"),
@@ -105,25 +116,21 @@ def summary_rows(summary: Any) -> list[dict[str, Any]]:
         else:
             count = int(value)
         rows.append({"quantity": label, "count": count})
-    rows += [{"quantity": f"tier change {change}", "count": n}
-             for change, n in getattr(summary, "tier_changes", {}).items()]
-    rows += [{"quantity": f"skipped: {reason}", "count": n}
-             for reason, n in getattr(summary, "skipped_reasons", {}).items()]
     return rows
 
 
 def summary_markdown(summary: Any) -> str:
     """The run summary as markdown: counts, rejection reasons (redacted), report links."""
-    lines = [f"# Surveillance run `{summary.run_id}`", ""]
+    lines = ["## Surveillance run", "", f"Run id (= flow-run id): `{summary.run_id}`", ""]
     if summary.dry_run:
         lines += ["**Dry run**: nothing stored or sent.", ""]
     lines += ["| | count |", "|---|---:|"]
-    lines += [f"| {row['quantity']} | {row['count']} |" for row in summary_rows(summary)]
+    lines += [f"| {row['quantity']} | {row['count']} |" for row in count_rows(summary)]
     lines += _breakdown("Tier changes", "change", getattr(summary, "tier_changes", {}))
     lines += _breakdown("Patients skipped", "reason", getattr(summary, "skipped_reasons", {}))
     reasons = getattr(summary, "rejected_reasons", [])
     if reasons:
-        lines += ["", "## Rejected inputs", ""]
+        lines += ["", "### Rejected inputs", ""]
         lines += [f"- {reason}" for reason in reasons]
         if summary.quarantine_dir:
             lines += ["", f"Copies of the bad inputs: `{summary.quarantine_dir}` "
@@ -138,7 +145,7 @@ def summary_markdown(summary: Any) -> str:
     if summary.outbox:
         links.append(f"- Email files (no SMTP configured): `{summary.outbox}`")
     if links:
-        lines += ["", "## Reports", "", *links]
+        lines += ["", "### Reports", "", *links]
     return "\n".join(lines) + "\n"
 
 
@@ -146,7 +153,7 @@ def _breakdown(title: str, what: str, counts: dict[str, int]) -> list[str]:
     """A markdown section ``title`` with a two-column table of ``counts`` (none: nothing)."""
     if not counts:
         return []
-    return ["", f"## {title}", "", f"| {what} | patients |", "|---|---:|",
+    return ["", f"### {title}", "", f"| {what} | patients |", "|---|---:|",
             *[f"| {key} | {n} |" for key, n in counts.items()]]
 
 

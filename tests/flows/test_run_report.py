@@ -65,7 +65,7 @@ def test_run_is_named_by_its_time_and_publishes_phi_free_artifacts(
     # first assessments of the 4 demo patients: tier changes from "none", counts only
     assert sum(summary.tier_changes.values()) == 4
     assert all(change.startswith("none->") for change in summary.tier_changes)
-    assert "## Tier changes" in markdown
+    assert "### Tier changes" in markdown
     for change, n in summary.tier_changes.items():
         assert f"| {change} | {n} |" in markdown
         assert {"quantity": f"tier change {change}", "count": n} in (
@@ -83,8 +83,8 @@ def test_run_is_named_by_its_time_and_publishes_phi_free_artifacts(
     assert (again.patients_evaluated, again.patients_skipped) == (0, 4)
     _run, artifacts = asyncio.run(_flow_run_and_artifacts(again.run_id))
     markdown = str({a.type: a for a in artifacts}["markdown"].data)
-    assert "| patients skipped | 4 |" in markdown and "## Patients skipped" in markdown
-    assert "not in the work queue" in markdown and "## Tier changes" not in markdown
+    assert "| patients skipped | 4 |" in markdown and "### Patients skipped" in markdown
+    assert "not in the work queue" in markdown and "### Tier changes" not in markdown
 
 
 def test_tier_changes_and_skips_are_counted_without_identifiers() -> None:
