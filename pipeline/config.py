@@ -354,6 +354,12 @@ class Settings(_Strict):
         """Short SHA-256 of the resolved configuration (secrets excluded)."""
         data = self.model_dump(mode="json")
         data["notify"]["smtp"]["password"] = None
+        # How a run is spread over threads/processes cannot change a result, and which
+        # block holds the SMTP login is not clinical: neither may mark every patient's
+        # assessment as made under a new config (#11 item 6; #12 item 3).
+        data.pop("run", None)
+        if data["notify"]["smtp"].get("credentials_block") is None:
+            data["notify"]["smtp"].pop("credentials_block", None)
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

@@ -56,3 +56,11 @@ def test_task_runner_for_each_setting(tmp_path: Path) -> None:
     assert isinstance(remote, DaskTaskRunner) and remote.address == "tcp://h:8786"
     assert shards(list(range(5)), 2) == [[0, 2, 4], [1, 3]]
     assert shards([1], 4) == [[1]] and shards([], 2) == []
+
+
+def test_run_settings_do_not_change_the_config_version(tmp_path: Path) -> None:
+    """Threads or Dask cannot change a result: assessments keep their config version."""
+    default = _load(tmp_path, "{}\n").version_label()
+    assert _load(tmp_path, "run:\n  task_runner: dask\n  workers: 8\n").version_label() == default
+    assert _load(tmp_path, "notify:\n  smtp:\n    credentials_block: relay\n"
+                 ).version_label() == default
