@@ -354,9 +354,9 @@ class Settings(_Strict):
         """Short SHA-256 of the resolved configuration (secrets excluded)."""
         data = self.model_dump(mode="json")
         data["notify"]["smtp"]["password"] = None
-        # How a run is spread over threads/processes cannot change a result, and which
-        # block holds the SMTP login is not clinical: neither may mark every patient's
-        # assessment as made under a new config (#11 item 6; #12 item 3).
+        # How a run is spread over threads/processes cannot change a result: it must not
+        # mark every assessment as made under a new config (#11 item 6). An unset
+        # credentials block leaves the fingerprint as it was before the key existed (#12).
         data.pop("run", None)
         if data["notify"]["smtp"].get("credentials_block") is None:
             data["notify"]["smtp"].pop("credentials_block", None)

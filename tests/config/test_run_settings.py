@@ -62,5 +62,3 @@ def test_run_settings_do_not_change_the_config_version(tmp_path: Path) -> None:
     """Threads or Dask cannot change a result: assessments keep their config version."""
     default = _load(tmp_path, "{}\n").version_label()
     assert _load(tmp_path, "run:\n  task_runner: dask\n  workers: 8\n").version_label() == default
-    assert _load(tmp_path, "notify:\n  smtp:\n    credentials_block: relay\n"
-                 ).version_label() == default
