@@ -27,9 +27,9 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-from scipy.stats import fisher_exact
 
 from pipeline.config import RulesSettings
+from pipeline.fisher import fisher_two_sided
 
 #: Fold-change kinds: the value is exact, or only a bound on the true fold change
 #: because one side of the ratio is left-censored.
@@ -298,8 +298,8 @@ def fisher_pvalues(alt1: np.ndarray, depth1: np.ndarray, alt2: np.ndarray,
     -------
     numpy.ndarray
         p-value per pair; NaN when a count is unknown or inconsistent (alt > depth).
-        ``scipy.stats.fisher_exact`` is applied once per *distinct* table, so a cohort
-        with many identical tables costs one test each.
+        The test runs once per *distinct* table, all tables in one vectorized call
+        (``pipeline.fisher``: the same p-values as ``scipy.stats.fisher_exact``).
     """
     table = np.column_stack([alt1, depth1, alt2, depth2]).astype("float64")
     valid = np.isfinite(table).all(axis=1)
@@ -309,9 +309,7 @@ def fisher_pvalues(alt1: np.ndarray, depth1: np.ndarray, alt2: np.ndarray,
     if not valid.any():
         return out
     distinct, inverse = np.unique(table[valid].astype("int64"), axis=0, return_inverse=True)
-    pvalues = np.array([
-        fisher_exact([[a1, d1 - a1], [a2, d2 - a2]])[1] for a1, d1, a2, d2 in distinct
-    ])
+    pvalues = fisher_two_sided(distinct[:, 0], distinct[:, 1], distinct[:, 2], distinct[:, 3])
     out[valid] = pvalues[inverse.ravel()]
     return out
 
@@ -420,10 +418,25 @@ def compute_kinetics(
     return Kinetics(draws=draws, lines=line_table, markers=markers.reset_index(drop=True))
 
 
+def alteration_names(observations: pd.DataFrame) -> pd.Series:
+    """The alteration's name for people: the knowledge base's name, else the caller's text.
+
+    A row the profile could not type (Guardant "TP53 Splice Site SNV", "TERT Promoter SNV")
+    has no knowledge-base name; labelling it by its locus ("TP53 >") told a reader nothing
+    (round 2 review of the real Guardant reports). The vendor's ``protein_change`` text is
+    shown instead; the marker's identity (``marker_keys``) is unchanged.
+    """
+    alteration = observations["alteration"].astype("object")
+    if "protein_change" in observations.columns:
+        text = observations["protein_change"].astype("object")
+        alteration = alteration.where(alteration.notna(), text)
+    return alteration.where(alteration.notna(), None)
+
+
 def marker_labels(observations: pd.DataFrame) -> pd.Series:
     """``"GENE alteration"`` labels for findings and headlines (gene alone when unnamed)."""
     gene = observations["gene"].astype("object").fillna("").astype(str)
-    alteration = observations["alteration"].astype("object").fillna("").astype(str)
+    alteration = alteration_names(observations).fillna("").astype(str)
     return (gene + " " + alteration).str.strip()
 
 
