@@ -171,7 +171,8 @@ def run_shards(inboxes: list[Path], workers: int, workdir: Path, env: dict[str, 
         runs = cluster.wait(run_ids, timeout)
         wall = max(_epoch(r["end_time"]) for r in runs if r["end_time"]) - submitted
     return {"workers": workers, "wall_seconds": round(wall, 1), "runs": [
-        {"id": r["id"], "state": r["state"]["type"], "start": r["start_time"],
+        {"id": r["id"], "state": r["state"]["type"], "message": r["state"].get("message"),
+         "start": r["start_time"],
          "end": r["end_time"], "seconds": r["total_run_time"]} for r in runs]}
 
 
