@@ -44,6 +44,7 @@ from flows.tasks import (
 from pipeline.config import load_settings
 from pipeline.faults import fault_point
 from pipeline.ingest import IngestReport
+from pipeline.store.repository import now_utc
 
 
 class RunSummary(BaseModel):
@@ -178,6 +179,7 @@ def _surveillance(inbox: str, outbox: str | None, reports: str | None,
     logger = get_run_logger()
     settings = load_settings()
     run_id = new_run_id()
+    started_at = now_utc()  # marks older than this belong to this run too (crash recovery)
     quarantine_dir = str(Path(settings.paths.quarantine).resolve())
     summary = RunSummary(run_id=run_id, dry_run=dry_run, quarantine_dir=quarantine_dir)
     if not dry_run:
@@ -202,7 +204,8 @@ def _surveillance(inbox: str, outbox: str | None, reports: str | None,
         fault_point("after_ingest")
         # The work queue, not this run's ingest report, says whom to evaluate: patients
         # stored by a run that crashed before enqueueing their alerts are evaluated now.
-        queue = pending_patients_task(sorted(_patients_of(scan)) if force else [], run_id)
+        queue = pending_patients_task(sorted(_patients_of(scan)) if force else [], run_id,
+                                      started_at)
         if queue["patients"]:
             _evaluate_report_enqueue(queue["patients"], reports, settings, summary, runner)
         else:

@@ -11,6 +11,7 @@ credential is stored in Prefect's database.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,8 @@ def prepare_store_task() -> list[str]:
 
 
 @task(name="pending-patients", **TASK_OPTIONS)
-def pending_patients_task(force_patients: list[str], run_id: str) -> dict[str, Any]:
+def pending_patients_task(force_patients: list[str], run_id: str,
+                          started_at: datetime | None = None) -> dict[str, Any]:
     """Patients marked for evaluation (work queue), after marking ``force_patients``.
 
     Returns ``{"patients": [...], "cohort": n}``: the marked patients and the number of
@@ -133,7 +135,8 @@ def pending_patients_task(force_patients: list[str], run_id: str) -> dict[str, A
     _settings, store, _kb = context()
     if force_patients:
         store.mark_pending(force_patients, "force", run_id)
-    return {"patients": store.pending_patients(), "cohort": len(store.patient_ids())}
+    return {"patients": store.pending_patients(run_id, started_at),
+            "cohort": len(store.patient_ids())}
 
 
 @task(name="mark-processed", **TASK_OPTIONS)
