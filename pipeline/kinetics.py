@@ -137,21 +137,28 @@ def is_chip(observations: pd.DataFrame, rules: RulesSettings) -> pd.Series:
     return (observations["category"] == "chip") | genes.isin(rules.chip_genes)
 
 
+def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` as float64 (unparseable -> NaN); all NaN when the column is absent."""
+    if column not in frame.columns:
+        return pd.Series(np.nan, index=frame.index, dtype="float64")
+    return pd.to_numeric(frame[column], errors="coerce").astype("float64")
+
+
 def prepare_samples(samples: pd.DataFrame, as_of: pd.Timestamp | None) -> pd.DataFrame:
     """Draws collected on or before ``as_of``, dates normalised, sorted deterministically."""
     out = samples.copy()
     out["collection_date"] = _dates(out["collection_date"])
     for column in ("lod_vaf", "tumor_fraction", "median_depth"):
-        out[column] = pd.to_numeric(out.get(column), errors="coerce").astype("float64")
+        out[column] = _numeric(out, column)
     if "assay" not in out.columns:
         out["assay"] = None
     # Draw-level (sample-level) results, #9 item 7: optional columns; absent = none.
     for column in ("level_value", "level_lod"):
-        out[column] = pd.to_numeric(out.get(column), errors="coerce").astype("float64")
+        out[column] = _numeric(out, column)
     for column in ("level_unit", "level_call"):
         if column not in out.columns:
             out[column] = None
-        out[column] = out[column].astype("object").where(out[column].notna(), None)
+        out[column] = out[column].astype("object").mask(out[column].isna(), None)
     if "sample_pk" not in out.columns:
         out["sample_pk"] = pd.NA
     if as_of is not None:
@@ -430,7 +437,7 @@ def alteration_names(observations: pd.DataFrame) -> pd.Series:
     if "protein_change" in observations.columns:
         text = observations["protein_change"].astype("object")
         alteration = alteration.where(alteration.notna(), text)
-    return alteration.where(alteration.notna(), None)
+    return alteration.mask(alteration.isna(), None)
 
 
 def marker_labels(observations: pd.DataFrame) -> pd.Series:
@@ -477,7 +484,7 @@ def _draw_level(draws: pd.DataFrame) -> pd.DataFrame:
     out["upper_bound"] = out["level_lod"].where(out["censored"])
     by_marker = out["level_source"] == "marker_vaf"
     for column in ("level_gene", "level_alteration", "level_markers"):
-        out[column] = out[column].where(by_marker & out["detected"], None)
+        out[column] = out[column].mask(~(by_marker & out["detected"]), None)
     return out
 
 
@@ -492,7 +499,7 @@ def _add_baseline_folds(draws: pd.DataFrame) -> pd.DataFrame:
                        out["_b_censored"], out["level_lod"], out["_b_lod"])
     treated = out["role"] == "on_treatment"
     out["fold_from_baseline"] = fold.where(treated)
-    out["fold_from_baseline_kind"] = kind.where(treated, None)
+    out["fold_from_baseline_kind"] = kind.mask(~treated, None)
     out["decrease_from_baseline"] = 1.0 - out["fold_from_baseline"]
     return out.drop(columns=["_b_level", "_b_censored", "_b_lod"])
 

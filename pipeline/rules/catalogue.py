@@ -101,6 +101,14 @@ class LineContext:
         rows = self.draws[self.draws["role"] == "baseline"]
         return rows.iloc[0] if len(rows) else None
 
+    @property
+    def reference(self) -> pd.Series:
+        """The baseline draw, for rules that checked there is one (``baseline_detected``)."""
+        base = self.baseline
+        if base is None:
+            raise RuntimeError("a rule read the baseline of a line that has none")
+        return base
+
     @cached_property
     def baseline_detected(self) -> bool:
         base = self.baseline
@@ -263,7 +271,7 @@ def make_alert(info: RuleInfo, tier: str, findings: list[Finding], actions: list
         actions = [FAILURE_ACTION, *actions]
     used = draws if draws is not None else list(dict.fromkeys(f.sample_id for f in findings))
     return Alert(
-        rule_id=info.rule_id, tier=tier, title=info.title, findings=findings,  # type: ignore[arg-type]
+        rule_id=info.rule_id, tier=tier, title=info.title, findings=findings,
         suggested_actions=actions,
         evidence=[*(evidence or []), *info.sources,
                   f"evidence strength: {info.strength_label()}"],
@@ -614,7 +622,7 @@ def rule_e1(ctx: LineContext) -> list[Alert]:
     if first_clear > ctx.rules.clearance_by_week * 7:
         return []
     cleared = seq[seq["day"] == first_clear].iloc[0]
-    findings = [draw_finding(ctx.baseline, "baseline"), draw_finding(cleared, "clearance")]
+    findings = [draw_finding(ctx.reference, "baseline"), draw_finding(cleared, "clearance")]
     latest = seq.iloc[-1]
     if latest["sample_id"] != cleared["sample_id"]:
         findings.append(draw_finding(latest, "latest evaluable draw, still below LoD"))
@@ -656,7 +664,7 @@ def rule_e2_e3(ctx: LineContext) -> list[Alert]:
     # E3 confirmed: an insufficient draw in weeks 3-10 confirmed by the next draw.
     started = np.concatenate([[False], (insufficient & window)[:-1]])
     confirmed = confirmed_pairs(days, insufficient, rules) & started
-    base = ctx.baseline
+    base = ctx.reference  # E2/E3 run only with a detected baseline
     if confirmed.any():
         i = int(np.flatnonzero(confirmed)[0])
         pair = [seq.iloc[i - 1], seq.iloc[i]]

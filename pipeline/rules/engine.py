@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, timedelta
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -121,7 +122,8 @@ def evaluate_cohort(
     out = []
     for patient in patients:
         patient_draws = kept_by.get(patient, kept.iloc[0:0])
-        line = latest_line.loc[patient] if patient in latest_line.index else None
+        line = (cast(pd.Series, latest_line.loc[patient]) if patient in latest_line.index
+                else None)  # one row per patient: tail(1) above
         if cutoff is not None:
             when = cutoff.date()
         else:
@@ -183,7 +185,7 @@ def _assess(patient: str, as_of: date, line: pd.Series | None,
             alerts.append(overdue)
     if ctx.provisional:
         caveats.append("No pre-treatment draw: the first on-treatment draw "
-                       f"({ctx.baseline['sample_id']}) is a provisional reference; early-"
+                       f"({ctx.reference['sample_id']}) is a provisional reference; early-"
                        "response milestones (E1-E3) cannot be judged, emergence, rise and "
                        "resistance rules apply.")
     if status == "OPTIMAL":
@@ -193,7 +195,7 @@ def _assess(patient: str, as_of: date, line: pd.Series | None,
     base = ctx.baseline
     levels = _levels(draws) if line is not None else []
     return Assessment(
-        patient_id=patient, as_of=as_of, therapy=therapy, status=status,  # type: ignore[arg-type]
+        patient_id=patient, as_of=as_of, therapy=therapy, status=status,
         alerts=alerts, config_version=settings.version_label(),
         kb_version=str(kb.version) if kb is not None else "none",
         pipeline_version=pipeline.__version__,
@@ -216,7 +218,7 @@ def _response_assessed(ctx: LineContext) -> bool:
     seq = ctx.evaluable
     seq = seq[seq["day"] >= ctx.rules.early_window_start_week * 7]
     if ctx.provisional:
-        seq = seq[seq["sample_id"] != ctx.baseline["sample_id"]]
+        seq = seq[seq["sample_id"] != ctx.reference["sample_id"]]
     return bool(len(seq))
 
 
@@ -224,7 +226,7 @@ def _levels(draws: pd.DataFrame) -> list[DrawLevel]:
     """The line's per-draw levels as the rules used them (reports and emails read these)."""
     rows = draws.drop_duplicates(["sample_id", "role"])
     out = []
-    for r in rows.itertuples(index=False):
+    for r in cast(Iterable[Any], rows.itertuples(index=False)):  # rows' cells: any scalar
         # A provisional reference is listed once, as the reference.
         if r.role == "on_treatment" and bool(getattr(r, "provisional", False)):
             continue
@@ -276,8 +278,9 @@ def _line_observations(obs: pd.DataFrame, draws: pd.DataFrame) -> dict[tuple, pd
                                 kind="mergesort")
     keys = merged[["patient_id", "line"]]
     merged = merged.drop(columns=["line", "_draw_pos", "_obs_pos"])
-    return {(str(p), int(ln)): frame for (p, ln), frame in
-            merged.groupby([keys["patient_id"], keys["line"]], sort=False)}
+    groups = cast(Iterable[tuple[tuple[Any, Any], pd.DataFrame]],
+                  merged.groupby([keys["patient_id"], keys["line"]], sort=False))
+    return {(str(p), int(ln)): frame for (p, ln), frame in groups}
 
 
 class _ObservationsBySample:
@@ -290,7 +293,7 @@ class _ObservationsBySample:
 
     def for_draws(self, patient: str, draws: pd.DataFrame) -> pd.DataFrame:
         if self._by_patient is None:
-            self._by_patient = dict(tuple(self._obs.groupby("patient_id", sort=False)))
+            self._by_patient = {str(k): g for k, g in self._obs.groupby("patient_id", sort=False)}
         pobs = self._by_patient.get(patient)
         # A provisional reference is listed twice in ``draws`` (reference and on-treatment).
         parts = [] if pobs is None else [

@@ -42,7 +42,8 @@ def _kinetic_part(alert: Alert) -> str | None:
     if not levels:
         return None
     last = levels[-1]
-    path = " → ".join(f"{v * 100:.3g}" for v in dict.fromkeys(f.ctdna_level for f in levels))
+    values = [f.ctdna_level for f in levels if f.ctdna_level is not None]
+    path = " → ".join(f"{v * 100:.3g}" for v in dict.fromkeys(values))
     label = f"{last.gene} {last.alteration}: " if last.gene else ""
     text = f"{label}ctDNA {path} %" if "→" in path else f"{label}ctDNA level {path} %"
     if alert.tier == "WARNING" and alert.confirmed is False:
