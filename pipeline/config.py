@@ -205,6 +205,9 @@ class SmtpSettings(_Strict):
     password: str | None = Field(None, repr=False)
     password_block: str | None = Field(
         None, description="Name of a Prefect Secret block holding the SMTP password")
+    credentials_block: str | None = Field(
+        None, description="Name of a prefect-email EmailServerCredentials block holding "
+        "server, port, TLS mode, user and password (explicit settings win; #12 item 3)")
     tls: Literal["starttls", "ssl", "none"] = "starttls"
     timeout_seconds: float = 30
 
@@ -370,6 +373,30 @@ class ScheduleSettings(_Strict):
     )
 
 
+class RunSettings(_Strict):
+    """How a surveillance flow run spreads its independent work (issue #11 items 5-6).
+
+    Inbox files are ingested, and patient shards' reports written, in parallel through a
+    Prefect task runner: ``thread`` (Prefect's ThreadPoolTaskRunner, in the flow's process)
+    or ``dask`` (prefect-dask's DaskTaskRunner: a local cluster of ``workers`` processes,
+    or the existing Dask scheduler at ``dask_address`` for several hosts).
+    """
+
+    task_runner: Literal["thread", "dask"] = "thread"
+    workers: int = Field(
+        2, ge=1, le=64, description="Threads (thread) or local Dask worker processes (dask), "
+        "and the number of patient shards for report writing")
+    dask_address: str | None = Field(
+        None, description="tcp://host:8786 of a running Dask scheduler (dask only); unset: "
+        "a temporary local cluster per run")
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> RunSettings:
+        if self.dask_address and self.task_runner != "dask":
+            raise ValueError("dask_address is only used with task_runner: dask")
+        return self
+
+
 class IngestSettings(_Strict):
     """Where manifests may point (issue #10 item 4: confinement)."""
 
@@ -416,6 +443,7 @@ class Settings(_Strict):
     care_teams: dict[str, list[str]] = Field(default_factory=dict)
     notify: NotifySettings = NotifySettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    run: RunSettings = RunSettings()
     paths: PathSettings = PathSettings()
     ingest: IngestSettings = IngestSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
@@ -454,6 +482,12 @@ class Settings(_Strict):
         """Short SHA-256 of the resolved configuration (secrets excluded)."""
         data = self.model_dump(mode="json")
         data["notify"]["smtp"]["password"] = None
+        # How a run is spread over threads/processes cannot change a result: it must not
+        # mark every assessment as made under a new config (#11 item 6). An unset
+        # credentials block leaves the fingerprint as it was before the key existed (#12).
+        data.pop("run", None)
+        if data["notify"]["smtp"].get("credentials_block") is None:
+            data["notify"]["smtp"].pop("credentials_block", None)
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -560,8 +594,9 @@ def load_settings(
             # A password in a plain-text file is readable by anyone who can read configs.
             raise ConfigError(
                 "an SMTP password is not accepted in a YAML file; set CTDNA_SMTP_PASSWORD "
-                "or save it in a Prefect Secret block and name it in "
-                "notify.smtp.password_block", path=source, field="notify.smtp.password")
+                "or save it in a Prefect Secret block (notify.smtp.password_block) or an "
+                "EmailServerCredentials block (notify.smtp.credentials_block)",
+                path=source, field="notify.smtp.password")
         ack_yaml = (lab.get("notify") or {}).get("ack") if isinstance(
             lab.get("notify"), dict) else None
         if isinstance(ack_yaml, dict) and "secret" in ack_yaml:

@@ -440,12 +440,23 @@ class Store:
                 sa.select(p.c.patient_id).where(p.c.patient_id.in_(list(patient_ids))))]
             mark_pending(conn, known, reason, run_id, now_utc())
 
-    def pending_patients(self) -> list[str]:
-        """Patients marked as needing evaluation (sorted)."""
+    def pending_patients(self, run_id: str | None = None,
+                         started_at: datetime | None = None) -> list[str]:
+        """Patients marked as needing evaluation (sorted).
+
+        With ``run_id`` and ``started_at`` (a flow run), only the marks that run owns: its
+        own, marks without a run, and marks older than its start (left by an earlier or a
+        crashed run). Marks a concurrent run made after this one started are that run's
+        work, so two workers on two inbox shards do not both evaluate every patient (#11
+        item 6).
+        """
         q = models.pending_evaluations
+        stmt = sa.select(q.c.patient_id).order_by(q.c.patient_id)
+        if run_id is not None and started_at is not None:
+            stmt = stmt.where(sa.or_(q.c.run_id.is_(None), q.c.run_id == run_id,
+                                     q.c.marked_at < started_at))
         with self.engine.connect() as conn:
-            return [r[0] for r in conn.execute(
-                sa.select(q.c.patient_id).order_by(q.c.patient_id))]
+            return [r[0] for r in conn.execute(stmt)]
 
     # ------------------------------------------------------------------ reads
     def _frame(self, stmt: sa.Select[Any]) -> pd.DataFrame:
