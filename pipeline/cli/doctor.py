@@ -104,15 +104,16 @@ def check_smtp(settings: Any) -> list[Check]:
         smtp = resolve_smtp(smtp)
     except ConfigError as exc:
         return [Check("smtp", FAIL, exc.one_line())]
+    host = smtp.host or ""  # smtp_configured() above: a host is set (YAML, env or block)
     port = smtp.port or {"ssl": 465, "starttls": 587, "none": 25}[smtp.tls]
     timeout = min(float(smtp.timeout_seconds), 10.0)
     try:
         client: smtplib.SMTP
         if smtp.tls == "ssl":
-            client = smtplib.SMTP_SSL(smtp.host, port, timeout=timeout,
+            client = smtplib.SMTP_SSL(host, port, timeout=timeout,
                                       context=ssl.create_default_context())
         else:
-            client = smtplib.SMTP(smtp.host, port, timeout=timeout)
+            client = smtplib.SMTP(host, port, timeout=timeout)
         with client:
             code, _banner = client.ehlo()
             starttls = client.has_extn("starttls")
