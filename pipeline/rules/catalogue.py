@@ -138,6 +138,21 @@ class LineContext:
         """Day of the first informative negative on the line (NaN when none)."""
         return self._first_clearance_day
 
+    @cached_property
+    def new_on_treatment(self) -> pd.Series:
+        """Row mask of on-treatment detections whose marker was not detected at baseline.
+
+        Computed once per context: R1, R2, R3, R4, R5 and P4 all select from it (#11).
+        """
+        obs = self.observations
+        base = self.baseline
+        at_base: set[Any] = set()
+        if base is not None:
+            at_base = set(obs[(obs["sample_id"] == base["sample_id"]) & obs["detected"]]
+                          ["marker_key"])
+        return (obs["detected"] & (obs["role"] == "on_treatment")
+                & ~obs["marker_key"].isin(at_base))
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -824,13 +839,7 @@ def rule_p3(ctx: LineContext) -> list[Alert]:
 def new_detections(ctx: LineContext, mask: pd.Series) -> pd.DataFrame:
     """On-treatment detections matching ``mask`` whose marker was not detected at baseline."""
     obs = ctx.observations
-    base = ctx.baseline
-    at_base = set()
-    if base is not None:
-        at_base = set(obs[(obs["sample_id"] == base["sample_id"]) & obs["detected"]]
-                      ["marker_key"])
-    chosen = obs[mask & obs["detected"] & (obs["role"] == "on_treatment")]
-    return chosen[~chosen["marker_key"].isin(at_base)]
+    return obs[mask & ctx.new_on_treatment]
 
 
 def _marker_series(ctx: LineContext, key: str) -> pd.DataFrame:
@@ -975,8 +984,16 @@ def rule_r3(ctx: LineContext) -> list[Alert]:
 _MAPK_HOTSPOT = re.compile(r"^(?:p\.)?(?:G12|G13|Q61)[A-Z]")
 
 
+#: Columns ``evaluate_cohort`` fills once for the whole cohort with the masks below, so
+#: the per-patient rules do not repeat the string work (#11 item 2).
+MAPK_COLUMN = "_mapk_call"
+MET_COLUMN = "_met_call"
+
+
 def mapk_mask(obs: pd.DataFrame) -> pd.Series:
     """KRAS/NRAS G12/G13/Q61, MAP2K1 (knowledge-base bypass) and BRAF V600E calls (R4)."""
+    if MAPK_COLUMN in obs.columns:
+        return obs[MAPK_COLUMN]
     genes = obs["gene"].astype("object").fillna("").astype(str).str.upper()
     text = obs["alteration"].astype("object").fillna("").astype(str)
     hotspot = text.str.match(_MAPK_HOTSPOT)
@@ -988,6 +1005,8 @@ def mapk_mask(obs: pd.DataFrame) -> pd.Series:
 
 def met_mask(obs: pd.DataFrame) -> pd.Series:
     """MET copy-number gains and MET fusions (R3)."""
+    if MET_COLUMN in obs.columns:
+        return obs[MET_COLUMN]
     genes = obs["gene"].astype("object").fillna("").astype(str).str.upper()
     partner = obs["fusion_partner"].astype("object").fillna("").astype(str).str.upper()
     return ((genes == "MET") & obs["variant_type"].isin(["cnv", "fusion", "sv"])) | (

@@ -22,9 +22,13 @@ from pipeline.kinetics import as_timestamp, compute_kinetics, is_chip, marker_ke
 from pipeline.rules.catalogue import (
     C1,
     C2_CAVEAT,
+    MAPK_COLUMN,
+    MET_COLUMN,
     KnowledgeBaseLike,
     LineContext,
     make_alert,
+    mapk_mask,
+    met_mask,
 )
 from pipeline.rules.headline import make_headline
 from pipeline.rules.registry import MECHANISM_RULES, RULES, STATUS_RULES
@@ -90,6 +94,9 @@ def evaluate_cohort(
     obs["collection_date"] = pd.to_datetime(obs["collection_date"]).dt.normalize()
     for column in ("vaf", "copy_number", "lod_vaf", "tumor_fraction"):
         obs[column] = pd.to_numeric(obs[column], errors="coerce").astype("float64")
+    # Whole-cohort string masks, once (#11 item 2); the rules read the columns.
+    obs[MAPK_COLUMN] = mapk_mask(obs).astype(bool) if len(obs) else pd.Series(dtype=bool)
+    obs[MET_COLUMN] = met_mask(obs).astype(bool) if len(obs) else pd.Series(dtype=bool)
 
     draw_dates = pd.to_datetime(samples["collection_date"]).dt.normalize()
     kept = samples.assign(collection_date=draw_dates)
@@ -247,7 +254,9 @@ def _empty_obs(obs_by: dict) -> pd.DataFrame:
         "sample_id", "marker_key", "detected", "category", "gene", "alteration", "is_chip",
         "variant_type", "fusion_partner", "vaf", "alt_reads", "depth", "copy_number",
         "collection_date", "lod_vaf", "tumor_fraction", "assay"]
-    return pd.DataFrame(columns=list(columns)).astype({"detected": bool, "is_chip": bool})
+    flags = ("detected", "is_chip", MAPK_COLUMN, MET_COLUMN)
+    return pd.DataFrame(columns=list(columns)).astype(
+        {c: bool for c in flags if c in columns})
 
 
 def _status(ctx: LineContext, alerts: list[Alert]) -> tuple[str, str]:
