@@ -51,11 +51,14 @@ lint: .venv/.installed
 	.venv/bin/mypy
 
 # CI gate run by .ci/run before the tests: ruff (style, bugs, imports) including the
-# mccabe complexity limit (C901, max-complexity in pyproject.toml).
+# mccabe complexity limit (C901, max-complexity in pyproject.toml), then mypy (0 errors,
+# pandas-stubs of the locked pandas series; config in pyproject.toml, #12 item 6).
 lint-ci: .venv/.installed
 	.venv/bin/ruff --version
 	.venv/bin/ruff check pipeline flows tests
 	.venv/bin/ruff check pipeline flows tests --select C901 --statistics
+	.venv/bin/mypy --version
+	.venv/bin/mypy
 
 clean:
 	rm -rf .venv $(TOOLS) demo-output

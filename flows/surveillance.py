@@ -22,12 +22,14 @@ from flows.run_report import publish_run_artifacts, redact_rejection, surveillan
 from flows.tasks import (
     deliver_alerts_task,
     enqueue_alerts_task,
+    escalate_task,
     evaluate_task,
     file_outcome,
     ingest_manifest_task,
     ingest_therapies_task,
     mark_processed_task,
     new_run_id,
+    ops_notice_task,
     pending_patients_task,
     prepare_store_task,
     scan_inbox_task,
@@ -55,6 +57,7 @@ class RunSummary(BaseModel):
     warnings: list[str] = Field(default_factory=list)  # tolerated input defects (#10)
     patients_evaluated: int = 0
     reports_written: int = 0
+    #: Messages (digests: one per patient and channel) created by this run (issue #14).
     notifications_created: int = 0
     emails_sent: int = 0
     emails_pending: bool = False
@@ -65,6 +68,10 @@ class RunSummary(BaseModel):
     dead_letter_refs: list[str] = Field(default_factory=list)
     #: PHI-free warnings: routing fall-backs, refused recipients, recovered deliveries.
     warnings: list[str] = Field(default_factory=list)
+    #: Routing fall-backs of this run (team names only): part of the ops notice (#14 item 5).
+    routing_warnings: list[str] = Field(default_factory=list)
+    #: FAILURE alerts escalated by this run (references and addresses; issue #14 item 2).
+    escalations: list[str] = Field(default_factory=list)
     reports_dir: str | None = None
     outbox: str | None = None
     quarantine_dir: str | None = None
@@ -102,6 +109,7 @@ class RunSummary(BaseModel):
                          f"retried), {self.emails_dead_lettered} dead-lettered"
                          + (f"; .eml files in {self.outbox}" if self.outbox else ""))
             lines += [f"  dead letter: ref {ref}" for ref in self.dead_letter_refs]
+            lines += [f"  escalation: {line}" for line in self.escalations]
             if self.rejected:
                 lines.append(f"bad inputs copied to {self.quarantine_dir} (originals untouched)")
         lines += [f"warning: {w}" for w in self.warnings]
@@ -109,9 +117,20 @@ class RunSummary(BaseModel):
 
 
 def _notify_ops_of_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """on_failure hook: tell the lab's operations address (no patient data in the message)."""
+    """on_failure hook: tell the lab's operations address (no patient data in the message).
+
+    A run that finished with problems (rejections, deferred or dead-lettered notifications)
+    ends ``Failed`` carrying its summary; its ops notice already went out at the end of
+    the run (issue #14 item 5: one ops email per run), so only runs that failed or crashed
+    without a summary are mailed here.
+    """
     from pipeline.notify import send_ops_message, transport_from_settings
 
+    try:
+        if isinstance(state.result(raise_on_failure=False), RunSummary):
+            return
+    except Exception:  # no readable result: the run failed before its summary; mail it
+        pass
     settings = load_settings()
     send_ops_message(
         settings, transport_from_settings(settings),
@@ -212,11 +231,21 @@ def _surveillance(inbox: str, outbox: str | None, reports: str | None,
     else:
         logger.info("no patient data changed; nothing to evaluate")
     if notify:
+        # Unacknowledged FAILURE alerts past their team's time: escalated before delivery,
+        # so the escalation goes out in this run (issue #14 item 2).
+        escalated = escalate_task()
+        summary.escalations = escalated["escalations"]
+        summary.warnings += [w for w in escalated["warnings"] if w not in summary.warnings]
         # Always: alerts left pending by an earlier SMTP outage are delivered now (outbox).
         _deliver(run_id, outbox, summary)
     fault_point("after_deliver")
     # Inbox files count as processed only now that their run has finished (item 1).
     mark_processed_task(processed, run_id)
+    # One ops email per run, only when something needs a human (issue #14 item 5).
+    summary.warnings += ops_notice_task(run_id, outbox, summary.rejected_reasons,
+                                        summary.dead_letter_refs, summary.routing_warnings,
+                                        summary.emails_deferred, [],
+                                        escalations=summary.escalations)
     if not _smtp_configured(settings):
         summary.outbox = str(Path(outbox or settings.notify.outbox).resolve())
     logger.info("run %s: %d patient(s) evaluated, %d notification(s) created, %d sent, "
@@ -272,6 +301,8 @@ def _evaluate_report_enqueue(patients: list[str], reports: str | None, settings:
         results, _report_locations(settings.notify.report_base_url, report_paths))
     summary.notifications_created += enqueued["created"]
     summary.warnings += [w for w in enqueued["warnings"] if w not in summary.warnings]
+    summary.routing_warnings += [w for w in enqueued["warnings"]
+                                 if w not in summary.routing_warnings]
     fault_point("after_enqueue")
 
 

@@ -168,47 +168,76 @@ def enqueue_alerts_task(results: list[EvaluationResult], report_paths: dict[str,
                         ) -> dict[str, Any]:
     """Add new notifications to the ledger and clear the patients' work-queue marks.
 
-    Returns ``{"created": n, "warnings": [...]}`` (routing warnings are PHI-free).
+    Returns ``{"created": messages, "alerts": rows, "warnings": [...]}``: messages are
+    digests (one per patient and channel, issue #14); routing warnings are PHI-free.
     """
     from pipeline.notify import enqueue_evaluated
 
     settings, store, _kb = context()
     created = enqueue_evaluated(store.engine, results, settings, report_paths)
-    return {"created": len(created), "warnings": list(created.warnings)}
+    return {"created": len(created.digests), "alerts": len(created),
+            "warnings": list(created.warnings)}
 
 
 @task(name="deliver-alerts", **TASK_OPTIONS)
 def deliver_alerts_task(run_id: str, outbox: str | None) -> dict[str, Any]:
-    """Deliver every due notification once; never raises for delivery failures.
+    """Deliver every due digest once on its channel; never raises for delivery failures.
 
-    Returns counts, dead-lettered references and warnings (no PHI). Dead letters are
-    reported to the ops address here, once (the run that dead-letters them). Undelivered
+    Returns counts, dead-lettered references and warnings (no PHI). Dead letters reach the
+    ops address through the run's one ops notice (:func:`ops_notice_task`). Undelivered
     alerts stay in the ledger for the next attempt (outbox pattern).
     """
-    from pipeline.notify import (
-        deliver_pending,
-        outstanding_count,
-        send_ops_message,
-        transport_from_settings,
-    )
+    from pipeline.notify import deliver_pending, outstanding_count, transport_from_settings
     from pipeline.notify.charts import store_chart_provider
 
     settings, store, _kb = context()
     transport = transport_from_settings(settings, outbox=Path(outbox) if outbox else None)
     report = deliver_pending(store.engine, settings, transport, run_id,
                              chart_for=store_chart_provider(store))
-    warnings = list(report.warnings)
-    if report.dead:
-        try:
-            send_ops_message(settings, transport, "alert notifications dead-lettered",
-                             report.ops_summary() + "\nDead-lettered notifications are not "
-                             "retried; check the recipients and the relay, then re-queue them "
-                             "(docs/notifications.md).")
-        except DeliveryError as exc:
-            warnings.append(f"ops notice about dead letters not sent: {exc}")
     return {"sent": len(report.sent), "failed": len(report.failed),
             "dead": [ref for ref, _error in report.dead], "aborted": report.aborted,
-            "outstanding": outstanding_count(store.engine), "warnings": warnings}
+            "outstanding": outstanding_count(store.engine), "warnings": list(report.warnings)}
+
+
+@task(name="escalate-unacknowledged", **TASK_OPTIONS)
+def escalate_task() -> dict[str, list[str]]:
+    """Escalate FAILURE alerts not acknowledged in time (issue #14 item 2); before delivery,
+    so the escalation messages go out in this run. References and addresses only (no PHI).
+    """
+    from pipeline.service import escalate_unacknowledged
+
+    settings, store, _kb = context()
+    report = escalate_unacknowledged(store, settings)
+    return {"escalations": [f"alert {ref} escalated to {address} (message ref {message})"
+                            for ref, message, address in report.escalated],
+            "warnings": list(report.warnings)}
+
+
+@task(name="ops-notice", **TASK_OPTIONS)
+def ops_notice_task(run_id: str, outbox: str | None, rejected: list[str],
+                    dead_refs: list[str], routing: list[str], deferred: int,
+                    notes: list[str], escalations: list[str] | None = None) -> list[str]:
+    """Mail the run's one ops notice when something needs a human (issue #14 item 5).
+
+    Parameters carry no PHI (redacted rejection reasons, references, team names); patient
+    IDs are read here from the store and redacted from the mail as a second guard. Returns
+    PHI-free warnings (the notice could not be sent).
+    """
+    from pipeline.notify import send_run_notice, transport_from_settings
+    from pipeline.notify.ops import OpsNotice
+    from pipeline.notify.outbox import dead_letter_errors
+
+    settings, store, _kb = context()
+    notice = OpsNotice(run_id=run_id, rejected=rejected,
+                       dead_letters=dead_letter_errors(store.engine, dead_refs),
+                       fallbacks=routing, escalations=list(escalations or []),
+                       deferred=deferred, notes=notes)
+    transport = transport_from_settings(settings, outbox=Path(outbox) if outbox else None)
+    try:
+        send_run_notice(settings, transport, notice, deny=store.patient_ids())
+    except DeliveryError as exc:
+        return [f"ops notice not sent: {exc}"]
+    return []
 
 
 def new_run_id() -> str:

@@ -209,6 +209,85 @@ class SmtpSettings(_Strict):
     timeout_seconds: float = 30
 
 
+Tier = Literal["INFO", "WARNING", "FAILURE"]
+ALL_TIERS: tuple[Tier, ...] = ("INFO", "WARNING", "FAILURE")
+
+
+class ChannelConfig(BaseModel):
+    """One configured delivery channel besides the built-in ``email`` (issue #14 item 3).
+
+    ``type`` selects the channel module registered in :mod:`pipeline.notify.channels`
+    (``webhook``); the remaining keys are that module's options, validated by its own
+    pydantic model (unknown keys rejected) when the settings are loaded.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str = Field(..., description="Channel type, e.g. 'webhook'")
+
+    def options(self) -> dict[str, Any]:
+        """The channel-specific keys (everything but ``type``)."""
+        return dict(self.model_extra or {})
+
+
+class RouteSettings(_Strict):
+    """Which channel receives which care teams' notifications of which tiers."""
+
+    channel: str = Field(..., description="'email' or the name of a notify.channels entry")
+    care_teams: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Care-team keys of care_teams; '*' = every team, the fallback included")
+    tiers: list[Tier] = Field(
+        default_factory=lambda: list(ALL_TIERS),
+        description="Notification tiers this route carries (INFO = recoveries)")
+
+
+class AckSettings(_Strict):
+    """Signed acknowledgement links in alert emails (issue #14 item 2; docs/notifications.md).
+
+    The HMAC secret is never read from YAML: ``CTDNA_ACK_SECRET`` or the Prefect Secret block
+    named in ``secret_block`` (as the SMTP password, issue #12 item 3).
+    """
+
+    base_url: str | None = Field(
+        None, description="Public URL of `ctdna ack-server` as the care teams reach it, e.g. "
+        "https://ctdna.lab.example/ack (links are built as <base_url>/<token>); unset: no "
+        "links in emails, acknowledgement by `ctdna ack` only")
+    secret_block: str | None = Field(
+        None, description="Name of a Prefect Secret block holding the link-signing secret "
+        "(env CTDNA_ACK_SECRET wins when set)")
+    link_valid_hours: float = Field(
+        168, gt=0, description="How long a link stays valid after the email was built, hours")
+
+
+class TeamEscalation(_Strict):
+    """One care team's escalation rule (unset values fall back to ``notify.escalation``)."""
+
+    after_hours: float | None = Field(
+        None, gt=0, description="Escalate an unacknowledged FAILURE after this many hours")
+    address: str | None = Field(None, description="The team's escalation address")
+
+
+class EscalationSettings(_Strict):
+    """Escalation of unacknowledged FAILURE alerts (issue #14 item 2)."""
+
+    enabled: bool = True
+    after_hours: float = Field(
+        24, gt=0, description="Default: escalate a FAILURE not acknowledged within this many "
+        "hours of being sent (or raised, when never sent)")
+    address: str | None = Field(
+        None, description="Default escalation address; unset: notify.fallback_address")
+    teams: dict[str, TeamEscalation] = Field(
+        default_factory=dict, description="Per care team (keys of care_teams)")
+
+    def rule_for(self, care_team: str | None) -> tuple[float, str | None]:
+        """(hours, address or None) that apply to ``care_team``."""
+        team = self.teams.get(care_team or "")
+        hours = team.after_hours if team is not None and team.after_hours else self.after_hours
+        address = team.address if team is not None and team.address else self.address
+        return hours, address
+
+
 class NotifySettings(_Strict):
     mail_from: str = "ctdna-surveillance@localhost"
     fallback_address: str = "lab-fallback@localhost"
@@ -243,6 +322,39 @@ class NotifySettings(_Strict):
         default_factory=list,
         description="Recipient domains allowed (empty: any); notes section 4.2.3",
     )
+    delivery_workers: int = Field(
+        2, ge=1, le=8,
+        description="Messages sent in parallel per run (each worker its own SMTP connection); "
+        "a channel's first message of a run is always sent alone",
+    )
+    channels: dict[str, ChannelConfig] = Field(
+        default_factory=dict,
+        description="Delivery channels besides the built-in 'email' (issue #14), by name; "
+        "see docs/notifications.md",
+    )
+    routes: list[RouteSettings] = Field(
+        default_factory=lambda: [RouteSettings(channel="email")],
+        description="Routing per care team and tier; default: every notification by email",
+    )
+
+    ack: AckSettings = AckSettings()
+    escalation: EscalationSettings = EscalationSettings()
+
+    @model_validator(mode="after")
+    def _channels_known(self) -> NotifySettings:
+        if "email" in self.channels:
+            raise ValueError("'email' is the built-in channel; give the channel another name")
+        if self.channels:
+            # Lazy import: the channel modules import this module (they read Settings).
+            from pipeline.notify.channels import validate_channel_config
+
+            for name, channel in self.channels.items():
+                validate_channel_config(name, channel.type, channel.options())
+        for route in self.routes:
+            if route.channel != "email" and route.channel not in self.channels:
+                raise ValueError(f"route to unknown channel {route.channel!r} (configure it "
+                                 "under notify.channels)")
+        return self
 
 
 class ScheduleSettings(_Strict):
@@ -312,6 +424,22 @@ class Settings(_Strict):
         None, description="Folder(s) of the lab's table profiles, searched before the shipped "
         "configs/profiles (env CTDNA_PROFILES_DIR overrides; #12 item 5)",
     )
+
+    @model_validator(mode="after")
+    def _routes_name_teams(self) -> Settings:
+        for route in self.notify.routes:
+            unknown = [t for t in route.care_teams if t != "*" and t not in self.care_teams]
+            if unknown:
+                raise ValueError(f"notify.routes: care team(s) {unknown} not in care_teams")
+        return self
+
+    @model_validator(mode="after")
+    def _escalation_teams_known(self) -> Settings:
+        unknown = sorted(set(self.notify.escalation.teams) - set(self.care_teams))
+        if unknown:
+            raise ValueError(f"notify.escalation.teams: care team(s) {unknown} not in "
+                             "care_teams")
+        return self
 
     def assay(self, name: str | None) -> AssaySettings:
         """Settings of ``name`` (case-insensitive), else of the default assay."""
@@ -434,6 +562,14 @@ def load_settings(
                 "an SMTP password is not accepted in a YAML file; set CTDNA_SMTP_PASSWORD "
                 "or save it in a Prefect Secret block and name it in "
                 "notify.smtp.password_block", path=source, field="notify.smtp.password")
+        ack_yaml = (lab.get("notify") or {}).get("ack") if isinstance(
+            lab.get("notify"), dict) else None
+        if isinstance(ack_yaml, dict) and "secret" in ack_yaml:
+            # Whoever holds the secret can forge acknowledgements (issue #14 item 2).
+            raise ConfigError(
+                "the acknowledgement-link secret is not accepted in a YAML file; set "
+                "CTDNA_ACK_SECRET or save it in a Prefect Secret block and name it in "
+                "notify.ack.secret_block", path=source, field="notify.ack.secret")
         merged = _deep_merge(merged, lab)
     merged = _deep_merge(merged, _env_overrides(env))
     try:

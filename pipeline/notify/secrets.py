@@ -5,6 +5,8 @@ Prefect is imported only when a block is named, so the library stays usable with
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from pipeline.errors import ConfigError
 
 
@@ -19,7 +21,8 @@ def secret_from_block(name: str) -> str:
     from prefect.blocks.system import Secret
 
     try:
-        return str(Secret.load(name).get())
+        # Secret.load is sync-compatible: called from sync code it returns the block itself.
+        return str(cast(Any, Secret.load(name)).get())
     except (ValueError, RuntimeError) as exc:
         raise ConfigError(f"cannot read Prefect Secret block {name!r}: {exc}",
                           field="notify.smtp.password_block") from exc

@@ -300,9 +300,8 @@ class Store:
             conn.execute(
                 t.update().where(t.c.id == current.id).values(is_current=False, superseded_at=now)
             )
-        sample_pk = conn.execute(
-            t.insert().values(**_sample_row(prepared, version, now))
-        ).inserted_primary_key[0]
+        sample_pk = _inserted_id(conn.execute(
+            t.insert().values(**_sample_row(prepared, version, now))), "samples")
         rows = self._observation_rows(prepared.observations, int(sample_pk))
         if rows:
             conn.execute(models.observations.insert(), rows)
@@ -388,11 +387,11 @@ class Store:
                 conn.execute(models.therapy_lines.delete()
                              .where(models.therapy_lines.c.patient_id == str(patient_id)))
                 conn.execute(models.therapy_lines.insert(), [
-                    {"patient_id": str(patient_id), "line": int(r.line), "drug": str(r.drug),
-                     "start_date": r.start_date, "end_date": plain_value(r.end_date),
-                     "intent": plain_value(getattr(r, "intent", None)),
+                    {"patient_id": str(patient_id), "line": int(r["line"]), "drug": str(r["drug"]),
+                     "start_date": r["start_date"], "end_date": plain_value(r["end_date"]),
+                     "intent": plain_value(r.get("intent")),
                      "source_path": source_path, "updated_at": now}
-                    for r in group.itertuples(index=False)
+                    for r in group.to_dict("records")
                 ])
             mark_pending(conn, sorted({str(p) for p in therapies["patient_id"]}), "therapies",
                          None, now)
@@ -404,10 +403,10 @@ class Store:
             return 0
         o = models.observations
         rows = [
-            {"b_id": int(r.observation_id), "b_gene": plain_value(r.gene),
-             "b_alteration": plain_value(r.alteration), "b_category": str(r.category),
-             "b_kb_id": plain_value(r.kb_id)}
-            for r in frame.itertuples(index=False)
+            {"b_id": int(r["observation_id"]), "b_gene": plain_value(r["gene"]),
+             "b_alteration": plain_value(r["alteration"]), "b_category": str(r["category"]),
+             "b_kb_id": plain_value(r["kb_id"])}
+            for r in frame.to_dict("records")
         ]
         stmt = (o.update().where(o.c.id == sa.bindparam("b_id"))
                 .values(gene=sa.bindparam("b_gene"), alteration=sa.bindparam("b_alteration"),
@@ -428,7 +427,7 @@ class Store:
                 pipeline_version=payload["pipeline_version"],
                 sample_pks=[int(x) for x in sample_pks], payload=payload,
             ))
-            return int(result.inserted_primary_key[0])
+            return _inserted_id(result, "assessments")
 
     # ------------------------------------------------------------------ work queue
     def mark_pending(self, patient_ids: Iterable[str], reason: str,
@@ -490,7 +489,7 @@ class Store:
         for column in ("level_value", "level_lod"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
         for column in ("level_unit", "level_call"):
-            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+            frame[column] = frame[column].astype(object).mask(frame[column].isna(), None)
         return _coerce_dates(frame, ["collection_date"])
 
     @staticmethod
@@ -621,11 +620,20 @@ def _coerce_dates(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 _IN_CHUNK = 30_000
 
 
+def _inserted_id(result: sa.CursorResult[Any], table: str) -> int:
+    """The primary key of the row a single-row INSERT just wrote."""
+    key = result.inserted_primary_key
+    if key is None:  # SQLAlchemy gives None only for a statement that inserted no row
+        raise StoreError(f"insert into {table} returned no primary key")
+    return int(key[0])
+
+
 def _plain_column(series: pd.Series) -> np.ndarray:
     """A column as plain Python values with None for every missing value."""
     import numpy as np
 
-    values = series.to_numpy(dtype=object, na_value=None)
+    # pandas accepts na_value=None (documented); pandas-stubs 2.3 list only scalar na_values
+    values = series.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
     if series.dtype == object:
         values = np.array([plain_value(v) for v in values], dtype=object)
     return values
