@@ -1,8 +1,11 @@
 """The engine's results stay byte-identical across rewrites (#11 item 2).
 
-``tests/fixtures/rules/golden_cohort.json`` was written by the engine before the #11
-cohort-wide rework (commit 8a8f7bc) from ``golden_cohort.golden_timeline()``; regenerate it
-only for an intended clinical change, with ``python tests/rules/test_golden.py --write``.
+``tests/fixtures/rules/golden_cohort.json`` was first written by the engine before the #11
+cohort-wide rework (commit 8a8f7bc) from ``golden_cohort.golden_timeline()``; main's
+cohort-scale engine (2997ab8 and later) reproduced it except for the three headlines that
+9cc81ed reworded on purpose ("baseline markers (...)" instead of "ctDNA"), so it was
+rewritten once with that wording. Regenerate it only for an intended clinical change, with
+``cd tests/rules && python test_golden.py --write``, and say which change in the commit.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ def _current() -> str:
     frames = golden_timeline().frames()
     out = evaluate_cohort(*frames, settings, None, as_of=AS_OF)
     payload = [a.contract_json() for a in out]
-    for item in payload:  # the package version is not a clinical result
+    for item in payload:  # package and config-file versions are not clinical results
         item.pop("pipeline_version", None)
+        item.pop("config_version", None)
     return json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n"
 
 
