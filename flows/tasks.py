@@ -11,6 +11,7 @@ credential is stored in Prefect's database.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,12 +125,18 @@ def prepare_store_task() -> list[str]:
 
 
 @task(name="pending-patients", **TASK_OPTIONS)
-def pending_patients_task(force_patients: list[str], run_id: str) -> list[str]:
-    """Patients marked for evaluation (work queue), after marking ``force_patients``."""
+def pending_patients_task(force_patients: list[str], run_id: str,
+                          started_at: datetime | None = None) -> dict[str, Any]:
+    """Patients marked for evaluation (work queue), after marking ``force_patients``.
+
+    Returns ``{"patients": [...], "cohort": n}``: the marked patients and the number of
+    stored patients (the others are skipped by this run; counts only leave the flow).
+    """
     _settings, store, _kb = context()
     if force_patients:
         store.mark_pending(force_patients, "force", run_id)
-    return store.pending_patients()
+    return {"patients": store.pending_patients(run_id, started_at),
+            "cohort": len(store.patient_ids())}
 
 
 @task(name="mark-processed", **TASK_OPTIONS)
@@ -147,20 +154,33 @@ def evaluate_task(patient_ids: list[str] | None) -> list[EvaluationResult]:
 
 
 @task(name="write-reports", **TASK_OPTIONS)
-def write_reports_task(results: list[EvaluationResult], reports_dir: str) -> dict[str, str]:
-    """Write the touched patients' reports and the cohort page; returns patient → path."""
+def write_reports_task(results: list[EvaluationResult], reports_dir: str,
+                       label: str = "reports") -> dict[str, str]:
+    """Write one shard of patients' reports; returns patient → path.
+
+    The flow deals the evaluated patients into shards (``run.workers``) written in
+    parallel by its task runner; ``label`` names the shard's progress bar.
+    """
     settings, store, kb = context()
     folder = Path(reports_dir)
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
-    for result in tracked(results, "reports"):
+    for result in tracked(results, label):
         patient_id = result.assessment.patient_id
         path = write_patient_report(store, settings, kb, patient_id,
                                     folder / patient_report_name(patient_id),
                                     assessment=result.assessment)
         written[patient_id] = str(path)
-    write_cohort_report(store, settings, kb, folder / "cohort.html")
     return written
+
+
+@task(name="write-cohort-report", **TASK_OPTIONS)
+def write_cohort_task(reports_dir: str) -> str:
+    """Write the cohort page (every stored patient) into ``reports_dir``; returns its path."""
+    settings, store, kb = context()
+    folder = Path(reports_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(write_cohort_report(store, settings, kb, folder / "cohort.html"))
 
 
 @task(name="enqueue-alerts", **TASK_OPTIONS)
@@ -199,10 +219,24 @@ def deliver_alerts_task(run_id: str, outbox: str | None) -> dict[str, Any]:
             "outstanding": outstanding_count(store.engine), "warnings": list(report.warnings)}
 
 
+@task(name="escalate-unacknowledged", **TASK_OPTIONS)
+def escalate_task() -> dict[str, list[str]]:
+    """Escalate FAILURE alerts not acknowledged in time (issue #14 item 2); before delivery,
+    so the escalation messages go out in this run. References and addresses only (no PHI).
+    """
+    from pipeline.service import escalate_unacknowledged
+
+    settings, store, _kb = context()
+    report = escalate_unacknowledged(store, settings)
+    return {"escalations": [f"alert {ref} escalated to {address} (message ref {message})"
+                            for ref, message, address in report.escalated],
+            "warnings": list(report.warnings)}
+
+
 @task(name="ops-notice", **TASK_OPTIONS)
 def ops_notice_task(run_id: str, outbox: str | None, rejected: list[str],
                     dead_refs: list[str], routing: list[str], deferred: int,
-                    notes: list[str]) -> list[str]:
+                    notes: list[str], escalations: list[str] | None = None) -> list[str]:
     """Mail the run's one ops notice when something needs a human (issue #14 item 5).
 
     Parameters carry no PHI (redacted rejection reasons, references, team names); patient
@@ -216,7 +250,8 @@ def ops_notice_task(run_id: str, outbox: str | None, rejected: list[str],
     settings, store, _kb = context()
     notice = OpsNotice(run_id=run_id, rejected=rejected,
                        dead_letters=dead_letter_errors(store.engine, dead_refs),
-                       fallbacks=routing, deferred=deferred, notes=notes)
+                       fallbacks=routing, escalations=list(escalations or []),
+                       deferred=deferred, notes=notes)
     transport = transport_from_settings(settings, outbox=Path(outbox) if outbox else None)
     try:
         send_run_notice(settings, transport, notice, deny=store.patient_ids())

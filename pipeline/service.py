@@ -18,6 +18,7 @@ from pipeline.progress import Progress, resolve
 from pipeline.store.repository import Store, now_utc, plain_value
 
 if TYPE_CHECKING:  # loaded where used: `ctdna observations` needs no pandas (#11 item 4)
+    from pipeline.alerts.escalation import EscalationReport
     from pipeline.assessment import Assessment
     from pipeline.config import Settings
     from pipeline.knowledge import KnowledgeBase
@@ -181,3 +182,25 @@ def write_cohort_report(store: Store, settings: Settings, kb: KnowledgeBase, out
 
 def pipeline_version() -> str:
     return pipeline.__version__
+
+
+def escalate_unacknowledged(store: Store, settings: Settings, *,
+                            now: datetime | None = None) -> EscalationReport:
+    """The run's escalation step (issue #14 item 2): enqueue an escalation message for every
+    FAILURE alert not acknowledged in time (``notify.escalation``), once per alert.
+
+    Call it after the run's alerts are enqueued and before delivery, so the escalation goes
+    out in the same run. ``ctdna alerts --escalate`` runs the same step.
+    """
+    from pipeline.alerts.escalation import escalate_overdue
+
+    return escalate_overdue(store.engine, settings, now=now)
+
+
+def open_alert_counts(store: Store, patient_ids: list[str] | None = None) -> dict[str, int]:
+    """Patient -> open (unacknowledged WARNING/FAILURE) alerts: the cohort report's
+    ``open_alerts`` sort key (unacknowledged alerts first, issue #14 item 2)."""
+    from pipeline.store.alerts import open_alert_counts as counts
+
+    with store.engine.connect() as conn:
+        return counts(conn, patient_ids)

@@ -400,7 +400,8 @@ def _sections(digest: Digest) -> tuple[dict[str, Any] | None, list[dict[str, Any
 
 
 def render_digest(digest: Digest, settings: Settings, *,
-                  chart_cid: str | None = None) -> RenderedMessage:
+                  chart_cid: str | None = None,
+                  ack_urls: dict[str, str] | None = None) -> RenderedMessage:
     """Render a digest (one patient, one channel, one run) into subject, text and HTML.
 
     Parameters
@@ -411,6 +412,9 @@ def render_digest(digest: Digest, settings: Settings, *,
         Resolved settings.
     chart_cid
         Content-ID (without angle brackets) of an inline trend chart, if one is attached.
+    ack_urls
+        Item ref -> signed acknowledgement link (:func:`pipeline.alerts.signing.ack_links`);
+        shown in the order of the items (issue #14 item 2).
 
     Returns
     -------
@@ -444,6 +448,10 @@ def render_digest(digest: Digest, settings: Settings, *,
         "pipeline_version": lead["pipeline_version"],
         "generated_at": digest.generated_at.strftime("%Y-%m-%d %H:%M UTC"),
         "chart_cid": chart_cid,
+        "ack_links": [{"ref": i.ref, "label": f"{i.content['alert']['rule_id']} ({i.tier})"
+                       if i.content.get("alert") else f"status change ({i.tier})",
+                       "url": (ack_urls or {})[i.ref]}
+                      for i in digest.items if (ack_urls or {}).get(i.ref)],
     }
     merged = {"patient_id": lead["patient_id"], "therapy": lead.get("therapy"),
               "alerts": [a["raw"] for a in alerts]}
@@ -583,7 +591,11 @@ def build_digest_email(digest: Digest, recipients: list[str] | tuple[str, ...],
     """
     chart_cid = make_msgid(domain=sender_domain(settings.notify.mail_from))[1:-1] \
         if digest.chart_png else None
-    rendered = render_digest(digest, settings, chart_cid=chart_cid)
+    from pipeline.alerts.signing import ack_links
+
+    urls = ack_links(digest.item_refs, ", ".join(recipients), settings,
+                     now=digest.generated_at)
+    rendered = render_digest(digest, settings, chart_cid=chart_cid, ack_urls=urls)
     msg = new_message(settings, recipients, rendered.subject, now=digest.generated_at)
     if digest.message_id:
         del msg["Message-ID"]

@@ -339,7 +339,10 @@ class EmlOutboxTransport:
 
 def transport_from_settings(settings: Settings, *, outbox: str | Path | None = None
                             ) -> SmtpTransport | EmlOutboxTransport:
-    """SMTP when ``notify.smtp.host`` is set, else the ``.eml`` outbox.
+    """SMTP when ``notify.smtp.host`` or ``credentials_block`` is set, else the outbox.
+
+    Blocks named in ``notify.smtp`` are read here, from the Prefect API
+    (:func:`pipeline.notify.secrets.resolve_smtp`).
 
     Parameters
     ----------
@@ -349,8 +352,10 @@ def transport_from_settings(settings: Settings, *, outbox: str | Path | None = N
         Outbox folder overriding ``notify.outbox`` (``ctdna run --outbox DIR``); only used
         when no SMTP host is configured.
     """
-    if settings.notify.smtp.host:
-        return SmtpTransport(settings.notify.smtp)
+    from pipeline.notify.secrets import resolve_smtp, smtp_configured
+
+    if smtp_configured(settings.notify.smtp):
+        return SmtpTransport(resolve_smtp(settings.notify.smtp))
     return EmlOutboxTransport(outbox if outbox is not None else settings.notify.outbox)
 
 

@@ -29,6 +29,7 @@ import pipeline
 from pipeline.assessment import FAILURE_MEANING, Alert, Assessment, Finding, Status
 from pipeline.config import Settings
 from pipeline.errors import InputError
+from pipeline.kinetics import alteration_names
 from pipeline.report.charts import (
     ChartData,
     chart_series,
@@ -168,7 +169,9 @@ def _for_patient(frame: pd.DataFrame, patient_id: str, name: str) -> pd.DataFram
 
 
 def _obs_label(row: Mapping[str, Any]) -> str:
-    gene, alteration = row.get("gene"), row.get("alteration")
+    # ``alteration_name`` (kinetics.alteration_names): the vendor's text when the knowledge
+    # base could not name the row, so "TP53 Splice Site SNV" rather than "TP53 >".
+    gene, alteration = row.get("gene"), row.get("alteration_name", row.get("alteration"))
     if gene is not None and not pd.isna(gene) and alteration is not None and not pd.isna(
         alteration
     ):
@@ -202,6 +205,8 @@ def _draw_rows(
     confirm_ids = {sid for _, sid in data.confirmation_draws}
     tracked = {(s.gene, s.alteration) for s in data.markers}
     rows: list[dict[str, Any]] = []
+    if len(obs):
+        obs = obs.assign(alteration_name=alteration_names(obs))
     by_sample = {sid: g for sid, g in obs.groupby(obs["sample_id"].astype(str), sort=False)}
     days: list[Any] = [_to_date(v) for v in draws["collection_date"]]
     ordered = draws.assign(_d=days).sort_values(
