@@ -181,6 +181,16 @@ def ack_server(
     server = AckServer((host, port), store.engine, settings)
     typer.echo(f"ctdna ack-server listening on {server.url} (public URL: "
                f"{settings.notify.ack.base_url or 'notify.ack.base_url not set'})", err=True)
+    # Stop cleanly on Ctrl-C and on SIGTERM (systemd, docker stop). Installed explicitly:
+    # a process started in the background by a non-interactive shell inherits SIGINT as
+    # *ignored*, and Python then never raises KeyboardInterrupt (seen in CI).
+    import signal
+
+    def _stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
