@@ -171,9 +171,11 @@ def write_cohort_report(store: Store, settings: Settings, kb: KnowledgeBase, out
     samples = store.samples_frame()
     draw_dates = samples.groupby("patient_id")["collection_date"].apply(list).to_dict() \
         if not samples.empty else {}
+    unacknowledged = open_alert_counts(store)
     rows = [
         CohortRow.from_assessment(r.assessment, draw_dates.get(r.assessment.patient_id, []),
-                                  settings, care_team=r.care_team)
+                                  settings, care_team=r.care_team,
+                                  open_alerts=unacknowledged.get(r.assessment.patient_id, 0))
         for r in results
     ]
     html = render_cohort_report(rows, settings, generated_at=datetime.now())

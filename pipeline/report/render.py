@@ -508,6 +508,8 @@ class CohortRow:
     next_draw_due: date | None
     alerts: tuple[str, ...] = ()
     care_team: str | None = None
+    #: Notified WARNING/FAILURE alerts nobody has acknowledged yet (issue #14 item 2).
+    open_alerts: int = 0
 
     @classmethod
     def from_assessment(
@@ -517,6 +519,7 @@ class CohortRow:
         settings: Settings,
         *,
         care_team: str | None = None,
+        open_alerts: int = 0,
     ) -> CohortRow:
         """Build the row of one evaluated patient.
 
@@ -530,6 +533,8 @@ class CohortRow:
             Resolved settings (kept for callers; the due date comes from the assessment).
         care_team
             Routing key, when known.
+        open_alerts
+            Unacknowledged notified alerts (``service.open_alert_counts``); such rows lead.
         """
         dates = sorted(d for d in (_to_date(v) for v in draw_dates) if d is not None)
         therapy = assessment.therapy
@@ -551,14 +556,18 @@ class CohortRow:
             next_draw_due=due,
             alerts=alerts,
             care_team=care_team,
+            open_alerts=open_alerts,
         )
 
 
 def _cohort_sort_key(item: dict[str, Any]) -> tuple[Any, ...]:
     row: CohortRow = item["row"]
     due = row.next_draw_due or date.max
-    # OVERDUE first (most days overdue first), then by tier, then the earliest due date
+    # Unacknowledged alerts first (closed-loop alerting, #14 item 2: a critical result is
+    # handled once someone said so), then OVERDUE (most days overdue first), then by tier,
+    # then the earliest due date.
     return (
+        0 if row.open_alerts else 1,
         0 if item["overdue"] else 1,
         -item["days_overdue"] if item["overdue"] else 0,
         TIER_ORDER.index(row.status) if row.status in TIER_ORDER else len(TIER_ORDER),
@@ -610,6 +619,7 @@ def render_cohort_report(
         "counts": counts,
         "n_patients": len(items),
         "n_overdue": sum(1 for i in items if i["overdue"]),
+        "n_unacknowledged": sum(1 for i in items if i["row"].open_alerts),
         "grace_days": settings.cadence.overdue_grace_days,
         "today": today.isoformat(),
         "generated_at": _iso(generated_at),
