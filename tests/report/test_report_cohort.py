@@ -56,8 +56,8 @@ def test_counts_per_tier_at_the_top(settings):
     ]
     html = render_cohort_report(rows, settings, TODAY)
     counts = dict(re.findall(r'data-count="([A-Z_]+)">[^<:]+: (\d+)<', html))
-    assert counts == {"UNACKNOWLEDGED": "0", "OVERDUE": "1", "FAILURE": "2", "WARNING": "1", "NOT_EVALUABLE": "1",
-                      "OPTIMAL": "1", "NONE": "1"}
+    assert counts == {"UNACKNOWLEDGED": "0", "OVERDUE": "1", "FAILURE": "2", "WARNING": "1",
+                      "NOT_EVALUABLE": "1", "OPTIMAL": "1", "NONE": "1"}
     assert html.index('id="tier-counts"') < html.index('id="cohort-table"')
     assert ">NOT EVALUABLE<" in html and ">NOT YET EVALUATED<" in html
 
