@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from tests.notify.helpers import SmtpServer
+# the real SMTP server fixture of the notification tests (one definition)
+from tests.notify.conftest import smtp_server  # noqa: F401
 
 #: A secret for tests only (>= 16 bytes); production reads CTDNA_ACK_SECRET or a block.
 SECRET = "test-ack-secret-0123456789abcdef"
@@ -29,16 +30,6 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
     store = Store(db_url)
     yield store.engine
     store.dispose()
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class Clock:
