@@ -9,6 +9,8 @@ file path and its name replaced, because the artifacts are visible to every Pref
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,55 @@ def redact_rejection(error: str, path: str, sample_id: str | None) -> str:
     return text
 
 
+#: Why a stored patient was not evaluated by a run that did not report its own reasons:
+#: only patients marked in the work queue (new or amended draws, therapy change, forced
+#: re-run) are evaluated (issue #10 item 1; #11 item 2).
+NOT_MARKED = "no new or amended data since the last evaluation (not in the work queue)"
+
+
+def tier_changes(pairs: Iterable[tuple[str | None, str]]) -> dict[str, int]:
+    """Counts of status transitions ``FROM->TO`` (``none`` = first assessment).
+
+    ``pairs`` are (previous status, new status) of the evaluated patients; unchanged
+    statuses are not counted. Counts only: safe for artifacts and logs (no patient IDs).
+    """
+    counts = Counter(f"{before or 'none'}->{after}" for before, after in pairs
+                     if before != after)
+    return dict(sorted(counts.items()))
+
+
+def skipped_patients(cohort_size: int, evaluated: int,
+                     reported: dict[str, int] | None = None) -> dict[str, int]:
+    """Stored patients this run did not evaluate, by reason.
+
+    Parameters
+    ----------
+    cohort_size
+        Patients in the store when the run chose whom to evaluate.
+    evaluated
+        Patients evaluated by the run.
+    reported
+        Reasons and counts reported by the evaluation use case itself (incremental
+        evaluation, #11 item 2); when given they are used as they are.
+    """
+    if reported is not None:
+        return {reason: int(n) for reason, n in reported.items() if n}
+    skipped = max(cohort_size - evaluated, 0)
+    return {NOT_MARKED: skipped} if skipped else {}
+
+
 def summary_rows(summary: Any) -> list[dict[str, Any]]:
+    """The table artifact's rows: :func:`count_rows`, then one row per tier change
+    (``tier change FROM->TO``) and per skip reason (``skipped: <reason>``)."""
+    rows = count_rows(summary)
+    rows += [{"quantity": f"tier change {change}", "count": n}
+             for change, n in getattr(summary, "tier_changes", {}).items()]
+    rows += [{"quantity": f"skipped: {reason}", "count": n}
+             for reason, n in getattr(summary, "skipped_reasons", {}).items()]
+    return rows
+
+
+def count_rows(summary: Any) -> list[dict[str, Any]]:
     """The run's counts as table rows (``quantity``, ``count``); fields absent are skipped."""
     wanted = [
         ("manifests new", "manifests"), ("therapy files new", "therapy_files"),
@@ -59,21 +109,28 @@ def summary_rows(summary: Any) -> list[dict[str, Any]]:
         if not hasattr(summary, attr):  # fields added by other work (#10) are optional
             continue
         value = getattr(summary, attr)
-        rows.append({"quantity": label, "count": len(value) if isinstance(value, list)
-                     else int(value)})
+        if isinstance(value, dict):
+            count = sum(value.values())
+        elif isinstance(value, list):
+            count = len(value)
+        else:
+            count = int(value)
+        rows.append({"quantity": label, "count": count})
     return rows
 
 
 def summary_markdown(summary: Any) -> str:
     """The run summary as markdown: counts, rejection reasons (redacted), report links."""
-    lines = [f"# Surveillance run `{summary.run_id}`", ""]
+    lines = ["## Surveillance run", "", f"Run id (= flow-run id): `{summary.run_id}`", ""]
     if summary.dry_run:
         lines += ["**Dry run**: nothing stored or sent.", ""]
     lines += ["| | count |", "|---|---:|"]
-    lines += [f"| {row['quantity']} | {row['count']} |" for row in summary_rows(summary)]
+    lines += [f"| {row['quantity']} | {row['count']} |" for row in count_rows(summary)]
+    lines += _breakdown("Tier changes", "change", getattr(summary, "tier_changes", {}))
+    lines += _breakdown("Patients skipped", "reason", getattr(summary, "skipped_reasons", {}))
     reasons = getattr(summary, "rejected_reasons", [])
     if reasons:
-        lines += ["", "## Rejected inputs", ""]
+        lines += ["", "### Rejected inputs", ""]
         lines += [f"- {reason}" for reason in reasons]
         if summary.quarantine_dir:
             lines += ["", f"Copies of the bad inputs: `{summary.quarantine_dir}` "
@@ -88,8 +145,16 @@ def summary_markdown(summary: Any) -> str:
     if summary.outbox:
         links.append(f"- Email files (no SMTP configured): `{summary.outbox}`")
     if links:
-        lines += ["", "## Reports", "", *links]
+        lines += ["", "### Reports", "", *links]
     return "\n".join(lines) + "\n"
+
+
+def _breakdown(title: str, what: str, counts: dict[str, int]) -> list[str]:
+    """A markdown section ``title`` with a two-column table of ``counts`` (none: nothing)."""
+    if not counts:
+        return []
+    return ["", f"### {title}", "", f"| {what} | patients |", "|---|---:|",
+            *[f"| {key} | {n} |" for key, n in counts.items()]]
 
 
 def publish_run_artifacts(summary: Any) -> None:

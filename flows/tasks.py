@@ -11,6 +11,7 @@ credential is stored in Prefect's database.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from pipeline.knowledge import KnowledgeBase, knowledge_base_for
 from pipeline.service import (
     EvaluationResult,
     evaluate_patients,
-    write_reports,
+    write_patient_reports_for,
+    write_run_cohort_report,
 )
 from pipeline.store.repository import Store
 
@@ -121,12 +123,18 @@ def prepare_store_task() -> list[str]:
 
 
 @task(name="pending-patients", **TASK_OPTIONS)
-def pending_patients_task(force_patients: list[str], run_id: str) -> list[str]:
-    """Patients marked for evaluation (work queue), after marking ``force_patients``."""
+def pending_patients_task(force_patients: list[str], run_id: str,
+                          started_at: datetime | None = None) -> dict[str, Any]:
+    """Patients marked for evaluation (work queue), after marking ``force_patients``.
+
+    Returns ``{"patients": [...], "cohort": n}``: the marked patients and the number of
+    stored patients (the others are skipped by this run; counts only leave the flow).
+    """
     _settings, store, _kb = context()
     if force_patients:
         store.mark_pending(force_patients, "force", run_id)
-    return store.pending_patients()
+    return {"patients": store.pending_patients(run_id, started_at),
+            "cohort": len(store.patient_ids())}
 
 
 @task(name="mark-processed", **TASK_OPTIONS)
@@ -144,13 +152,36 @@ def evaluate_task(patient_ids: list[str] | None) -> list[EvaluationResult]:
 
 
 @task(name="write-reports", **TASK_OPTIONS)
-def write_reports_task(results: list[EvaluationResult], reports_dir: str) -> dict[str, Any]:
-    """Write the touched patients' reports (only those whose content changed) and the cohort
-    page. Returns ``{"paths": {patient: path}, "reports_written": n, "reports_unchanged": n,
-    "charts_drawn": n, "cohort_written": 0|1}`` (issue #11 item 3)."""
+def write_reports_task(results: list[EvaluationResult], reports_dir: str,
+                       label: str = "reports") -> dict[str, Any]:
+    """Write one shard of patients' reports, only those whose content changed (#11 item 3).
+
+    The flow deals the evaluated patients into shards (``run.workers``) written in
+    parallel by its task runner; ``label`` names the shard's progress bar. Returns
+    ``{"paths": {patient: path}, "reports_written": n, "reports_unchanged": n,
+    "charts_drawn": n}``.
+    """
     settings, store, kb = context()
-    outcome = write_reports(store, settings, kb, results, Path(reports_dir))
-    return {"paths": outcome.paths, **outcome.counts()}
+    outcome = write_patient_reports_for(store, settings, kb, results, Path(reports_dir),
+                                        label=label)
+    counts = outcome.counts()
+    counts.pop("cohort_written", None)
+    return {"paths": outcome.paths, **counts}
+
+
+@task(name="write-cohort-report", **TASK_OPTIONS)
+def write_cohort_task(reports_dir: str, evaluated: list[str] | None = None) -> str:
+    """Write the cohort page (every stored patient) into ``reports_dir``; returns its path.
+
+    ``evaluated``: patients this run evaluated and stored (their latest stored assessment is
+    current although their work-queue mark is cleared only later). The page is rewritten
+    only when its content changed (#11 item 3).
+    """
+    settings, store, kb = context()
+    folder = Path(reports_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(write_run_cohort_report(store, settings, kb, folder / "cohort.html",
+                                       evaluated=evaluated or []))
 
 
 @task(name="enqueue-alerts", **TASK_OPTIONS)
@@ -158,47 +189,76 @@ def enqueue_alerts_task(results: list[EvaluationResult], report_paths: dict[str,
                         ) -> dict[str, Any]:
     """Add new notifications to the ledger and clear the patients' work-queue marks.
 
-    Returns ``{"created": n, "warnings": [...]}`` (routing warnings are PHI-free).
+    Returns ``{"created": messages, "alerts": rows, "warnings": [...]}``: messages are
+    digests (one per patient and channel, issue #14); routing warnings are PHI-free.
     """
     from pipeline.notify import enqueue_evaluated
 
     settings, store, _kb = context()
     created = enqueue_evaluated(store.engine, results, settings, report_paths)
-    return {"created": len(created), "warnings": list(created.warnings)}
+    return {"created": len(created.digests), "alerts": len(created),
+            "warnings": list(created.warnings)}
 
 
 @task(name="deliver-alerts", **TASK_OPTIONS)
 def deliver_alerts_task(run_id: str, outbox: str | None) -> dict[str, Any]:
-    """Deliver every due notification once; never raises for delivery failures.
+    """Deliver every due digest once on its channel; never raises for delivery failures.
 
-    Returns counts, dead-lettered references and warnings (no PHI). Dead letters are
-    reported to the ops address here, once (the run that dead-letters them). Undelivered
+    Returns counts, dead-lettered references and warnings (no PHI). Dead letters reach the
+    ops address through the run's one ops notice (:func:`ops_notice_task`). Undelivered
     alerts stay in the ledger for the next attempt (outbox pattern).
     """
-    from pipeline.notify import (
-        deliver_pending,
-        outstanding_count,
-        send_ops_message,
-        transport_from_settings,
-    )
+    from pipeline.notify import deliver_pending, outstanding_count, transport_from_settings
     from pipeline.notify.charts import store_chart_provider
 
     settings, store, _kb = context()
     transport = transport_from_settings(settings, outbox=Path(outbox) if outbox else None)
     report = deliver_pending(store.engine, settings, transport, run_id,
                              chart_for=store_chart_provider(store))
-    warnings = list(report.warnings)
-    if report.dead:
-        try:
-            send_ops_message(settings, transport, "alert notifications dead-lettered",
-                             report.ops_summary() + "\nDead-lettered notifications are not "
-                             "retried; check the recipients and the relay, then re-queue them "
-                             "(docs/notifications.md).")
-        except DeliveryError as exc:
-            warnings.append(f"ops notice about dead letters not sent: {exc}")
     return {"sent": len(report.sent), "failed": len(report.failed),
             "dead": [ref for ref, _error in report.dead], "aborted": report.aborted,
-            "outstanding": outstanding_count(store.engine), "warnings": warnings}
+            "outstanding": outstanding_count(store.engine), "warnings": list(report.warnings)}
+
+
+@task(name="escalate-unacknowledged", **TASK_OPTIONS)
+def escalate_task() -> dict[str, list[str]]:
+    """Escalate FAILURE alerts not acknowledged in time (issue #14 item 2); before delivery,
+    so the escalation messages go out in this run. References and addresses only (no PHI).
+    """
+    from pipeline.service import escalate_unacknowledged
+
+    settings, store, _kb = context()
+    report = escalate_unacknowledged(store, settings)
+    return {"escalations": [f"alert {ref} escalated to {address} (message ref {message})"
+                            for ref, message, address in report.escalated],
+            "warnings": list(report.warnings)}
+
+
+@task(name="ops-notice", **TASK_OPTIONS)
+def ops_notice_task(run_id: str, outbox: str | None, rejected: list[str],
+                    dead_refs: list[str], routing: list[str], deferred: int,
+                    notes: list[str], escalations: list[str] | None = None) -> list[str]:
+    """Mail the run's one ops notice when something needs a human (issue #14 item 5).
+
+    Parameters carry no PHI (redacted rejection reasons, references, team names); patient
+    IDs are read here from the store and redacted from the mail as a second guard. Returns
+    PHI-free warnings (the notice could not be sent).
+    """
+    from pipeline.notify import send_run_notice, transport_from_settings
+    from pipeline.notify.ops import OpsNotice
+    from pipeline.notify.outbox import dead_letter_errors
+
+    settings, store, _kb = context()
+    notice = OpsNotice(run_id=run_id, rejected=rejected,
+                       dead_letters=dead_letter_errors(store.engine, dead_refs),
+                       fallbacks=routing, escalations=list(escalations or []),
+                       deferred=deferred, notes=notes)
+    transport = transport_from_settings(settings, outbox=Path(outbox) if outbox else None)
+    try:
+        send_run_notice(settings, transport, notice, deny=store.patient_ids())
+    except DeliveryError as exc:
+        return [f"ops notice not sent: {exc}"]
+    return []
 
 
 def new_run_id() -> str:

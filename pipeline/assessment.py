@@ -127,7 +127,9 @@ class Assessment(_Model):
         Floats are rounded to 3 significant digits (VAF, LoD, levels: the assays report
         2-3 digits; #9 item 8), copy numbers included.
         """
-        return _rounded(self.model_dump(mode="json"))
+        rounded = _rounded(self.model_dump(mode="json"))
+        assert isinstance(rounded, dict)  # a model dumps to a dict
+        return rounded
 
 
 def _rounded(value: object, digits: int = 3) -> object:

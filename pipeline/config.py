@@ -205,8 +205,90 @@ class SmtpSettings(_Strict):
     password: str | None = Field(None, repr=False)
     password_block: str | None = Field(
         None, description="Name of a Prefect Secret block holding the SMTP password")
+    credentials_block: str | None = Field(
+        None, description="Name of a prefect-email EmailServerCredentials block holding "
+        "server, port, TLS mode, user and password (explicit settings win; #12 item 3)")
     tls: Literal["starttls", "ssl", "none"] = "starttls"
     timeout_seconds: float = 30
+
+
+Tier = Literal["INFO", "WARNING", "FAILURE"]
+ALL_TIERS: tuple[Tier, ...] = ("INFO", "WARNING", "FAILURE")
+
+
+class ChannelConfig(BaseModel):
+    """One configured delivery channel besides the built-in ``email`` (issue #14 item 3).
+
+    ``type`` selects the channel module registered in :mod:`pipeline.notify.channels`
+    (``webhook``); the remaining keys are that module's options, validated by its own
+    pydantic model (unknown keys rejected) when the settings are loaded.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str = Field(..., description="Channel type, e.g. 'webhook'")
+
+    def options(self) -> dict[str, Any]:
+        """The channel-specific keys (everything but ``type``)."""
+        return dict(self.model_extra or {})
+
+
+class RouteSettings(_Strict):
+    """Which channel receives which care teams' notifications of which tiers."""
+
+    channel: str = Field(..., description="'email' or the name of a notify.channels entry")
+    care_teams: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Care-team keys of care_teams; '*' = every team, the fallback included")
+    tiers: list[Tier] = Field(
+        default_factory=lambda: list(ALL_TIERS),
+        description="Notification tiers this route carries (INFO = recoveries)")
+
+
+class AckSettings(_Strict):
+    """Signed acknowledgement links in alert emails (issue #14 item 2; docs/notifications.md).
+
+    The HMAC secret is never read from YAML: ``CTDNA_ACK_SECRET`` or the Prefect Secret block
+    named in ``secret_block`` (as the SMTP password, issue #12 item 3).
+    """
+
+    base_url: str | None = Field(
+        None, description="Public URL of `ctdna ack-server` as the care teams reach it, e.g. "
+        "https://ctdna.lab.example/ack (links are built as <base_url>/<token>); unset: no "
+        "links in emails, acknowledgement by `ctdna ack` only")
+    secret_block: str | None = Field(
+        None, description="Name of a Prefect Secret block holding the link-signing secret "
+        "(env CTDNA_ACK_SECRET wins when set)")
+    link_valid_hours: float = Field(
+        168, gt=0, description="How long a link stays valid after the email was built, hours")
+
+
+class TeamEscalation(_Strict):
+    """One care team's escalation rule (unset values fall back to ``notify.escalation``)."""
+
+    after_hours: float | None = Field(
+        None, gt=0, description="Escalate an unacknowledged FAILURE after this many hours")
+    address: str | None = Field(None, description="The team's escalation address")
+
+
+class EscalationSettings(_Strict):
+    """Escalation of unacknowledged FAILURE alerts (issue #14 item 2)."""
+
+    enabled: bool = True
+    after_hours: float = Field(
+        24, gt=0, description="Default: escalate a FAILURE not acknowledged within this many "
+        "hours of being sent (or raised, when never sent)")
+    address: str | None = Field(
+        None, description="Default escalation address; unset: notify.fallback_address")
+    teams: dict[str, TeamEscalation] = Field(
+        default_factory=dict, description="Per care team (keys of care_teams)")
+
+    def rule_for(self, care_team: str | None) -> tuple[float, str | None]:
+        """(hours, address or None) that apply to ``care_team``."""
+        team = self.teams.get(care_team or "")
+        hours = team.after_hours if team is not None and team.after_hours else self.after_hours
+        address = team.address if team is not None and team.address else self.address
+        return hours, address
 
 
 class NotifySettings(_Strict):
@@ -243,6 +325,39 @@ class NotifySettings(_Strict):
         default_factory=list,
         description="Recipient domains allowed (empty: any); notes section 4.2.3",
     )
+    delivery_workers: int = Field(
+        2, ge=1, le=8,
+        description="Messages sent in parallel per run (each worker its own SMTP connection); "
+        "a channel's first message of a run is always sent alone",
+    )
+    channels: dict[str, ChannelConfig] = Field(
+        default_factory=dict,
+        description="Delivery channels besides the built-in 'email' (issue #14), by name; "
+        "see docs/notifications.md",
+    )
+    routes: list[RouteSettings] = Field(
+        default_factory=lambda: [RouteSettings(channel="email")],
+        description="Routing per care team and tier; default: every notification by email",
+    )
+
+    ack: AckSettings = AckSettings()
+    escalation: EscalationSettings = EscalationSettings()
+
+    @model_validator(mode="after")
+    def _channels_known(self) -> NotifySettings:
+        if "email" in self.channels:
+            raise ValueError("'email' is the built-in channel; give the channel another name")
+        if self.channels:
+            # Lazy import: the channel modules import this module (they read Settings).
+            from pipeline.notify.channels import validate_channel_config
+
+            for name, channel in self.channels.items():
+                validate_channel_config(name, channel.type, channel.options())
+        for route in self.routes:
+            if route.channel != "email" and route.channel not in self.channels:
+                raise ValueError(f"route to unknown channel {route.channel!r} (configure it "
+                                 "under notify.channels)")
+        return self
 
 
 class ScheduleSettings(_Strict):
@@ -256,6 +371,30 @@ class ScheduleSettings(_Strict):
         "keeps the slot until Prefect's lease service frees it, which held every later run "
         "for minutes in our fault-injection tests (docs/deployment.md)",
     )
+
+
+class RunSettings(_Strict):
+    """How a surveillance flow run spreads its independent work (issue #11 items 5-6).
+
+    Inbox files are ingested, and patient shards' reports written, in parallel through a
+    Prefect task runner: ``thread`` (Prefect's ThreadPoolTaskRunner, in the flow's process)
+    or ``dask`` (prefect-dask's DaskTaskRunner: a local cluster of ``workers`` processes,
+    or the existing Dask scheduler at ``dask_address`` for several hosts).
+    """
+
+    task_runner: Literal["thread", "dask"] = "thread"
+    workers: int = Field(
+        2, ge=1, le=64, description="Threads (thread) or local Dask worker processes (dask), "
+        "and the number of patient shards for report writing")
+    dask_address: str | None = Field(
+        None, description="tcp://host:8786 of a running Dask scheduler (dask only); unset: "
+        "a temporary local cluster per run")
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> RunSettings:
+        if self.dask_address and self.task_runner != "dask":
+            raise ValueError("dask_address is only used with task_runner: dask")
+        return self
 
 
 class IngestSettings(_Strict):
@@ -304,6 +443,7 @@ class Settings(_Strict):
     care_teams: dict[str, list[str]] = Field(default_factory=dict)
     notify: NotifySettings = NotifySettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    run: RunSettings = RunSettings()
     paths: PathSettings = PathSettings()
     ingest: IngestSettings = IngestSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
@@ -312,6 +452,22 @@ class Settings(_Strict):
         None, description="Folder(s) of the lab's table profiles, searched before the shipped "
         "configs/profiles (env CTDNA_PROFILES_DIR overrides; #12 item 5)",
     )
+
+    @model_validator(mode="after")
+    def _routes_name_teams(self) -> Settings:
+        for route in self.notify.routes:
+            unknown = [t for t in route.care_teams if t != "*" and t not in self.care_teams]
+            if unknown:
+                raise ValueError(f"notify.routes: care team(s) {unknown} not in care_teams")
+        return self
+
+    @model_validator(mode="after")
+    def _escalation_teams_known(self) -> Settings:
+        unknown = sorted(set(self.notify.escalation.teams) - set(self.care_teams))
+        if unknown:
+            raise ValueError(f"notify.escalation.teams: care team(s) {unknown} not in "
+                             "care_teams")
+        return self
 
     def assay(self, name: str | None) -> AssaySettings:
         """Settings of ``name`` (case-insensitive), else of the default assay."""
@@ -326,6 +482,12 @@ class Settings(_Strict):
         """Short SHA-256 of the resolved configuration (secrets excluded)."""
         data = self.model_dump(mode="json")
         data["notify"]["smtp"]["password"] = None
+        # How a run is spread over threads/processes cannot change a result: it must not
+        # mark every assessment as made under a new config (#11 item 6). An unset
+        # credentials block leaves the fingerprint as it was before the key existed (#12).
+        data.pop("run", None)
+        if data["notify"]["smtp"].get("credentials_block") is None:
+            data["notify"]["smtp"].pop("credentials_block", None)
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -432,8 +594,17 @@ def load_settings(
             # A password in a plain-text file is readable by anyone who can read configs.
             raise ConfigError(
                 "an SMTP password is not accepted in a YAML file; set CTDNA_SMTP_PASSWORD "
-                "or save it in a Prefect Secret block and name it in "
-                "notify.smtp.password_block", path=source, field="notify.smtp.password")
+                "or save it in a Prefect Secret block (notify.smtp.password_block) or an "
+                "EmailServerCredentials block (notify.smtp.credentials_block)",
+                path=source, field="notify.smtp.password")
+        ack_yaml = (lab.get("notify") or {}).get("ack") if isinstance(
+            lab.get("notify"), dict) else None
+        if isinstance(ack_yaml, dict) and "secret" in ack_yaml:
+            # Whoever holds the secret can forge acknowledgements (issue #14 item 2).
+            raise ConfigError(
+                "the acknowledgement-link secret is not accepted in a YAML file; set "
+                "CTDNA_ACK_SECRET or save it in a Prefect Secret block and name it in "
+                "notify.ack.secret_block", path=source, field="notify.ack.secret")
         merged = _deep_merge(merged, lab)
     merged = _deep_merge(merged, _env_overrides(env))
     try:

@@ -7,6 +7,7 @@ so that a lab bioinformatician can fix the input without reading a traceback.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -109,3 +110,28 @@ class OrchestratorUnavailableError(CtdnaError):
     """
 
     exit_code = EXIT_ORCHESTRATOR_UNAVAILABLE
+
+
+class AckLinkError(CtdnaError):
+    """A signed acknowledgement link that must be refused (issue #14 item 2).
+
+    Parameters
+    ----------
+    message
+        What is wrong, safe to show on the page (no secret, no token content).
+    reason
+        ``forged`` (bad signature or malformed), ``expired``, ``reused`` or ``unknown``
+        (a valid signature for an alert this store does not hold).
+    """
+
+    #: HTTP status of each reason on the acknowledgement page.
+    HTTP_STATUS: ClassVar[dict[str, int]] = {
+        "forged": 403, "expired": 410, "reused": 410, "unknown": 404}
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+    @property
+    def http_status(self) -> int:
+        return self.HTTP_STATUS.get(self.reason, 403)

@@ -30,7 +30,7 @@ from pipeline.io.profiles import known_profiles, load_profile, search_path
 from pipeline.io.result import DrawLevel
 from pipeline.knowledge import KnowledgeBase
 from pipeline.progress import Progress, resolve
-from pipeline.schema import CALL_COLUMNS
+from pipeline.schema import CALL_COLUMNS, group_positions
 from pipeline.store.repository import PreparedSample, Store
 
 #: float32 tolerance: htslib stores AF=0.01 as 0.009999999776 (engineering-notes §2.1).
@@ -213,6 +213,7 @@ def prepare_samples(rows: list[ManifestRow], settings: Settings,
     # manifest's, else the profile's, #9 item 4); the content hash keeps the row as given.
     given = list(rows)
     rows = list(rows)
+    days: dict[int, date] = {}  # k -> the draw's resolved date (never None past this loop)
     for k, read in enumerate(reads):
         if isinstance(read, ReadResult):
             try:
@@ -220,6 +221,7 @@ def prepare_samples(rows: list[ManifestRow], settings: Settings,
             except InputError as exc:
                 reads[k] = exc
                 continue
+            days[k] = day
             rows[k] = replace(rows[k], collection_date=day, assay=rows[k].assay or read.assay)
     out: list[PreparedSample | InputError | None] = [
         r if isinstance(r, InputError) else None for r in reads]
@@ -254,7 +256,7 @@ def prepare_samples(rows: list[ManifestRow], settings: Settings,
                                           settings.rules.min_alt_reads_detected, reported)
     annotated["category"] = annotated["category"].fillna("other")
     annotated = annotated.drop(columns="_owner")
-    positions = pd.Series(row_owner).groupby(row_owner, sort=False).indices
+    positions = group_positions(row_owner)
     empty = annotated.iloc[0:0]
     for j, k in enumerate(good):
         result, row = ok[j], rows[k]
@@ -265,7 +267,7 @@ def prepare_samples(rows: list[ManifestRow], settings: Settings,
         level = result.level
         out[k] = PreparedSample(
             sample_id=row.sample_id, patient_id=row.patient_id,
-            collection_date=row.collection_date, care_team=row.care_team,
+            collection_date=days[k], care_team=row.care_team,
             source_path=str(row.path),
             content_sha256=_content_hash(given[k], result.calls, result.file_format, level),
             file_format=result.file_format, vcf_sample=result.vcf_sample,
@@ -308,8 +310,10 @@ def ingest_rows(rows: list[ManifestRow], store: Store, settings: Settings, kb: K
             getattr(report, action).append(row.sample_id)
             if action != "unchanged":
                 report.patients.add(row.patient_id)
+                # outcome is a PreparedSample here: an InputError was rejected above
+                sample_warnings = [] if isinstance(outcome, InputError) else outcome.warnings
                 report.warnings += [IngestWarning(str(row.path), w, row.sample_id)
-                                    for w in outcome.warnings]
+                                    for w in sample_warnings]
         store.record_rejections(rejections, run_id=run_id)
         steps.advance(len(batch))
     steps.finish()

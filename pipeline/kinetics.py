@@ -27,9 +27,9 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-from scipy.stats import fisher_exact
 
 from pipeline.config import RulesSettings
+from pipeline.fisher import fisher_two_sided
 
 #: Fold-change kinds: the value is exact, or only a bound on the true fold change
 #: because one side of the ratio is left-censored.
@@ -137,21 +137,28 @@ def is_chip(observations: pd.DataFrame, rules: RulesSettings) -> pd.Series:
     return (observations["category"] == "chip") | genes.isin(rules.chip_genes)
 
 
+def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` as float64 (unparseable -> NaN); all NaN when the column is absent."""
+    if column not in frame.columns:
+        return pd.Series(np.nan, index=frame.index, dtype="float64")
+    return pd.to_numeric(frame[column], errors="coerce").astype("float64")
+
+
 def prepare_samples(samples: pd.DataFrame, as_of: pd.Timestamp | None) -> pd.DataFrame:
     """Draws collected on or before ``as_of``, dates normalised, sorted deterministically."""
     out = samples.copy()
     out["collection_date"] = _dates(out["collection_date"])
     for column in ("lod_vaf", "tumor_fraction", "median_depth"):
-        out[column] = pd.to_numeric(out.get(column), errors="coerce").astype("float64")
+        out[column] = _numeric(out, column)
     if "assay" not in out.columns:
         out["assay"] = None
     # Draw-level (sample-level) results, #9 item 7: optional columns; absent = none.
     for column in ("level_value", "level_lod"):
-        out[column] = pd.to_numeric(out.get(column), errors="coerce").astype("float64")
+        out[column] = _numeric(out, column)
     for column in ("level_unit", "level_call"):
         if column not in out.columns:
             out[column] = None
-        out[column] = out[column].astype("object").where(out[column].notna(), None)
+        out[column] = out[column].astype("object").mask(out[column].isna(), None)
     if "sample_pk" not in out.columns:
         out["sample_pk"] = pd.NA
     if as_of is not None:
@@ -298,8 +305,8 @@ def fisher_pvalues(alt1: np.ndarray, depth1: np.ndarray, alt2: np.ndarray,
     -------
     numpy.ndarray
         p-value per pair; NaN when a count is unknown or inconsistent (alt > depth).
-        ``scipy.stats.fisher_exact`` is applied once per *distinct* table, so a cohort
-        with many identical tables costs one test each.
+        The test runs once per *distinct* table, all tables in one vectorized call
+        (``pipeline.fisher``: the same p-values as ``scipy.stats.fisher_exact``).
     """
     table = np.column_stack([alt1, depth1, alt2, depth2]).astype("float64")
     valid = np.isfinite(table).all(axis=1)
@@ -309,9 +316,7 @@ def fisher_pvalues(alt1: np.ndarray, depth1: np.ndarray, alt2: np.ndarray,
     if not valid.any():
         return out
     distinct, inverse = np.unique(table[valid].astype("int64"), axis=0, return_inverse=True)
-    pvalues = np.array([
-        fisher_exact([[a1, d1 - a1], [a2, d2 - a2]])[1] for a1, d1, a2, d2 in distinct
-    ])
+    pvalues = fisher_two_sided(distinct[:, 0], distinct[:, 1], distinct[:, 2], distinct[:, 3])
     out[valid] = pvalues[inverse.ravel()]
     return out
 
@@ -420,10 +425,25 @@ def compute_kinetics(
     return Kinetics(draws=draws, lines=line_table, markers=markers.reset_index(drop=True))
 
 
+def alteration_names(observations: pd.DataFrame) -> pd.Series:
+    """The alteration's name for people: the knowledge base's name, else the caller's text.
+
+    A row the profile could not type (Guardant "TP53 Splice Site SNV", "TERT Promoter SNV")
+    has no knowledge-base name; labelling it by its locus ("TP53 >") told a reader nothing
+    (round 2 review of the real Guardant reports). The vendor's ``protein_change`` text is
+    shown instead; the marker's identity (``marker_keys``) is unchanged.
+    """
+    alteration = observations["alteration"].astype("object")
+    if "protein_change" in observations.columns:
+        text = observations["protein_change"].astype("object")
+        alteration = alteration.where(alteration.notna(), text)
+    return alteration.mask(alteration.isna(), None)
+
+
 def marker_labels(observations: pd.DataFrame) -> pd.Series:
     """``"GENE alteration"`` labels for findings and headlines (gene alone when unnamed)."""
     gene = observations["gene"].astype("object").fillna("").astype(str)
-    alteration = observations["alteration"].astype("object").fillna("").astype(str)
+    alteration = alteration_names(observations).fillna("").astype(str)
     return (gene + " " + alteration).str.strip()
 
 
@@ -464,7 +484,7 @@ def _draw_level(draws: pd.DataFrame) -> pd.DataFrame:
     out["upper_bound"] = out["level_lod"].where(out["censored"])
     by_marker = out["level_source"] == "marker_vaf"
     for column in ("level_gene", "level_alteration", "level_markers"):
-        out[column] = out[column].where(by_marker & out["detected"], None)
+        out[column] = out[column].mask(~(by_marker & out["detected"]), None)
     return out
 
 
@@ -479,7 +499,7 @@ def _add_baseline_folds(draws: pd.DataFrame) -> pd.DataFrame:
                        out["_b_censored"], out["level_lod"], out["_b_lod"])
     treated = out["role"] == "on_treatment"
     out["fold_from_baseline"] = fold.where(treated)
-    out["fold_from_baseline_kind"] = kind.where(treated, None)
+    out["fold_from_baseline_kind"] = kind.mask(~treated, None)
     out["decrease_from_baseline"] = 1.0 - out["fold_from_baseline"]
     return out.drop(columns=["_b_level", "_b_censored", "_b_lod"])
 

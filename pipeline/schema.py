@@ -9,6 +9,8 @@ always declared there.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 import numpy as np
 import pandas as pd
 
@@ -87,9 +89,20 @@ def conform_calls(frame: pd.DataFrame) -> pd.DataFrame:
         elif dtype == "int64":
             out[column] = pd.to_numeric(out[column], errors="coerce").fillna(0).astype("int64")
         else:
-            out[column] = out[column].astype("object").where(out[column].notna(), None)
+            out[column] = out[column].astype("object").mask(out[column].isna(), None)
     extra = [c for c in out.columns if c not in CALL_COLUMNS]
     return out[list(CALL_COLUMNS) + extra].reset_index(drop=True)
+
+
+def group_positions(keys: pd.Series | np.ndarray) -> dict[Hashable, np.ndarray]:
+    """Row positions of each distinct key, in first-seen order (missing keys left out).
+
+    One groupby instead of one scan per key (issue #11); the positions are ``np.intp``
+    arrays, ready for ``DataFrame.take`` / ``iloc``.
+    """
+    series = keys if isinstance(keys, pd.Series) else pd.Series(keys)
+    groups = series.groupby(series, sort=False).indices
+    return {k: np.asarray(v, dtype=np.intp) for k, v in groups.items()}
 
 
 def vaf_in_range(vaf: pd.Series, tolerance: float = 1e-6) -> np.ndarray:

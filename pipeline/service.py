@@ -19,6 +19,7 @@ from pipeline.progress import Progress, resolve
 from pipeline.store.repository import Store, now_utc, plain_value
 
 if TYPE_CHECKING:  # loaded where used: `ctdna observations` needs no pandas (#11 item 4)
+    from pipeline.alerts.escalation import EscalationReport
     from pipeline.assessment import Assessment
     from pipeline.config import Settings
     from pipeline.knowledge import KnowledgeBase
@@ -169,21 +170,20 @@ def write_patient_report(store: Store, settings: Settings, kb: KnowledgeBase, pa
     return write_html(out, html)
 
 
-def write_reports(store: Store, settings: Settings, kb: KnowledgeBase,
-                  results: list[EvaluationResult], folder: Path, *,
-                  today: date | None = None) -> ReportsOutcome:
-    """The run's report step: the evaluated patients' reports and the cohort page.
+def write_patient_reports_for(store: Store, settings: Settings, kb: KnowledgeBase,
+                              results: list[EvaluationResult], folder: Path, *,
+                              label: str = "reports") -> ReportsOutcome:
+    """The evaluated patients' reports; only those whose content changed are rewritten.
 
-    Only reports whose content changed are rewritten (issue #11 item 3); the store is read
-    once for the batch. The trend chart of each patient that may get an email (alerts, or a
-    tier change) is drawn as PNG too and left in ``<folder>/.charts`` for the email builder
-    (``ChartCache.for_reports(folder).png``).
+    Issue #11 item 3: the store is read once for the batch (or shard). The trend chart of
+    each patient that may get an email (alerts, or a tier change) is drawn as PNG too and
+    left in ``<folder>/.charts`` for the email builder (``ChartCache.for_reports(folder)``).
 
     Returns
     -------
     ReportsOutcome
-        ``paths`` (patient -> report, written or unchanged), ``written``, ``unchanged``,
-        the cohort page and whether it was rewritten; ``counts()`` for the run summary.
+        ``paths`` (patient -> report, written or unchanged), ``written``, ``unchanged``;
+        ``counts()`` for the run summary.
     """
     from pipeline.report.batch import write_patient_reports
     from pipeline.report.chartcache import ChartCache
@@ -192,15 +192,33 @@ def write_reports(store: Store, settings: Settings, kb: KnowledgeBase,
     png_for = {r.assessment.patient_id for r in results
                if r.assessment.alerts or (r.previous_status is not None
                                           and r.previous_status != r.assessment.status)}
-    outcome = write_patient_reports(
+    return write_patient_reports(
         ids, store.observations_frame(ids), store.samples_frame(ids), store.therapies_frame(ids),
         {r.assessment.patient_id: r.assessment for r in results}, alert_histories(store, ids),
         settings, kb.sources(), folder, patient_report_name,
-        charts=ChartCache.for_reports(folder), png_for=png_for)
+        charts=ChartCache.for_reports(folder), png_for=png_for, label=label)
+
+
+def write_reports(store: Store, settings: Settings, kb: KnowledgeBase,
+                  results: list[EvaluationResult], folder: Path, *,
+                  today: date | None = None) -> ReportsOutcome:
+    """The evaluated patients' reports and the cohort page, each only when changed."""
+    outcome = write_patient_reports_for(store, settings, kb, results, folder)
     cohort, written = _cohort_page(store, settings, kb, folder / "cohort.html", today=today,
                                    results=results, only_if_changed=True)
     outcome.cohort_path, outcome.cohort_written = str(cohort), written
     return outcome
+
+
+def write_run_cohort_report(store: Store, settings: Settings, kb: KnowledgeBase, out: Path, *,
+                            evaluated: list[str]) -> Path:
+    """The run's cohort page: rewritten only when its content changed.
+
+    ``evaluated``: patients whose assessment this run stored; their latest stored one is
+    used although their work-queue mark is still set until their alerts are enqueued.
+    """
+    return _cohort_page(store, settings, kb, out, today=None, results=None,
+                        only_if_changed=True, evaluated=set(evaluated))[0]
 
 
 def write_all_reports(store: Store, settings: Settings, kb: KnowledgeBase, folder: Path, *,
@@ -215,7 +233,8 @@ def write_all_reports(store: Store, settings: Settings, kb: KnowledgeBase, folde
 
 
 def _stored_current(store: Store, settings: Settings, kb: KnowledgeBase, today: date,
-                    exclude: set[str]) -> tuple[dict[str, Assessment], list[str]]:
+                    exclude: set[str], evaluated: set[str] | None = None
+                    ) -> tuple[dict[str, Assessment], list[str]]:
     """Stored latest assessments that are today's truth, and the patients that need one.
 
     A stored assessment is reused when it was made for ``today`` with the current
@@ -233,7 +252,7 @@ def _stored_current(store: Store, settings: Settings, kb: KnowledgeBase, today: 
         ok = ((as_of == today.isoformat())
               & (latest["config_version"] == settings.version_label())
               & (latest["kb_version"] == str(kb.version))
-              & ~latest["patient_id"].isin(pending | exclude))
+              & ~latest["patient_id"].isin((pending - (evaluated or set())) | exclude))
         for pid, payload in zip(latest.loc[ok, "patient_id"], latest.loc[ok, "payload"],
                                 strict=True):
             reused[str(pid)] = Assessment.model_validate(payload)
@@ -242,7 +261,8 @@ def _stored_current(store: Store, settings: Settings, kb: KnowledgeBase, today: 
 
 
 def cohort_rows(store: Store, settings: Settings, kb: KnowledgeBase, today: date, *,
-                results: list[EvaluationResult] | None = None) -> list[CohortRow]:
+                results: list[EvaluationResult] | None = None,
+                evaluated: set[str] | None = None) -> list[CohortRow]:
     """One :class:`CohortRow` per patient of the store, as of ``today``.
 
     ``results`` (this run's evaluations) are used as they are; the other patients' stored
@@ -251,37 +271,40 @@ def cohort_rows(store: Store, settings: Settings, kb: KnowledgeBase, today: date
     from pipeline.report.render import CohortRow
 
     fresh = {r.assessment.patient_id: r.assessment for r in results or []}
-    reused, missing = _stored_current(store, settings, kb, today, set(fresh))
-    evaluated = evaluate_patients(store, settings, kb, missing, today, persist=False) \
+    reused, missing = _stored_current(store, settings, kb, today, set(fresh),
+                                      evaluated or set())
+    again = evaluate_patients(store, settings, kb, missing, today, persist=False) \
         if missing else []
     assessments = {**reused, **fresh, **{r.assessment.patient_id: r.assessment
-                                         for r in evaluated}}
+                                         for r in again}}
     last_draw, alterations = store.cohort_facts()
     teams = store.care_teams(list(assessments))
+    unacknowledged = open_alert_counts(store)
     return [
         CohortRow.from_assessment(a, [last_draw[pid]] if pid in last_draw else [], settings,
                                   care_team=teams.get(pid),
-                                  alterations=alterations.get(pid, ()))
+                                  alterations=alterations.get(pid, ()),
+                                  open_alerts=unacknowledged.get(pid, 0))
         for pid, a in sorted(assessments.items())
     ]
 
 
 def _cohort_page(store: Store, settings: Settings, kb: KnowledgeBase, out: Path, *,
                  today: date | None, results: list[EvaluationResult] | None,
-                 only_if_changed: bool) -> tuple[Path, bool]:
+                 only_if_changed: bool, evaluated: set[str] | None = None) -> tuple[Path, bool]:
     from pipeline.report.batch import ReportManifest, content_digest
     from pipeline.report.render import render_cohort_report, write_html
 
     now = datetime.now()
     day = today or now.date()
-    rows = cohort_rows(store, settings, kb, day, results=results)
+    rows = cohort_rows(store, settings, kb, day, results=results, evaluated=evaluated)
     manifest = ReportManifest(out.parent)
     fingerprint = content_digest([dataclasses.astuple(r) for r in rows], day,
                                  settings.version_label(), settings.cadence.overdue_grace_days)
     if only_if_changed and manifest.current(out.name, fingerprint):
         return out, False
     path = write_html(out, render_cohort_report(rows, settings, generated_at=now))
-    manifest.entries[out.name] = fingerprint
+    manifest.record(out.name, fingerprint)
     manifest.save()
     return path, True
 
@@ -295,3 +318,25 @@ def write_cohort_report(store: Store, settings: Settings, kb: KnowledgeBase, out
 
 def pipeline_version() -> str:
     return pipeline.__version__
+
+
+def escalate_unacknowledged(store: Store, settings: Settings, *,
+                            now: datetime | None = None) -> EscalationReport:
+    """The run's escalation step (issue #14 item 2): enqueue an escalation message for every
+    FAILURE alert not acknowledged in time (``notify.escalation``), once per alert.
+
+    Call it after the run's alerts are enqueued and before delivery, so the escalation goes
+    out in the same run. ``ctdna alerts --escalate`` runs the same step.
+    """
+    from pipeline.alerts.escalation import escalate_overdue
+
+    return escalate_overdue(store.engine, settings, now=now)
+
+
+def open_alert_counts(store: Store, patient_ids: list[str] | None = None) -> dict[str, int]:
+    """Patient -> open (unacknowledged WARNING/FAILURE) alerts: the cohort report's
+    ``open_alerts`` sort key (unacknowledged alerts first, issue #14 item 2)."""
+    from pipeline.store.alerts import open_alert_counts as counts
+
+    with store.engine.connect() as conn:
+        return counts(conn, patient_ids)

@@ -18,7 +18,7 @@ from yaml.nodes import MappingNode, Node
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parser when available
 
 
-class UniqueKeySafeLoader(_Base):  # type: ignore[misc,valid-type]
+class UniqueKeySafeLoader(_Base):
     """A safe loader that errors on duplicate mapping keys (``problem`` names the key)."""
 
     def construct_mapping(self, node: Node, deep: bool = False) -> dict[Any, Any]:
@@ -39,7 +39,7 @@ class UniqueKeySafeLoader(_Base):  # type: ignore[misc,valid-type]
                         key_node.start_mark,
                     )
                 seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_yaml(text: str | bytes) -> Any:

@@ -92,20 +92,28 @@ def check_prefect(env: dict[str, str]) -> list[Check]:
 def check_smtp(settings: Any) -> list[Check]:
     if settings is None:
         return [Check("smtp", FAIL, "not checked: the configuration does not load")]
+    from pipeline.errors import ConfigError
+    from pipeline.notify.secrets import resolve_smtp, smtp_configured
+
     smtp = settings.notify.smtp
-    if not smtp.host:
+    if not smtp_configured(smtp):
         outbox = Path(settings.notify.outbox).resolve()
         return [Check("smtp", INFO, f".eml outbox mode: no SMTP host configured, alert emails "
                       f"are written to {outbox}")]
+    try:  # host and port may come from an EmailServerCredentials block (#12 item 3)
+        smtp = resolve_smtp(smtp)
+    except ConfigError as exc:
+        return [Check("smtp", FAIL, exc.one_line())]
+    host = smtp.host or ""  # smtp_configured() above: a host is set (YAML, env or block)
     port = smtp.port or {"ssl": 465, "starttls": 587, "none": 25}[smtp.tls]
     timeout = min(float(smtp.timeout_seconds), 10.0)
     try:
         client: smtplib.SMTP
         if smtp.tls == "ssl":
-            client = smtplib.SMTP_SSL(smtp.host, port, timeout=timeout,
+            client = smtplib.SMTP_SSL(host, port, timeout=timeout,
                                       context=ssl.create_default_context())
         else:
-            client = smtplib.SMTP(smtp.host, port, timeout=timeout)
+            client = smtplib.SMTP(host, port, timeout=timeout)
         with client:
             code, _banner = client.ehlo()
             starttls = client.has_extn("starttls")

@@ -13,8 +13,9 @@ import typer
 
 from pipeline.cli.main import ConfigOption, DbOption, _parse_date, _print_json, edge
 
-app = typer.Typer(name="kb", help="Review the knowledge base: show, audit, diff (issue #13).",
-                  no_args_is_help=True)
+app: typer.Typer = typer.Typer(
+    name="kb", help="Review the knowledge base: show, audit, diff (issue #13).",
+    no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON")]
 

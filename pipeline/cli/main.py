@@ -27,7 +27,7 @@ from pipeline.errors import (
     InputError,
 )
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     name="ctdna",
     help="ctDNA surveillance for ALK-positive NSCLC: ingest serial liquid biopsies, "
     "recognise resistance, raise CML-style early-switch alerts.",
@@ -373,7 +373,7 @@ app.add_typer(kb_app, name="kb")
 
 # Command modules: one module per command or group, listed here and only here. Each one
 # registers itself on ``app`` when imported, so importing it first (tests) also works.
-from pipeline.cli import config_cmd, doctor  # noqa: E402,F401
+from pipeline.cli import alerts, config_cmd, doctor, export  # noqa: E402,F401
 
 
 def _register_subcommands() -> None:

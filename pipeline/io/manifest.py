@@ -407,7 +407,7 @@ def read_therapies(path: str | Path) -> pd.DataFrame:
     frame["line"] = frame["line"].astype(int)
     duplicated = frame.duplicated(["patient_id", "line"], keep="first")
     if duplicated.any():
-        first = frame.loc[duplicated].iloc[0]
-        raise ManifestError(f"patient {first['patient_id']} has line {first['line']} twice",
-                            path=source, record=f"line {int(first['_line'])}", field="line")
+        dup = frame.loc[duplicated].iloc[0]
+        raise ManifestError(f"patient {dup['patient_id']} has line {dup['line']} twice",
+                            path=source, record=f"line {int(dup['_line'])}", field="line")
     return frame.drop(columns="_line").reset_index(drop=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -154,7 +154,7 @@ class ProfileSchema(_Strict):
         return self
 
 
-class Profile(dict):  # type: ignore[type-arg]
+class Profile(dict[str, Any]):
     """A validated profile as a mapping (``name`` set to the file stem)."""
 
     @property
@@ -170,7 +170,7 @@ CANONICAL = Profile(ProfileSchema(name="canonical").model_dump())
 
 
 def search_path(dirs: Sequence[str | Path] | str | Path | None = None,
-                env: dict[str, str] | None = None) -> list[Path]:
+                env: Mapping[str, str] | None = None) -> list[Path]:
     """Profile folders in lookup order: the lab's folders, then the shipped one (always).
 
     Parameters
@@ -182,9 +182,9 @@ def search_path(dirs: Sequence[str | Path] | str | Path | None = None,
     env
         Environment mapping (defaults to ``os.environ``).
     """
-    env = os.environ if env is None else env
-    if dirs is None and env.get("CTDNA_PROFILES_DIR"):
-        dirs = [p for p in env["CTDNA_PROFILES_DIR"].split(os.pathsep) if p]
+    environ: Mapping[str, str] = os.environ if env is None else env
+    if dirs is None and environ.get("CTDNA_PROFILES_DIR"):
+        dirs = [p for p in environ["CTDNA_PROFILES_DIR"].split(os.pathsep) if p]
     if isinstance(dirs, (str, Path)):
         dirs = [dirs]
     folders = [Path(p).expanduser() for p in (dirs or [])]

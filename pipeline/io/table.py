@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from functools import cached_property
@@ -29,7 +29,7 @@ from pipeline.io.build import normalise_build
 from pipeline.io.drawinfo import draw_date, draw_level
 from pipeline.io.profiles import CANONICAL, Profile, known_profiles, load_profile, search_path
 from pipeline.io.result import ReadResult
-from pipeline.schema import conform_calls
+from pipeline.schema import conform_calls, group_positions
 
 #: Variant types a table row may declare (the contract's five).
 TABLE_VARIANT_TYPES = ("snv", "mnv", "indel", "cnv", "fusion")
@@ -37,6 +37,8 @@ TABLE_VARIANT_TYPES = ("snv", "mnv", "indel", "cnv", "fusion")
 UNCLASSIFIED = "unclassified"
 #: float32-style tolerance on the VAF bounds, as for VCFs.
 VAF_TOLERANCE = 1e-6
+#: None as a 0-d object array: numpy's stubs reject a bare None as np.where's third argument
+_NONE = np.array(None, dtype=object)
 #: Column names that hold a VAF of undeclared unit: refused in canonical tables.
 _AMBIGUOUS_VAF_NAMES = {"af", "maf", "vaf%", "allele_frequency", "allele_fraction", "freq"}
 _CANONICAL_REQUIRED = {"sample_id", "gene", "variant_type"}
@@ -202,7 +204,7 @@ def _apply_profile(frame: pd.DataFrame, prof: Profile, path: Path) -> pd.DataFra
             continue
         found = out[col].astype("string").str.extract(re.compile(ext["pattern"]))
         for target in found.columns:
-            values = found[target].astype(object).where(found[target].notna(), None)
+            values = found[target].astype(object).mask(found[target].isna(), None)
             if target in out.columns:
                 out[target] = out[target].where(out[target].notna(), values)
             else:
@@ -366,11 +368,11 @@ class ParsedTable:
         return "sample_id" in self.frame.columns and bool(self.frame["sample_id"].notna().any())
 
     @cached_property
-    def _positions(self) -> dict[str, np.ndarray]:
+    def _positions(self) -> dict[Hashable, np.ndarray]:
         """Row positions of each (normalised) sample_id, computed once per table: a table
         shared by N manifest rows is split once, not scanned N times (issue #11)."""
         ids = self.frame["sample_id"].map(lambda v: _normalise_id(v) if v else v)
-        return dict(ids.groupby(ids, sort=False).indices)
+        return group_positions(ids)
 
     def select(self, sample_id: str) -> pd.DataFrame:
         """The rows of ``sample_id`` (all rows for a single-sample table).
@@ -558,15 +560,14 @@ def _select_group(requests: Sequence[TableRequest], members: list[int],
     positions: dict[Any, np.ndarray] = {}
     with_ids: set[int] = set()
     if mapped is not None:
-        file_rows = pd.Series(mapped["_file"].to_numpy()).groupby(
-            mapped["_file"].to_numpy(), sort=False).indices
+        file_rows = group_positions(mapped["_file"].to_numpy())
         if "sample_id" in mapped.columns:
             ids = mapped["sample_id"].map(lambda v: _normalise_id(v) if v else v)
             known = ids.notna().to_numpy()
             with_ids = set(mapped["_file"].to_numpy()[known].tolist())
             keys = pd.Series(list(zip(mapped["_file"].to_numpy()[known],
                                       ids.to_numpy()[known], strict=True)), dtype=object)
-            positions = dict(keys.groupby(keys, sort=False).indices)
+            positions = group_positions(keys)
             index_known = np.flatnonzero(known)
             positions = {k: index_known[v] for k, v in positions.items()}
     index = {f: n for n, f in enumerate(files)}
@@ -579,7 +580,8 @@ def _select_group(requests: Sequence[TableRequest], members: list[int],
             if mapped is not None:
                 rows = (positions.get((f, _normalise_id(req.sample_id))) if f in with_ids
                         else file_rows.get(f, np.zeros(0, dtype=int)))
-            if rows is None or (len(rows) == 0) or "genome_build" in mapped.columns:
+            if mapped is None or rows is None or len(rows) == 0 \
+                    or "genome_build" in mapped.columns:
                 parsed = table(f)  # exact per-file path: errors, markers, build column
                 if isinstance(parsed, InputError):
                     raise parsed
@@ -621,7 +623,7 @@ def _validate_group(prof: Profile, chosen: list[tuple[int, Path, pd.DataFrame, s
                 results[i] = exc
         return
     owners = owner[calls.index.to_numpy()] if len(calls) else np.zeros(0, dtype=int)
-    rows_of = pd.Series(owners).groupby(owners, sort=False).indices if len(calls) else {}
+    rows_of = group_positions(owners) if len(calls) else {}
     conformed = conform_calls(calls)
     for k, (i, _path, selected, build) in enumerate(chosen):
         positions = rows_of.get(k)
@@ -673,7 +675,7 @@ def _validate(frame: pd.DataFrame, path: Path, prof: Profile, warnings: list[str
     percent = out["vaf_percent"].notna()
     out["vaf_source"] = np.where(
         percent, f"{prof.name}:{vaf_origin or 'vaf_percent'}(percent)",
-        np.where(out["vaf"].notna(), f"{prof.name}:{vaf_origin or 'vaf'}", None),
+        np.where(out["vaf"].notna(), f"{prof.name}:{vaf_origin or 'vaf'}", _NONE),
     )
     out["vaf"] = out["vaf"].where(~percent, out["vaf_percent"] / 100.0).clip(upper=1.0)
     _fail(path, out, out["alt_reads"] > out["depth"], "alt_reads",
@@ -699,8 +701,9 @@ def _validate(frame: pd.DataFrame, path: Path, prof: Profile, warnings: list[str
     fusion = (out["variant_type"] == "fusion").to_numpy(dtype=bool)
     _fail(path, out, fusion & out["fusion_partner"].isna().to_numpy(dtype=bool),
           "fusion_partner", "fusion row without fusion_partner")
-    out.loc[cnv | fusion, "protein_change"] = out.loc[cnv | fusion, "protein_change"].where(
-        ~out.loc[cnv | fusion, "protein_change"].isin(["Amplification", "Fusion"]), None)
+    # "Amplification" / "Fusion" in the protein column of a CNV / fusion row names no change
+    placeholder = out["protein_change"].isin(["Amplification", "Fusion"]).to_numpy(dtype=bool)
+    out["protein_change"] = out["protein_change"].mask((cnv | fusion) & placeholder, None)
     untyped = (out["variant_type"] == UNCLASSIFIED).to_numpy(dtype=bool)
     if untyped.any():
         # #9 item 4: a row the profile cannot type keeps its draw (never a reason to lose
@@ -712,7 +715,7 @@ def _validate(frame: pd.DataFrame, path: Path, prof: Profile, warnings: list[str
                         f"stored as unclassified alterations: {shown}")
     out["filter"] = out["filter"].where(out["filter"].notna(), "PASS")
     out["record_index"] = out["_line"].astype("int64")
-    out["cnv_kind"] = np.where(cnv, prof.get("cnv_kind", "plasma_cn"), None)
+    out["cnv_kind"] = np.where(cnv, prof.get("cnv_kind", "plasma_cn"), _NONE)
     keep = [c for c in out.columns if not c.startswith("_") and c != "vaf_percent"
             and c != "sample_id" and c != "genome_build"]
     return out[keep].drop(columns=[c for c in keep if c not in _OUTPUT_COLUMNS])

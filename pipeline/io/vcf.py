@@ -30,13 +30,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import numpy as np
 import pandas as pd
 import pysam
 
 from pipeline.errors import InvalidVariantFileError
 from pipeline.io.build import REFERENCE_KEYS, resolve_build
 from pipeline.io.result import ReadResult
-from pipeline.io.vcf_checks import AMBIGUOUS_ALT, Finding, check_body, check_header, read_text
+from pipeline.io.vcf_checks import (
+    AMBIGUOUS_ALT,
+    Finding,
+    HeaderInfo,
+    check_body,
+    check_header,
+    read_text,
+)
+from pipeline.io.vcf_columns import ColumnCalls, column_calls
 from pipeline.schema import conform_calls
 
 #: float32 tolerance for VAF bounds (htslib stores floats as float32: 0.01 → 0.0099999998).
@@ -180,7 +189,7 @@ def _header_lines(vf: pysam.VariantFile) -> tuple[dict[str, int | None], list[st
     """Contig lengths, reference/assembly texts and ``##tumor_sample`` from the header."""
     contigs: dict[str, int | None] = {}
     for name, contig in vf.header.contigs.items():
-        contigs[name] = contig.length
+        contigs[str(name)] = contig.length
     texts: list[str] = []
     tumor: str | None = None
     for rec in vf.header.records:
@@ -351,7 +360,7 @@ def _filter_text(rec: pysam.VariantRecord) -> str:
     """``PASS`` or the filter names joined by ';' (duplicates such as ``REJECT;REJECT``
     collapsed, order kept). A missing FILTER (``.``) is documented as PASS (architecture.md:
     "FILTER is PASS (or missing)")."""
-    names = list(dict.fromkeys(rec.filter.keys()))
+    names = [str(n) for n in dict.fromkeys(rec.filter.keys())]
     if not names or names == ["PASS"]:
         return "PASS"
     return ";".join(n for n in names if n != "PASS")
@@ -813,11 +822,66 @@ def _evidence_warnings(frame: pd.DataFrame, sample: str | None) -> list[str]:
     return out
 
 
+def _merge_columns(records: dict[str, list[Any]], columns: ColumnCalls | None
+                   ) -> dict[str, Any]:
+    """The record extractor's and the column path's calls in record order (the column path
+    gives one call per record; the extractor's calls of one record stay in ALT order)."""
+    if columns is None:
+        return records
+    if not records["record_index"]:
+        return columns.columns
+    order = np.argsort(np.concatenate([columns.columns["record_index"],
+                                       np.asarray(records["record_index"])]), kind="stable")
+    return {name: np.concatenate([np.asarray(columns.columns[name], dtype=object),
+                                  np.asarray(values, dtype=object)])[order].tolist()
+            for name, values in records.items()}
+
+
+def _records_not_in(plain: Any, add: Any) -> Any:
+    """``add`` for the records the column path did not take (``plain[n - 1]`` False)."""
+    def add_other(rec: pysam.VariantRecord, n: int) -> None:
+        if n > len(plain) or not plain[n - 1]:
+            add(rec, n)  # (more records than the text: the reader re-reads them all)
+    return add_other
+
+
+def _iterate(vf: pysam.VariantFile, path: Path, text_hdr: HeaderInfo | None,
+             findings: list[Finding], add: Any) -> int:
+    """Iterate htslib's records, handing each to ``add(rec, n)`` (None: parse only); the
+    count of records. Every htslib or extractor failure names the 1-based record."""
+    n = 0
+    records = iter(vf)
+    while True:
+        try:
+            rec = next(records)
+        except StopIteration:
+            break
+        except (OSError, ValueError) as exc:
+            if text_hdr is not None and n == text_hdr.n_records:
+                break  # htslib stops at trailing blank lines (warned above)
+            known = [f for f in findings if f.record == n + 1]
+            if known:  # a defect the text checks tolerated, but htslib cannot parse
+                raise _bad(path, f"{known[0].message} (htslib cannot parse the "
+                           "record)", n + 1, known[0].field) from None
+            raise _bad(path, f"unreadable record ({exc})", n + 1) from None
+        n += 1
+        if add is None:
+            continue
+        try:
+            add(rec, n)
+        except _RecordError as exc:
+            raise _bad(path, exc.message, n, exc.field_name) from None
+        except (ValueError, TypeError, KeyError, IndexError, OSError) as exc:
+            raise _bad(path, f"cannot interpret record ({exc})", n) from None
+    return n
+
+
 def read_vcf(
     path: str | Path,
     *,
     vcf_sample: str | None = None,
     genome_build: str | None = None,
+    column_path: bool = True,
 ) -> ReadResult:
     """Read a VCF 4.0-4.4 / BCF file (plain or BGZF, indexed or not) into a calls frame.
 
@@ -830,6 +894,9 @@ def read_vcf(
         else ``##tumor_sample``, else an error listing the columns.
     genome_build
         The manifest's build (any accepted spelling); when None it is detected.
+    column_path
+        Read plain small-variant files column-wise (:mod:`pipeline.io.vcf_columns`, same
+        result); False forces the record extractor (the tests compare the two).
 
     Returns
     -------
@@ -848,6 +915,7 @@ def read_vcf(
     text = read_text(path)
     text_hdr, findings = (None, []) if text is None else check_header(
         text, _INFO_FIELDS, [*_FORMAT_FIELDS, "GT"])
+    del text  # the header keeps the record lines; the whole text is not needed (memory)
     _raise_fatal(path, findings)
     with _quiet_htslib():
         try:
@@ -868,31 +936,27 @@ def read_vcf(
             if text_hdr is not None:
                 findings += check_body(text_hdr, sample, _read_info(extractor),
                                        _read_format(hdr))
+                text_hdr.body = []  # checked and split into text_hdr.table (memory, #11)
                 _raise_fatal(path, findings)
             declared_info = set(vf.header.info.keys())
             declared_format = set(vf.header.formats.keys())
-            n = 0
-            records = iter(vf)
-            while True:
-                try:
-                    rec = next(records)
-                except StopIteration:
-                    break
-                except (OSError, ValueError) as exc:
-                    if text_hdr is not None and n == text_hdr.n_records:
-                        break  # htslib stops at trailing blank lines (warned above)
-                    known = [f for f in findings if f.record == n + 1]
-                    if known:  # a defect the text checks tolerated, but htslib cannot parse
-                        raise _bad(path, f"{known[0].message} (htslib cannot parse the "
-                                   "record)", n + 1, known[0].field) from None
-                    raise _bad(path, f"unreadable record ({exc})", n + 1) from None
-                n += 1
-                try:
-                    extractor.add(rec, n)
-                except _RecordError as exc:
-                    raise _bad(path, exc.message, n, exc.field_name) from None
-                except (ValueError, TypeError, KeyError, IndexError, OSError) as exc:
-                    raise _bad(path, f"cannot interpret record ({exc})", n) from None
+            columns = None if text_hdr is None or not column_path else column_calls(
+                text_hdr, sample, _read_info(extractor), _read_format(hdr), hdr.formats,
+                hdr.varscan_ad)
+            if text_hdr is not None:
+                text_hdr.table = None  # read: free the split records (peak memory, #11)
+                text_hdr.plasma_values = {}
+            # htslib still parses every record (the same refusals); the records the column
+            # path did not take go to the record extractor, in order.
+            n = _iterate(vf, path, text_hdr, findings, extractor.add if columns is None
+                         else None if columns.plain.all()
+                         else _records_not_in(columns.plain, extractor.add))
+            if columns is not None and n != len(columns.plain):
+                columns = None  # htslib saw other records than the text: read them all
+                extractor = _Extractor(hdr, sample)
+                vf.close()
+                vf = _open(path)
+                n = _iterate(vf, path, text_hdr, findings, extractor.add)
             undeclared_info = sorted(set(vf.header.info.keys()) - declared_info)
             undeclared_format = sorted(set(vf.header.formats.keys()) - declared_format)
         finally:
@@ -914,7 +978,7 @@ def read_vcf(
                         "skipped")
     if extractor.n_no_vaf:
         warnings.append(f"{extractor.n_no_vaf} calls without any VAF field (vaf left empty)")
-    frame = pd.DataFrame(extractor.columns)
+    frame = pd.DataFrame(_merge_columns(extractor.columns, columns))
     warnings.extend(_evidence_warnings(frame, sample))
     return ReadResult(
         calls=conform_calls(frame),

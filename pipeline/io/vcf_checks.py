@@ -26,13 +26,16 @@ and a count), never one per record.
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from math import comb
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -119,6 +122,14 @@ class HeaderInfo:
     body: list[str] = field(default_factory=list)
     n_records: int = 0  # non-blank body lines
     first_body_line: int = 0  # 1-based physical line of the first record
+    # Set by check_body for the reader's column path (pipeline.io.vcf_columns, issue #11):
+    # the records split into columns (blank lines removed), the INFO keys and the FORMAT
+    # layouts that occur. The reader drops ``table`` once it has read it.
+    table: np.ndarray | None = None
+    n_blank: int = 0
+    info_keys: set[str] = field(default_factory=set)
+    format_layouts: list[str] = field(default_factory=list)
+    plasma_values: dict[str, np.ndarray] = field(default_factory=dict)  # key -> per record
 
 
 def read_text(path: Path) -> str | None:
@@ -341,21 +352,99 @@ AMBIGUOUS_ALT = r"^[ACGTNacgtn](?:/[ACGTNacgtn])+$"
 _AMBIGUOUS = re.compile(AMBIGUOUS_ALT)
 
 
-def _bad(values: pd.Series | np.ndarray, ok: object) -> np.ndarray:
+def _bad(values: pd.Series | np.ndarray, ok: Callable[[Any], bool],
+         all_good: re.Pattern[str] | None = None) -> np.ndarray:
     """Boolean mask of rows whose value fails ``ok(value) -> bool``, evaluated once per
-    distinct value."""
+    distinct value.
+
+    ``all_good``, a pattern that a value can only match when ``ok`` accepts it, is first
+    tried on all distinct values at once (one C regex search over their joined text, issue
+    #11: counts and frequencies are nearly all distinct); only when some value does not
+    match is ``ok`` called per value.
+    """
     codes, uniques = pd.factorize(np.asarray(values, dtype=object))
-    good = np.fromiter((bool(ok(u)) for u in uniques), dtype=bool, count=len(uniques))
-    return ~good[codes] if len(codes) else np.zeros(0, dtype=bool)
+    if not len(codes):
+        return np.zeros(0, dtype=bool)
+    if all_good is not None and all_match(uniques, all_good):
+        return np.zeros(len(codes), dtype=bool)
+    good = np.fromiter((bool(ok(u)) for u in uniques), dtype=np.bool_, count=len(uniques))
+    return np.logical_not(good[codes])
 
 
-def _per_unique(values: np.ndarray, fn: object, dtype: str = "int64") -> np.ndarray:
+def all_match(values: np.ndarray, pattern: re.Pattern[str]) -> bool:
+    """Whether every string (none holds a newline) matches ``pattern`` in full."""
+    joined = "\n".join(values)
+    if joined.count("\n") != len(values) - 1 or "\r" in joined:
+        return False
+    return re.search(rf"^(?!(?:{pattern.pattern})$)", joined, re.MULTILINE) is None
+
+
+def split_fields(values: np.ndarray | list[str], sep: str, width: int) -> np.ndarray | None:
+    """Rows x ``width`` fields of ``sep``-separated strings, split by pandas' C parser (a
+    Python ``str.split`` per record cost ~1 s on 200,000 records, issue #11); None when the
+    text does not suit it (a carriage return, fewer rows back), and the caller splits."""
+    joined = "\n".join(values)
+    if "\r" in joined or not len(values):
+        return None
+    try:
+        frame = pd.read_csv(io.StringIO(joined), sep=sep, header=None, names=list(range(width)),
+                            dtype=str, na_filter=False, quoting=csv.QUOTE_NONE,
+                            skip_blank_lines=False, engine="c")
+    except (ValueError, pd.errors.ParserError):
+        return None
+    if len(frame) != len(values):
+        return None
+    return frame.to_numpy(dtype=object)
+
+
+def _explode_unique(values: np.ndarray, sep: str) -> tuple[np.ndarray, np.ndarray]:
+    """(row index, item) of every ``sep``-separated item, splitting each distinct value
+    once (INFO columns repeat: all '.' in many files)."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    parts = [u.split(sep) for u in uniques]
+    sizes = np.array([len(p) for p in parts], dtype=np.int64)
+    flat = np.array([item for p in parts for item in p] or [""], dtype=object)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    per_row = sizes[codes]
+    rows = np.repeat(np.arange(len(codes)), per_row)
+    offsets = np.arange(int(per_row.sum())) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    return rows, flat[np.repeat(starts[codes], per_row) + offsets]
+
+
+def _char_counts(values: np.ndarray, char: str) -> np.ndarray:
+    """Occurrences of the ASCII ``char`` in each string (none contains a newline), counted
+    on the UTF-8 bytes with numpy."""
+    if not len(values):
+        return np.zeros(0, dtype=np.int64)
+    raw = np.frombuffer("\n".join(values).encode("utf-8"), dtype=np.uint8)
+    line = np.searchsorted(np.flatnonzero(raw == 10), np.flatnonzero(raw == ord(char)))
+    return np.bincount(line, minlength=len(values)).astype(np.int64)
+
+
+def _cell_values(cells: np.ndarray, n_fields: np.ndarray, width: int) -> list[np.ndarray]:
+    """Per FORMAT key, the cells' values ('.' where a cell stops before the key, as htslib
+    reads a missing trailing field)."""
+    matrix = split_fields(cells, ":", width) if (n_fields <= width).all() else None
+    if matrix is None:
+        split = [c.split(":") for c in cells]
+        return [np.array([s[k] if k < len(s) else "." for s in split], dtype=object)
+                for k in range(width)]
+    out = []
+    for k in range(width):
+        values = matrix[:, k].copy()
+        values[n_fields <= k] = "."
+        out.append(values)
+    return out
+
+
+def _per_unique(values: np.ndarray, fn: Callable[[Any], Any], dtype: str = "int64"
+                ) -> np.ndarray:
     codes, uniques = pd.factorize(values)
     out = np.fromiter((fn(u) for u in uniques), dtype=dtype, count=len(uniques))
     return out[codes]
 
 
-def _matcher(pattern: re.Pattern[str]) -> object:
+def _matcher(pattern: re.Pattern[str]) -> Callable[[str], bool]:
     return lambda v: pattern.match(v) is not None
 
 
@@ -392,7 +481,7 @@ class _Collector:
         return list(out.values())
 
 
-def _value_ok(typ: str, key: str) -> object:
+def _value_ok(typ: str, key: str) -> Callable[[str], bool]:
     pattern = _VALUE_FULL.get(typ)
     cigar = key == "CIGAR"
     non_negative = key in _NON_NEGATIVE and typ in {"Integer", "Float"}
@@ -411,7 +500,19 @@ def _value_ok(typ: str, key: str) -> object:
     return ok
 
 
-def _count_values(typ: str) -> object:
+def _value_pattern(typ: str, key: str) -> re.Pattern[str] | None:
+    """A whole-value pattern as strict as :func:`_value_ok` for numbers (one item regex,
+    '.' allowed, comma-separated, no sign '-' for non-negative keys); None otherwise."""
+    if typ not in {"Integer", "Float"} or key == "CIGAR":
+        return None
+    item = _INT if typ == "Integer" else _FLOAT
+    if key in _NON_NEGATIVE:
+        item = r"\+?" + item.removeprefix("[+-]?")
+    one = rf"(?:\.|{item})"
+    return re.compile(rf"{one}(?:,{one})*")
+
+
+def _count_values(typ: str) -> Callable[[str], int]:
     if typ == "String":  # commas inside a quoted string do not separate values
         return lambda v: re.sub(r'"[^"]*"', "", v).count(",") + 1
     return lambda v: v.count(",") + 1
@@ -437,7 +538,11 @@ def _check_key(col: _Collector, key: str, values: np.ndarray, has_value: np.ndar
     if not present.any():
         return
     vals, recs, alts = values[present], records[present], n_alt[present]
-    counts = _per_unique(vals, _count_values(typ))
+    if typ == "String":
+        counts = _per_unique(vals, _count_values(typ))
+    else:  # commas counted with numpy, once per distinct value
+        codes, uniques = pd.factorize(vals)
+        counts = (_char_counts(uniques, ",") + 1)[codes]
     if number.isdigit():
         expected = np.full(len(vals), int(number))
     elif number == "A":
@@ -452,7 +557,7 @@ def _check_key(col: _Collector, key: str, values: np.ndarray, has_value: np.ndar
         expected = counts
     col.add(counts != expected, recs, fld, f"Number={number} expects a different count of "
             "values", fatal, vals)
-    col.add(_bad(vals, _value_ok(typ, key)), recs, fld,
+    col.add(_bad(vals, _value_ok(typ, key), _value_pattern(typ, key)), recs, fld,
             f"value is not of Type={typ} (or a negative count)", fatal, vals)
 
 
@@ -474,6 +579,7 @@ def check_body(hdr: HeaderInfo, sample: str | None, read_info: Iterable[str],
     if not len(lines):
         return []
     blank = np.fromiter((not ln.strip() for ln in lines), dtype=bool, count=len(lines))
+    hdr.n_blank = int(blank.sum())
     if blank.any():
         col.findings.append(Finding(int(np.argmax(blank)) + 1, "line",
                                     "empty line among the records (skipped)", False,
@@ -483,12 +589,15 @@ def check_body(hdr: HeaderInfo, sample: str | None, read_info: Iterable[str],
         return col.findings
     records = np.arange(1, len(lines) + 1)
     width = 8 + (1 + len(hdr.samples) if hdr.has_format else 0)
-    n_cols = np.fromiter((ln.count("\t") + 1 for ln in lines), dtype=int, count=len(lines))
+    n_cols = _char_counts(lines, "\t") + 1
     col.add(n_cols != width, records, "columns",
             f"wrong number of tab-separated columns (the #CHROM line has {width})", True)
     if col.findings and col.findings[-1].fatal:
         return col.findings
-    table = np.array([ln.split("\t") for ln in lines], dtype=object)
+    table = split_fields(lines, "\t", width)
+    if table is None:
+        table = np.array([ln.split("\t") for ln in lines], dtype=object)
+    hdr.table = table
     chrom, pos, ids, ref, alt, qual, filt, info = (table[:, i] for i in range(8))
     v42 = hdr.version < "4.3"
     col.add(_bad(chrom, _matcher(re.compile(_CHROM_RE_42 if v42 else _CHROM_RE))), records,
@@ -541,14 +650,14 @@ def _check_info(col: _Collector, info: np.ndarray, records: np.ndarray, n_alt: n
                 hdr: HeaderInfo, read_info: set[str]) -> None:
     col.add(_bad(info, lambda i: i == "." or "" not in i.split(";")), records, "INFO",
             "empty entry (stray ';')", False, info)
-    pairs = pd.Series(info, dtype=object).str.split(";").explode()
-    pairs = pairs[(pairs != "") & (pairs != ".")]
-    if pairs.empty:
+    rows, pair_values = _explode_unique(info, ";")
+    keep = (pair_values != "") & (pair_values != ".")
+    rows, pair_values = rows[keep], pair_values[keep]
+    if not len(rows):
         return
-    rows = pairs.index.to_numpy()
-    pair_values = pairs.to_numpy(dtype=object)
     codes, uniques = pd.factorize(pair_values)
     split = [u.partition("=") for u in uniques]
+    hdr.info_keys = {s[0] for s in split}
     keys = np.array([s[0] for s in split], dtype=object)[codes]
     vals = np.array([s[2] for s in split], dtype=object)[codes]
     has = np.array([s[1] == "=" for s in split], dtype=bool)[codes]
@@ -579,6 +688,7 @@ def _check_samples(col: _Collector, table: np.ndarray, records: np.ndarray, hdr:
     col.add(_bad(fmt, lambda f: "GT" not in f.split(":") or f.startswith("GT")), records,
             "FORMAT", "GT must be the first key", False, fmt)
     format_codes, formats = pd.factorize(fmt)
+    hdr.format_layouts = [str(layout) for layout in formats]
     for j, name in enumerate(hdr.samples):
         chosen = name == sample
         where = f"plasma sample {name!r}" if chosen else "other samples"
@@ -588,14 +698,17 @@ def _check_samples(col: _Collector, table: np.ndarray, records: np.ndarray, hdr:
             keys = layout.split(":")
             rows = np.flatnonzero(format_codes == code)
             cells = column[rows]
-            split = [c.split(":") for c in cells]
-            too_many = np.array([len(s) > len(keys) and c != "." for s, c in
-                                 zip(split, cells, strict=True)], dtype=bool)
+            n_fields = _char_counts(cells, ":") + 1
+            too_many = (n_fields > len(keys)) & (cells != ".")
             col.add(too_many, records[rows], f"FORMAT ({where})",
                     "more values than FORMAT keys", chosen, cells)
+            split = _cell_values(cells, n_fields, len(keys))
             ploidy = None
             for k, key in enumerate(keys):
-                values = np.array([s[k] if k < len(s) else "." for s in split], dtype=object)
+                values = split[k]
+                if chosen:
+                    hdr.plasma_values.setdefault(key, np.full(len(column), ".", dtype=object))[
+                        rows] = values
                 if key == "GT":
                     fatal = chosen and "GT" in read_format
                     col.add(_bad(values, _matcher(_GT_FULL)), records[rows],

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import configs_dir
-from pipeline.knowledge.data import KnowledgeData, load_data
+from pipeline.knowledge.data import ActivityCell, KnowledgeData, load_data
 from pipeline.knowledge.recognize import CNV_KINDS, Recognizer
 from pipeline.knowledge.therapy import TherapyAdvice, TherapyAdvisor
 
@@ -159,7 +159,7 @@ class KnowledgeBase:
         if not kb_id or not drug:
             return None
         name = self._advisor.drug_name(drug)
-        row = self._advisor.activity.get((kb_id, name))
+        row = self._advisor.activity.get((kb_id, name)) if name else None
         if row is None:
             return None
         return {"drug": str(name), "activity": str(row.activity), "reported": str(row.reported),
@@ -176,31 +176,35 @@ class KnowledgeBase:
         entries = self._data.entries
         if kb_id not in entries.index:
             raise KeyError(f"kb_id {kb_id!r} not in knowledge base {self.version}")
-        row = entries.loc[kb_id]
+        def text(column: str) -> str:
+            return self._data.text(kb_id, column)
+
         act = self._data.activity[self._data.activity["kb_id"] == kb_id]
+        cells = (ActivityCell(*t) for t in
+                 act[list(ActivityCell._fields)].itertuples(index=False, name=None))
         activity = {
-            r.drug: {"activity": r.activity, "reported": r.reported,
-                     "evidence_label": r.evidence_label, "citation": r.citation}
-            for r in act.itertuples(index=False)
+            c.drug: {"activity": c.activity, "reported": c.reported,
+                     "evidence_label": c.evidence_label, "citation": c.citation}
+            for c in cells
         }
         codons = self._data.codons
-        parts = row["alteration"]
+        parts = text("alteration")
         codon = None
         if parts and parts[0].isalpha() and parts[1:2].isdigit():
             digits = "".join(ch for ch in parts[1:] if ch.isdigit())
-            match = codons[(codons["gene"] == row["gene"]) &
-                           (codons["codon_id"] == f"{row['gene']}:{parts[0]}{digits}")]
+            match = codons[(codons["gene"] == text("gene")) &
+                           (codons["codon_id"] == f"{text('gene')}:{parts[0]}{digits}")]
             if len(match) == 1:
-                codon = match.iloc[0].to_dict()
+                codon = {str(k): v for k, v in match.iloc[0].to_dict().items()}
         return KnowledgeEntry(
-            kb_id=kb_id, gene=row["gene"], alteration=row["alteration"],
-            category=row["category"], evidence_label=row["evidence_label"],
-            verified=row["evidence_label"] != "recalled-unverified",
-            citations=row["citations"], hgvs_c=row["hgvs_c"], hgvs_p=row["hgvs_p"],
-            transcript=row["transcript"],
-            aliases=tuple(a for a in row["aliases"].split(";") if a),
-            components=tuple(c for c in row["components"].split(";") if c),
-            notes=row["notes"], activity=activity, codon=codon,
+            kb_id=kb_id, gene=text("gene"), alteration=parts,
+            category=text("category"), evidence_label=text("evidence_label"),
+            verified=text("evidence_label") != "recalled-unverified",
+            citations=text("citations"), hgvs_c=text("hgvs_c"), hgvs_p=text("hgvs_p"),
+            transcript=text("transcript"),
+            aliases=tuple(a for a in text("aliases").split(";") if a),
+            components=tuple(c for c in text("components").split(";") if c),
+            notes=text("notes"), activity=activity, codon=codon,
         )
 
     def sources(self) -> list[dict[str, Any]]:

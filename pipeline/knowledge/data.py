@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import yaml
@@ -35,6 +35,17 @@ TABLE_COLUMNS = {
 }
 
 
+class ActivityCell(NamedTuple):
+    """One row of ``activity.tsv``: a drug's activity against one knowledge-base entry."""
+
+    kb_id: str
+    drug: str
+    activity: str  # S / I / R / unknown
+    reported: str
+    evidence_label: str
+    citation: str
+
+
 @dataclass(frozen=True)
 class KnowledgeData:
     """Everything loaded from one knowledge-base folder (read-only after construction)."""
@@ -47,6 +58,11 @@ class KnowledgeData:
     entries: pd.DataFrame  # kb_id-indexed entries (curated + generated)
     activity: pd.DataFrame  # kb_id, drug, activity, reported, evidence_label, citation
     alias_index: dict[str, str] = field(default_factory=dict)  # "GENE:SHORT" -> kb_id
+
+    def text(self, kb_id: str, column: str) -> str:
+        """One cell of ``entries`` as text (every entry column is text: TSVs read with
+        ``dtype=str``, generated rows built from strings); raises KeyError for an unknown id."""
+        return str(self.entries.at[kb_id, column])
 
 
 def read_tsv(path: Path, kind: str | None = None) -> pd.DataFrame:
@@ -125,8 +141,9 @@ def canonical_compound(parts: list[str]) -> str:
 def _load_codons(folder: Path, name: str) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     path = folder / name
     codons = _read_tsv(path)
-    for i, row in codons.iterrows():
-        where = f"{path}: line {i + 2} ({row['codon_id']})"
+    # line = data row + 2 (header line, 1-based), as before: RangeIndex rows from read_tsv
+    for line, (_, row) in enumerate(codons.iterrows(), start=2):
+        where = f"{path}: line {line} ({row['codon_id']})"
         ref_codon = row["ref_codon"].upper()
         _require(len(ref_codon) == 3 and all(b in IUPAC for b in ref_codon), where,
                  f"ref_codon {ref_codon!r} is not three IUPAC bases")
@@ -303,8 +320,9 @@ def _check_hotspots(hot: pd.DataFrame, codons: pd.DataFrame,
         strand = codons["strand"].to_numpy()[rows]
         coding = [complement(b) if st == "-" else b for b, st in zip(merged["base"], strand,
                                                                       strict=True)]
-        expected = [codons["ref_codon"].iat[r][k] for r, k in
-                    zip(rows, merged["base_idx"].astype(int), strict=True)]
+        ref_codons: list[str] = codons["ref_codon"].tolist()
+        expected = [ref_codons[r][k] for r, k in
+                    zip(rows.tolist(), merged["base_idx"].astype(int).tolist(), strict=True)]
         bad = [lab for lab, c, e in zip(merged["label"], coding, expected, strict=True)
                if c not in IUPAC[e]]
         _require(not bad, f"{where}: {build}", f"REF disagrees with the codon table: {bad[:5]}")

@@ -10,7 +10,8 @@ loops only run over the few rows that touch a reference window or a partner span
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -37,11 +38,37 @@ _CATEGORY_PRIORITY = {"driver": 0, "alk_resistance": 1, "bypass": 2, "transforma
 
 
 def _obj(series: pd.Series) -> pd.Series:
-    return series.astype("object").where(series.notna(), None)
+    return series.astype("object").mask(series.isna(), None)
+
+
+def _by_unique(series: pd.Series, fn: Callable[[pd.Series], Any]) -> pd.Series:
+    """``fn`` (a whole-Series string operation) on the distinct values only, broadcast back.
+
+    Issue #11: pandas' ``.str`` methods run Python per element; a 200,000-record VCF
+    repeats its chrom/ref/alt/type/annotation values, so this costs per distinct value.
+    """
+    codes, uniques = pd.factorize(series, use_na_sentinel=False)
+    mapped = np.asarray(fn(pd.Series(np.asarray(uniques, dtype=object), dtype="object")))
+    return pd.Series(mapped[codes], index=series.index)
 
 
 def _upper_str(series: pd.Series) -> pd.Series:
-    return series.astype("object").where(series.notna(), "").astype(str).str.upper().str.strip()
+    text = series.astype("object").where(series.notna(), "")
+    return _by_unique(text, lambda u: u.astype(str).str.upper().str.strip())
+
+
+def _len(series: pd.Series) -> np.ndarray:
+    return _by_unique(series, lambda u: u.str.len()).to_numpy()
+
+
+def _acgt(series: pd.Series) -> np.ndarray:
+    return _by_unique(series, lambda u: u.str.fullmatch(r"[ACGT]+")).to_numpy(dtype=bool)
+
+
+def _no_chr(series: pd.Series) -> pd.Series:
+    text = series.astype("object").where(series.notna(), "")
+    return _by_unique(text, lambda u: u.astype(str).str.replace(r"^chr", "", regex=True,
+                                                                case=False))
 
 
 class Recognizer:
@@ -84,8 +111,7 @@ class Recognizer:
             "fusion_partner": _obj(out["fusion_partner"]),
         })
         done = np.zeros(n, dtype=bool)
-        chrom = out["chrom"].astype("object").where(out["chrom"].notna(), "").astype(str)
-        chrom_norm = chrom.str.replace(r"^chr", "", regex=True, case=False)
+        chrom_norm = _no_chr(out["chrom"])
         pos = pd.to_numeric(out["pos"], errors="coerce").to_numpy(dtype="float64")
         vtype = _upper_str(out["variant_type"]).str.lower()
         ref = _upper_str(out["ref"])
@@ -100,7 +126,7 @@ class Recognizer:
         self._gene_rules(out, res)
 
         for col in ("gene", "alteration", "category", "kb_id", "variant_type", "fusion_partner"):
-            out[col] = res[col].astype("object").where(res[col].notna(), None)
+            out[col] = res[col].astype("object").mask(res[col].isna(), None)
         kb = out["kb_id"]
         out["kb_verified"] = kb.map(lambda k: bool(self.entry_verified.get(k, False))
                                     if k is not None else False).astype(bool)
@@ -117,9 +143,11 @@ class Recognizer:
         if is_fusion.any():
             gene = _upper_str(out["gene"])
             partner = _upper_str(out["fusion_partner"])
-            for i in np.flatnonzero(is_fusion):  # fusion rows are few per sample
-                names = [p for p in re.split(r"-{1,2}|::|/|\s+", f"{partner.iat[i]}") if p]
-                pair = [g for g in dict.fromkeys([*names, gene.iat[i]]) if g and g != "NONE"]
+            for i in np.flatnonzero(is_fusion).tolist():  # fusion rows are few per sample
+                # _upper_str gives str cells; str() states it for the type checker
+                gene_i, partner_i = str(gene.iat[i]), str(partner.iat[i])
+                names = [p for p in re.split(r"-{1,2}|::|/|\s+", partner_i) if p]
+                pair = [g for g in dict.fromkeys([*names, gene_i]) if g and g != "NONE"]
                 if "ALK" in pair:
                     others = [g for g in pair if g != "ALK" and g not in ("FUSION",)]
                     name = others[0] if others else None
@@ -131,7 +159,7 @@ class Recognizer:
                     res.at[i, "kb_id"] = "ALK:fusion"
                     hit[i] = True
                 elif pair:
-                    main = gene.iat[i] or pair[-1]
+                    main = gene_i or pair[-1]
                     other = next((g for g in pair if g != main), None)
                     cat = fus.get("other_fusion_categories", {}).get(main) or next(
                         (fus.get("other_fusion_categories", {}).get(g) for g in pair
@@ -154,8 +182,7 @@ class Recognizer:
             return hit
         win = fus["alk_window"][build]
         gene_span = fus["alk_gene"][build]
-        mate_chrom = out["mate_chrom"].astype("object").where(out["mate_chrom"].notna(), "") \
-            .astype(str).str.replace(r"^chr", "", regex=True, case=False)
+        mate_chrom = _no_chr(out["mate_chrom"])
         mate_pos = pd.to_numeric(out["mate_pos"], errors="coerce").to_numpy(dtype="float64")
 
         def inside(c: pd.Series, p: np.ndarray, span: dict[str, Any]) -> np.ndarray:
@@ -172,20 +199,20 @@ class Recognizer:
             return hit
         other_chrom = np.where(self_in, mate_chrom.to_numpy(), chrom_norm.to_numpy())
         other_pos = np.where(self_in, mate_pos, pos)
-        partner = np.full(len(out), None, dtype=object)
+        mate_partner = np.full(len(out), None, dtype=object)
         for name, spans in fus["partners"].items():
             c, start, end = spans[build]
             m = (other_chrom == str(c)) & (other_pos >= start) & (other_pos <= end) & alk_fusion
-            partner[m & (partner == None)] = name  # noqa: E711 (numpy elementwise)
+            mate_partner[m & (mate_partner == None)] = name  # noqa: E711 (numpy elementwise)
         idx = np.flatnonzero(alk_fusion)
         res.loc[idx, "gene"] = "ALK"
         res.loc[idx, "variant_type"] = "fusion"
         res.loc[idx, "category"] = "driver"
         res.loc[idx, "kb_id"] = "ALK:fusion"
-        names = partner[idx]
+        fused = mate_partner[idx]
         res.loc[idx, "alteration"] = [f"{p}-ALK fusion" if p else "ALK fusion (partner unknown)"
-                                      for p in names]
-        res.loc[idx, "fusion_partner"] = list(names)
+                                      for p in fused]
+        res.loc[idx, "fusion_partner"] = list(fused)
         return hit | alk_fusion
 
     def _cnvs(self, out: pd.DataFrame, res: pd.DataFrame, done: np.ndarray,
@@ -225,10 +252,10 @@ class Recognizer:
     def _codons(self, res: pd.DataFrame, done: np.ndarray, chrom_norm: pd.Series,
                 pos: np.ndarray, ref: pd.Series, alt: pd.Series, build: str) -> np.ndarray:
         n = len(res)
-        lens = ref.str.len().to_numpy()
-        alens = alt.str.len().to_numpy()
-        acgt_ref = ref.str.fullmatch(r"[ACGT]+").to_numpy(dtype=bool)
-        acgt_alt = alt.str.fullmatch(r"[ACGT]+").to_numpy(dtype=bool)
+        lens = _len(ref)
+        alens = _len(alt)
+        acgt_ref = _acgt(ref)
+        acgt_alt = _acgt(alt)
         sub = (~done & ~np.isnan(pos) & (lens == alens) & (lens >= 1) & acgt_ref & acgt_alt
                & (ref != alt).to_numpy())
         if not sub.any():
@@ -322,9 +349,8 @@ class Recognizer:
         n = len(res)
         hit = np.zeros(n, dtype=bool)
         m = self.data.manifest
-        is_indel = (~done & ~np.isnan(pos) & (ref.str.len() != alt.str.len()).to_numpy()
-                    & ref.str.fullmatch(r"[ACGT]+").to_numpy(dtype=bool)
-                    & alt.str.fullmatch(r"[ACGT]+").to_numpy(dtype=bool))
+        is_indel = (~done & ~np.isnan(pos) & (_len(ref) != _len(alt)) & _acgt(ref)
+                    & _acgt(alt))
         if not is_indel.any():
             return hit
         targets = {(norm_chrom(v[build][0]), int(v[build][1]), v[build][2], v[build][3]): v["kb_id"]
@@ -337,9 +363,10 @@ class Recognizer:
             end = start + len(seq) - 1
             cand = is_indel & (chrom_norm == norm_chrom(window["chrom"])).to_numpy() \
                 & (pos >= start) & (pos <= end)
-            for i in np.flatnonzero(cand):  # only calls inside a hotspot window
-                key = _left_normalise(norm_chrom(window["chrom"]), int(pos[i]), ref.iat[i],
-                                      alt.iat[i], seq, start)
+            for i in np.flatnonzero(cand).tolist():  # only calls inside a hotspot window
+                # is_indel holds only [ACGT]+ strings, so str() is exact
+                key = _left_normalise(norm_chrom(window["chrom"]), int(pos[i]),
+                                      str(ref.iat[i]), str(alt.iat[i]), seq, start)
                 if key is not None and key in targets:
                     kb_id = targets[key]
                     res.at[i, "gene"] = self.data.entries.at[kb_id, "gene"]
@@ -352,8 +379,8 @@ class Recognizer:
     def _met_exon14(self, res: pd.DataFrame, done: np.ndarray, chrom_norm: pd.Series,
                     pos: np.ndarray, ref: pd.Series, alt: pd.Series, build: str) -> np.ndarray:
         spec = self.data.manifest["met_exon14"][build]
-        lens = ref.str.len().to_numpy()
-        alens = alt.str.len().to_numpy()
+        lens = _len(ref)
+        alens = _len(alt)
         on = (~done & ~np.isnan(pos) & (chrom_norm == str(spec["chrom"])).to_numpy()
               & (pos >= spec["window"][0] - 60) & (pos <= spec["window"][1]))
         if not on.any():
@@ -392,7 +419,7 @@ class Recognizer:
         idx = np.flatnonzero(todo)
         sub = out.iloc[idx]
         pc = sub["protein_change"]
-        ann = sub["annotation"].astype("object").where(sub["annotation"].notna(), None)
+        ann = sub["annotation"].astype("object").mask(sub["annotation"].isna(), None)
         # choose the annotation entry: prefer one naming a knowledge-base gene with a p. change
         chosen = ann.map(lambda a: self._pick_entry(a) if a else (None, None))
         ann_gene = chosen.map(lambda t: t[0])
@@ -401,11 +428,12 @@ class Recognizer:
         raw = pc.where(pc.notna() & (pc.astype(str).str.strip() != ""), ann_prot)
         norm = normalise_protein_series(raw)
         gene = res["gene"].iloc[idx].where(res["gene"].iloc[idx].notna(), ann_gene.str.upper())
-        gene = gene.astype("object").where(gene.notna(), None)
-        for j, i in enumerate(idx):  # rows left after coordinates: annotated/table calls only
-            g = gene.iat[j]
-            short = norm["short"].iat[j]
-            tx = norm["transcript"].iat[j] or ""
+        gene = gene.astype("object").mask(gene.isna(), None)
+        for j, i in enumerate(idx.tolist()):  # rows left after coordinates: annotated/table calls
+            g = cast("str | None", gene.iat[j])  # gene names or None (masked above)
+            # normalise_protein_series: a short name (str) or None when not HGVS-shaped
+            short = cast("str | None", norm["short"].iat[j])
+            tx = cast("str | None", norm["transcript"].iat[j]) or ""
             raw_j = raw.iat[j]
             if g is not None:
                 res.at[i, "gene"] = g
@@ -452,18 +480,19 @@ class Recognizer:
         return best[1], best[2]
 
     def _assign(self, res: pd.DataFrame, i: int, kb_id: str, keep_alteration: bool = False) -> None:
-        entry = self.data.entries.loc[kb_id]
-        res.at[i, "gene"] = entry["gene"]
+        entries = self.data.entries  # indexed by the unique kb_id
+        res.at[i, "gene"] = entries.at[kb_id, "gene"]
         if not keep_alteration or res.at[i, "alteration"] is None:
-            res.at[i, "alteration"] = entry["alteration"]
+            res.at[i, "alteration"] = entries.at[kb_id, "alteration"]
         elif kb_id.split(":", 1)[1] != str(res.at[i, "alteration"]) and \
-                not kb_id.endswith("X") and kb_id in self.data.entries.index:
-            res.at[i, "alteration"] = entry["alteration"]  # canonical name for aliases
+                not kb_id.endswith("X") and kb_id in entries.index:
+            res.at[i, "alteration"] = entries.at[kb_id, "alteration"]  # canonical name for aliases
         res.at[i, "kb_id"] = kb_id
         res.at[i, "category"] = self.entry_category[kb_id]
 
     def _gene_rules(self, out: pd.DataFrame, res: pd.DataFrame) -> None:
-        gene = res["gene"].astype("object").where(res["gene"].notna(), "").astype(str).str.upper()
+        gene = _by_unique(res["gene"].astype("object").where(res["gene"].notna(), ""),
+                          lambda u: u.astype(str).str.upper())
         open_ = res["kb_id"].isna().to_numpy()
         chip = open_ & gene.isin(self.chip).to_numpy()
         idx = np.flatnonzero(chip)
@@ -474,7 +503,8 @@ class Recognizer:
         text = (_upper_str(out["annotation"]) + "|" + _upper_str(out["protein_change"]) + "|"
                 + res["alteration"].astype("object").where(res["alteration"].notna(), "")
                 .astype(str))
-        truncating = text.str.contains(_TRUNCATING_RE).to_numpy()
+        truncating = _by_unique(text, lambda u: u.str.contains(_TRUNCATING_RE)).to_numpy(
+            dtype=bool)
         lof = open_ & ~chip & gene.isin(lof_genes).to_numpy() & truncating \
             & (_upper_str(out["variant_type"]).str.lower() != "cnv").to_numpy()
         idx = np.flatnonzero(lof)

@@ -109,7 +109,7 @@ def normalise_protein_series(values: pd.Series) -> pd.DataFrame:
 
     Returns a frame aligned with ``values`` with columns ``short`` and ``transcript``.
     """
-    clean = values.astype("object").where(values.notna(), None)
+    clean = values.astype("object").mask(values.isna(), None)
     uniques = pd.unique(clean.dropna())
     parsed = {u: protein_to_short(u) for u in uniques}
     short = clean.map(lambda v: parsed[v][0] if v in parsed else None)

@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import pandas as pd
-
 from pipeline.assessment import TherapyOption
-from pipeline.knowledge.data import KnowledgeData, canonical_compound
+from pipeline.knowledge.data import ActivityCell, KnowledgeData, canonical_compound
 from pipeline.knowledge.sequence import split_short
 
 _UNVERIFIED = "recalled-unverified"
@@ -78,9 +76,9 @@ class TherapyAdvisor:
             for a in spec.get("aliases", []):
                 self.alias[str(a).lower()] = name
         act = data.activity
-        self.activity: dict[tuple[str, str], pd.Series] = {
-            (r.kb_id, r.drug): r for r in act.itertuples(index=False)
-        }
+        cells = (ActivityCell(*t) for t in
+                 act[list(ActivityCell._fields)].itertuples(index=False, name=None))
+        self.activity: dict[tuple[str, str], ActivityCell] = {(c.kb_id, c.drug): c for c in cells}
         self.strategies = data.manifest["strategies"]
 
     def drug_name(self, drug: str | None) -> str | None:
@@ -136,10 +134,9 @@ class TherapyAdvisor:
             g = gene.strip().upper()
             a = alteration.strip()
             kb_id = self._kb_id(g, a)
-            if g == "ALK" and kb_id and self.data.entries.at[kb_id, "category"] == "alk_resistance":
-                comps = self.data.entries.at[kb_id, "components"]
-                alk.extend(comps.split(";") if comps else [self.data.entries.at[kb_id,
-                                                                                 "alteration"]])
+            if g == "ALK" and kb_id and self.data.text(kb_id, "category") == "alk_resistance":
+                comps = self.data.text(kb_id, "components")
+                alk.extend(comps.split(";") if comps else [self.data.text(kb_id, "alteration")])
             elif g == "ALK" and "fusion" in a.lower():
                 continue  # the driver itself: no resistance implication
             else:
@@ -321,7 +318,7 @@ class TherapyAdvisor:
             parts = split_short(alteration)
             if not parts or parts[1] != 600:
                 keys = []  # the BRAF + MEK evidence is for V600E only (alk-knowledge.md 3.3)
-        category = self.data.entries.at[kb_id, "category"] if kb_id else None
+        category = self.data.text(kb_id, "category") if kb_id else None
         if category == "chip" or gene in {g.upper() for g in
                                           self.data.manifest.get("chip_genes", [])}:
             advice.add_note(f"{gene} {alteration}: clonal haematopoiesis gene; not a tumour "
@@ -332,10 +329,10 @@ class TherapyAdvisor:
                 advice.add_note(f"{gene} {alteration}: in the knowledge base ({category}) but no "
                                 "strategy is recorded.")
             return
-        label = self.data.entries.at[kb_id, "evidence_label"] if kb_id else _UNVERIFIED
+        label = self.data.text(kb_id, "evidence_label") if kb_id else _UNVERIFIED
         advice.add_note(f"{gene} {alteration}: {category or 'unrecognised'} alteration; "
                         "ALK-independent resistance is possible.",
-                        self.data.entries.at[kb_id, "citations"] if kb_id else "",
+                        self.data.text(kb_id, "citations") if kb_id else "",
                         label != _UNVERIFIED)
         for k in keys:
             for s in self.strategies[k]:

@@ -1,8 +1,14 @@
 """Inline trend chart of an alert email, drawn by the report's own chart code.
 
 The chart is optional decoration of the HTML part: the report is authoritative. So a chart
-that cannot be drawn never blocks a clinical alert; :func:`pipeline.notify.ledger.deliver_pending`
+that cannot be drawn never blocks a clinical alert; :func:`pipeline.notify.outbox.deliver_pending`
 then sends the message without it and records a warning.
+
+Delivery takes any :data:`ChartProvider` (``patient_id -> PNG bytes or None``) and calls it
+once per digest, i.e. once per patient and run. Issue #11 item 3 wants one render per
+patient per run *shared with the report*: when ``pipeline/report`` offers that render
+cache, pass its provider to ``deliver_pending(chart_for=...)`` instead of
+:func:`store_chart_provider` (one call in ``flows/tasks.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +17,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 import pandas as pd
+
+#: What delivery needs: the PNG trend chart of a patient, or ``None`` (no chart).
+ChartProvider = Callable[[str], bytes | None]
 
 
 class FrameSource(Protocol):
@@ -23,7 +32,7 @@ class FrameSource(Protocol):
     def therapies_frame(self, patient_ids: list[str] | None = None) -> pd.DataFrame: ...
 
 
-def store_chart_provider(store: FrameSource) -> Callable[[str], bytes | None]:
+def store_chart_provider(store: FrameSource) -> ChartProvider:
     """A ``patient_id -> PNG bytes`` callable for ``deliver_pending(chart_for=...)``.
 
     Parameters

@@ -3,13 +3,17 @@
 Two steps, both safe to run concurrently and to repeat:
 
 1. :func:`enqueue_for_assessment` writes one ``alert_notifications`` row per notifiable alert
-   and per notifiable status change, in state ``pending``. Rows are keyed by ``alert_key`` (a
-   SHA-256 of what the notification is about, unique in the table), so re-evaluating the same
-   data creates nothing new, and two runs enqueueing the same alert at the same time still
-   create one row (``INSERT ... ON CONFLICT DO NOTHING``).
-2. :func:`deliver_pending` claims each due ``pending``/``failed`` row with a compare-and-set
-   ``UPDATE`` (``state -> 'sending'`` only if the row is still claimable; ``rowcount == 1``
-   means this run owns it), sends it, and marks it ``sent``. A transient failure (4xx,
+   and per notifiable status change *and per delivery channel* (issue #14: the ledger is
+   keyed by (alert, channel)), in state ``pending``. Rows are keyed by ``alert_key`` (a
+   SHA-256 of what the notification is about and, beyond email, of the channel; unique in
+   the table), so re-evaluating the same data creates nothing new, and two runs enqueueing
+   the same alert at the same time still create one row (``INSERT ... ON CONFLICT DO
+   NOTHING``). The rows created for one patient and channel in one call form one *digest*
+   (shared ``digest_ref`` and Message-ID): one message per patient per run.
+2. :func:`pipeline.notify.outbox.deliver_pending` claims due digests in bulk with a
+   compare-and-set ``UPDATE`` (``state -> 'sending'`` only where still claimable; the rows
+   this run then holds are its own), sends each digest through its channel, and marks it
+   ``sent`` (outcomes are written in few transactions). A transient failure (4xx,
    dropped connection, relay down) marks it ``failed`` with ``attempts + 1`` and a backoff
    (``next_attempt_at``); a permanent one (5xx rejection of sender, recipients or data) or the
    last of ``notify.max_attempts`` attempts marks it ``dead`` (dead letter: never retried,
@@ -37,11 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
-import socket
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
 from pathlib import Path
@@ -54,17 +54,12 @@ from sqlalchemy.exc import IntegrityError
 
 from pipeline.assessment import Alert, Assessment
 from pipeline.config import Settings
-from pipeline.errors import DeliveryError, StoreError
-from pipeline.faults import fault_point
-from pipeline.notify.message import build_email, notification_content, sender_domain
+from pipeline.errors import StoreError
+from pipeline.notify.channels import EMAIL
+from pipeline.notify.digest import item_order
+from pipeline.notify.message import notification_content, sender_domain
 from pipeline.notify.message import report_location as _report_location
-from pipeline.notify.routing import resolve_recipients
-from pipeline.notify.transport import (
-    PermanentDeliveryError,
-    Transport,
-    TransportUnavailableError,
-)
-from pipeline.progress import Progress, tracked
+from pipeline.notify.routing import channels_for, resolve_route
 from pipeline.store.models import alert_notifications as T
 from pipeline.store.repository import clear_pending
 
@@ -73,6 +68,8 @@ PENDING, SENDING, SENT, FAILED, DEAD = "pending", "sending", "sent", "failed", "
 OUTSTANDING = (PENDING, SENDING, FAILED)
 NOTIFIED_TIERS = frozenset({"WARNING", "FAILURE"})
 DEFAULT_LEASE = timedelta(minutes=15)
+#: Patients enqueued per transaction by :func:`enqueue_evaluated`.
+ENQUEUE_CHUNK = 200
 
 # Crockford base32 without the ambiguous I, L, O, U: easy to read out over the phone.
 _REF_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -105,19 +102,32 @@ def status_key(patient_id: str, status: str, therapy_line: int | None, draws: li
     return _digest(["status", patient_id, status, therapy_line, sorted(set(draws))])
 
 
+def channel_key(item_key: str, channel: str) -> str:
+    """The ledger's unique ``alert_key`` of an item on a channel: (alert, channel).
+
+    Email keeps the bare item key, so rows written before channels existed still match and
+    an upgrade never re-notifies them; every other channel hashes the channel name in.
+    """
+    return item_key if channel == EMAIL else _digest(["channel", item_key, channel])
+
+
 class EnqueueResult(list[int]):
-    """The ledger row ids created (a ``list[int]``), plus operations warnings.
+    """The ledger row ids created (a ``list[int]``), plus digests and operations warnings.
 
     Attributes
     ----------
     warnings
         Routing warnings (no PHI) for the caller to log and mail to ops; only reported when
         a row was actually created, so an unchanged patient does not re-warn every night.
+    digests
+        References of the digests (messages) created: one per patient and channel.
     """
 
-    def __init__(self, ids: list[int] | None = None, warnings: list[str] | None = None) -> None:
+    def __init__(self, ids: list[int] | None = None, warnings: list[str] | None = None,
+                 digests: list[str] | None = None) -> None:
         super().__init__(ids or [])
         self.warnings: list[str] = list(warnings or [])
+        self.digests: list[str] = list(digests or [])
 
 
 def _utc(now: datetime | None) -> datetime:
@@ -165,8 +175,8 @@ def _status_change(conn: Connection, assessment: Assessment
     return None
 
 
-def _insert(conn: Connection, values: dict[str, Any]) -> int | None:
-    """Insert one ledger row unless its ``alert_key`` exists; the new id or ``None``.
+def _insert(conn: Connection, values: dict[str, Any]) -> tuple[int, str] | None:
+    """Insert one ledger row unless its ``alert_key`` exists; (new id, ref) or ``None``.
 
     ``ON CONFLICT DO NOTHING`` (SQLite >= 3.24, PostgreSQL) never raises for a concurrent
     duplicate, so the caller's transaction stays usable on PostgreSQL. A conflict on the random
@@ -188,7 +198,7 @@ def _insert(conn: Connection, values: dict[str, Any]) -> int | None:
             except IntegrityError:
                 new_id = None
         if new_id is not None:
-            return int(new_id)
+            return int(new_id), str(row["ref"])
         exists = conn.execute(
             sa.select(T.c.id).where(T.c.alert_key == values["alert_key"])
         ).first()
@@ -249,52 +259,113 @@ def enqueue_for_assessment(
                                           report_path=report_path,
                                           report_location=report_location, now=now)
     conn = conn_or_engine
-    created_at = _utc(now)
-    route = resolve_recipients(care_team, settings)
     report = _report_location(settings, assessment.patient_id,
                               report_path if report_path is not None else report_location)
+    return enqueue_items(conn, assessment.patient_id, _items(conn, assessment, report),
+                         care_team, settings, assessment_id=assessment_id, now=now)
+
+
+def enqueue_items(conn: Connection, patient_id: str, items: list[dict[str, Any]],
+                  care_team: str | None, settings: Settings, *,
+                  assessment_id: int | None = None, channels: list[str] | None = None,
+                  targets: tuple[str, ...] | None = None,
+                  now: datetime | None = None) -> EnqueueResult:
+    """Put notification items of one patient into the outbox: one digest per channel.
+
+    The building block of :func:`enqueue_for_assessment`, public for other senders through
+    the same outbox (e.g. escalation of an unacknowledged alert, issue #14 item 2): the rows
+    get the ledger's guarantees (unique per (item, channel), fixed Message-ID, retries with
+    backoff, dead letter, ops notice, exactly-once delivery).
+
+    Parameters
+    ----------
+    conn
+        The caller's connection (its transaction holds the rows).
+    patient_id
+        Pseudonymous patient ID (body only, never a subject).
+    items
+        Dicts with ``item_key`` (a stable SHA-256 hex identity: the same key is never
+        enqueued twice on a channel), ``kind`` (``alert``/``status``), ``rule_id``, ``tier``
+        and ``content`` (a :func:`pipeline.notify.message.notification_content` snapshot).
+    care_team
+        Routing key; ``None``/unknown routes email to the fallback address.
+    settings
+        Resolved settings (``notify.routes``, ``care_teams``).
+    assessment_id
+        ``assessments.id`` the items come from, or ``None``.
+    channels
+        Channel names to use instead of ``notify.routes`` (e.g. ``["email"]``).
+    targets
+        Email recipients to use instead of the care team's list (e.g. an escalation list);
+        validated like any address.
+    now
+        Creation time stamp (UTC); default now.
+
+    Returns
+    -------
+    EnqueueResult
+        Row ids created, digest refs, PHI-free routing warnings.
+    """
+    ordered = sorted(items, key=lambda i: item_order(i["tier"], i["kind"], i["rule_id"]))
+    by_channel: dict[str, list[dict[str, Any]]] = {}
+    warnings: list[str] = []
+    for item in ordered:
+        names, warning = (channels, None) if channels else channels_for(
+            care_team, item["tier"], settings)
+        if warning and warning not in warnings:
+            warnings.append(warning)
+        for name in names:
+            by_channel.setdefault(name, []).append(item)
+    common = {"patient_id": patient_id, "assessment_id": assessment_id,
+              "state": PENDING, "attempts": 0, "created_at": _utc(now)}
     domain = sender_domain(settings.notify.mail_from)
-    common = {
-        "patient_id": assessment.patient_id,
-        "assessment_id": assessment_id,
-        "recipients": list(route.recipients),
-        "care_team": route.care_team,
-        "state": PENDING,
-        "attempts": 0,
-        "created_at": created_at,
-    }
-    rows: list[dict[str, Any]] = []
+    created: list[int] = []
+    digests: list[str] = []
+    for channel, channel_items in by_channel.items():
+        route = resolve_route(channel, care_team, settings, targets=targets)
+        # One Message-ID per digest, fixed at enqueue: every re-send of this message carries
+        # it (issue #10 item 2), and it is the webhook's idempotency key.
+        message_id = make_msgid(domain=domain)
+        new_rows = [new for item in channel_items if (new := _insert(conn, dict(
+            common, **item, channel=channel, alert_key=channel_key(item["item_key"], channel),
+            recipients=list(route.targets), care_team=route.care_team,
+            message_id=message_id))) is not None]
+        if not new_rows:
+            continue
+        # The digest (one message per patient, channel and run) is named by its lead row.
+        conn.execute(sa.update(T).where(T.c.id.in_([i for i, _ in new_rows]))
+                     .values(digest_ref=new_rows[0][1]))
+        created.extend(i for i, _ in new_rows)
+        digests.append(new_rows[0][1])
+        warnings.extend(w for w in route.warnings if w not in warnings)
+    return EnqueueResult(created, warnings if created else [], digests)
+
+
+def _items(conn: Connection, assessment: Assessment, report: dict[str, str | None]
+           ) -> list[dict[str, Any]]:
+    """What ``assessment`` notifies, channel-independent: alerts and a status change."""
+    items: list[dict[str, Any]] = []
     for alert in assessment.alerts:
         if alert.tier not in NOTIFIED_TIERS:
             continue
-        rows.append(dict(
-            common,
-            alert_key=alert_key(assessment.patient_id, alert.rule_id, alert),
-            kind="alert",
-            rule_id=alert.rule_id,
-            tier=alert.tier,
-            content=notification_content(assessment, kind="alert", tier=alert.tier,
-                                         alert=alert, report=report),
-        ))
+        items.append({
+            "item_key": alert_key(assessment.patient_id, alert.rule_id, alert),
+            "kind": "alert", "rule_id": alert.rule_id, "tier": alert.tier,
+            "content": notification_content(assessment, kind="alert", tier=alert.tier,
+                                            alert=alert, report=report),
+        })
     change = _status_change(conn, assessment)
     if change is not None:
         tier, previous, driving, draws = change
-        rows.append(dict(
-            common,
-            alert_key=status_key(assessment.patient_id, assessment.status,
-                                 _therapy_line(assessment), draws),
-            kind="status",
-            rule_id=None,
-            tier=tier,
-            content=notification_content(assessment, kind="status", tier=tier,
-                                         driving_alerts=driving, previous_status=previous,
-                                         report=report),
-        ))
-    for row in rows:
-        # Fixed at enqueue: a re-send is recognisably the same message (issue #10 item 2).
-        row["message_id"] = make_msgid(domain=domain)
-    created = [new_id for row in rows if (new_id := _insert(conn, row)) is not None]
-    return EnqueueResult(created, list(route.warnings) if created else [])
+        items.append({
+            "item_key": status_key(assessment.patient_id, assessment.status,
+                                   _therapy_line(assessment), draws),
+            "kind": "status", "rule_id": None, "tier": tier,
+            "content": notification_content(assessment, kind="status", tier=tier,
+                                            driving_alerts=driving, previous_status=previous,
+                                            report=report),
+        })
+    return items
 
 
 def enqueue_evaluated(
@@ -305,9 +376,10 @@ def enqueue_evaluated(
 ) -> EnqueueResult:
     """Enqueue each evaluated patient's notifications and clear its work-queue mark.
 
-    One transaction per patient holds both, so a crash leaves a patient either marked (and
-    re-evaluated by the next run; the ledger's unique ``alert_key`` makes that idempotent)
-    or enqueued and unmarked -- never unmarked without its alerts (issue #10 item 1).
+    The same transaction holds both (one per chunk of :data:`ENQUEUE_CHUNK` patients), so a
+    crash leaves a patient either marked (and re-evaluated by the next run; the ledger's
+    unique ``alert_key`` makes that idempotent) or enqueued and unmarked -- never unmarked
+    without its alerts (issue #10 item 1).
 
     Parameters
     ----------
@@ -327,307 +399,22 @@ def enqueue_evaluated(
     """
     locations = report_locations or {}
     total = EnqueueResult()
-    for result in results:
-        patient_id = result.assessment.patient_id
+    for start in range(0, len(results), ENQUEUE_CHUNK):
+        # A chunk of patients per transaction (issue #11 item 3: one commit per patient was
+        # one fsync per patient); still atomic per patient, as a crash rolls the chunk back
+        # with its queue marks, and the next run enqueues it again.
         with engine.begin() as conn:
-            created = enqueue_for_assessment(
-                conn, result.assessment, result.assessment_id, result.care_team, settings,
-                report_location=locations.get(patient_id))
-            if result.read_at is not None:
-                clear_pending(conn, patient_id, result.read_at)
-        total.extend(created)
-        total.warnings.extend(w for w in created.warnings if w not in total.warnings)
+            for result in results[start:start + ENQUEUE_CHUNK]:
+                patient_id = result.assessment.patient_id
+                created = enqueue_for_assessment(
+                    conn, result.assessment, result.assessment_id, result.care_team,
+                    settings, report_location=locations.get(patient_id))
+                if result.read_at is not None:
+                    clear_pending(conn, patient_id, result.read_at)
+                total.extend(created)
+                total.digests.extend(created.digests)
+                total.warnings.extend(w for w in created.warnings if w not in total.warnings)
     return total
-
-
-@dataclass
-class DeliveryReport:
-    """What one :func:`deliver_pending` run did (no PHI: references and counts only).
-
-    Attributes
-    ----------
-    run_id
-        The run that delivered.
-    sent
-        References of the notifications sent.
-    failed
-        (reference, error) of notifications that failed and stay retryable (backoff).
-    dead
-        (reference, error) of notifications moved to the dead letter in this run: a
-        permanent rejection, or ``notify.max_attempts`` attempts used up. Never retried.
-    skipped
-        Rows another run claimed first.
-    deferred
-        Rows left for a later run by this call (rate limit reached or relay unavailable).
-    aborted
-        True when the relay was unavailable and the run stopped trying.
-    warnings
-        Partial recipient refusals and other non-fatal problems.
-    """
-
-    run_id: str
-    sent: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    dead: list[tuple[str, str]] = field(default_factory=list)
-    skipped: int = 0
-    deferred: int = 0
-    aborted: bool = False
-    warnings: list[str] = field(default_factory=list)
-
-    def ops_summary(self) -> str:
-        """A PHI-free text for the ops mailbox."""
-        lines = [
-            f"Notification run {self.run_id}: {len(self.sent)} sent, {len(self.failed)} failed, "
-            f"{len(self.dead)} dead-lettered, {self.deferred} deferred, {self.skipped} claimed "
-            "by another run.",
-        ]
-        if self.aborted:
-            lines.append("The mail relay was unavailable; the remaining alerts stay pending.")
-        lines.extend(f"ref {ref}: {error}" for ref, error in self.failed)
-        lines.extend(f"ref {ref}: DEAD LETTER (not retried): {error}" for ref, error in self.dead)
-        lines.extend(self.warnings)
-        return "\n".join(lines)
-
-
-def claimer_id(run_id: str) -> str:
-    """``run@host:pid`` for ``claimed_by``: lets the next run see that a claimer died."""
-    tail = f":{os.getpid()}"
-    head = f"{run_id}@{socket.gethostname()}"
-    return head[: 64 - len(tail)] + tail
-
-
-def _claimer_dead(claimed_by: str | None) -> bool:
-    """True when ``claimed_by`` names a process of this host that no longer exists."""
-    if not claimed_by or "@" not in claimed_by or ":" not in claimed_by:
-        return False
-    host_pid = claimed_by.rsplit("@", 1)[1]
-    host, _, pid_text = host_pid.rpartition(":")
-    if not pid_text.isdigit() or not socket.gethostname().startswith(host):
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def recover_interrupted(engine: Engine, now: datetime | None = None, *,
-                        lease: timedelta = DEFAULT_LEASE) -> list[str]:
-    """Make rows left ``sending`` by a dead run retryable again; returns their references.
-
-    A row is recovered when its claimer's process (same host) is gone, or when its lease has
-    expired. The interrupted attempt may have reached the relay; the re-send carries the same
-    Message-ID, so the recipient's mail server can recognise it.
-    """
-    at = _utc(now)
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(T.c.id, T.c.ref, T.c.claimed_by, T.c.claimed_at)
-                            .where(T.c.state == SENDING)).all()
-    recovered: list[str] = []
-    for row in rows:
-        claimed_at = _utc(row.claimed_at) if row.claimed_at is not None else None
-        expired = claimed_at is None or claimed_at < at - lease
-        if not (expired or _claimer_dead(row.claimed_by)):
-            continue
-        with engine.begin() as conn:
-            done = conn.execute(
-                sa.update(T).where(T.c.id == row.id, T.c.state == SENDING,
-                                   T.c.claimed_by == row.claimed_by)
-                .values(state=FAILED, attempts=T.c.attempts + 1, claimed_by=None,
-                        claimed_at=None, next_attempt_at=None,
-                        last_error="interrupted while sending (run died); re-sent with the "
-                                   "same Message-ID")
-            ).rowcount
-        if done == 1:
-            recovered.append(row.ref)
-    return recovered
-
-
-def outstanding_count(engine: Engine) -> int:
-    """Notifications awaiting a (re)try: ``pending`` or ``failed`` (the run's "deferred").
-
-    Rows ``sending`` belong to the run that claimed them (a concurrent run, or a crashed
-    one recovered by the next run's :func:`recover_interrupted`), so they are not counted.
-    """
-    with engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(T)
-                                .where(T.c.state.in_([PENDING, FAILED]))).scalar_one())
-
-
-def _claimable(at: datetime, cutoff: datetime) -> sa.ColumnElement[bool]:
-    due = sa.or_(T.c.next_attempt_at.is_(None), T.c.next_attempt_at <= at)
-    return sa.or_(
-        sa.and_(T.c.state.in_([PENDING, FAILED]), due),
-        sa.and_(T.c.state == SENDING, T.c.claimed_at < cutoff),
-    )
-
-
-def _claim(engine: Engine, row_id: int, claimer: str, at: datetime, cutoff: datetime) -> bool:
-    """Compare-and-set ``-> sending``; True when this run now owns the row."""
-    with engine.begin() as conn:
-        result = conn.execute(
-            sa.update(T)
-            .where(T.c.id == row_id, _claimable(at, cutoff))
-            .values(state=SENDING, claimed_by=claimer, claimed_at=at)
-        )
-        return result.rowcount == 1
-
-
-def _finish(engine: Engine, row_id: int, claimer: str, values: dict[str, Any]) -> bool:
-    """Move an owned ``sending`` row on; False when the claim was lost (lease expired)."""
-    with engine.begin() as conn:
-        result = conn.execute(
-            sa.update(T)
-            .where(T.c.id == row_id, T.c.state == SENDING, T.c.claimed_by == claimer)
-            .values(**values)
-        )
-        return result.rowcount == 1
-
-
-def _fail(engine: Engine, row: Any, claimer: str, error: str, settings: Settings,
-          at: datetime, *, permanent: bool) -> bool:
-    """Record a failed attempt: ``dead`` when permanent or out of attempts, else backoff.
-
-    Returns True when the row went to the dead letter.
-    """
-    attempt = int(row.attempts or 0) + 1
-    dead = permanent or attempt >= settings.notify.max_attempts
-    backoff = settings.notify.retry_backoff_minutes
-    wait = backoff[min(attempt - 1, len(backoff) - 1)] if backoff else 0.0
-    _finish(engine, row.id, claimer, {
-        "state": DEAD if dead else FAILED, "attempts": T.c.attempts + 1,
-        "last_error": error[:2000], "claimed_by": None, "claimed_at": None,
-        "next_attempt_at": None if dead else at + timedelta(minutes=wait),
-    })
-    return dead
-
-
-def _with_message_id(engine: Engine, row: Any, claimer: str, settings: Settings) -> str:
-    """The row's Message-ID; rows enqueued before migration 0002 get one now, stored."""
-    if row.message_id:
-        return str(row.message_id)
-    message_id = make_msgid(domain=sender_domain(settings.notify.mail_from))
-    _finish(engine, row.id, claimer, {"message_id": message_id})
-    return message_id
-
-
-def deliver_pending(
-    engine: Engine,
-    settings: Settings,
-    transport: Transport,
-    run_id: str,
-    now: datetime | None = None,
-    *,
-    lease: timedelta = DEFAULT_LEASE,
-    chart_for: Callable[[str], bytes | None] | None = None,
-    progress: Progress | None = None,
-) -> DeliveryReport:
-    """Send every due ledger row, at most ``notify.max_emails_per_run`` of them.
-
-    Parameters
-    ----------
-    engine
-        The store's engine (each claim and each outcome is its own short transaction, so no
-        database lock is held while talking to the relay).
-    settings
-        Resolved settings (``notify.max_attempts``, ``notify.retry_backoff_minutes``).
-    transport
-        :class:`~pipeline.notify.transport.SmtpTransport` or ``EmlOutboxTransport``.
-    run_id
-        Identifies this run in ``claimed_by`` (with host and process id; no PHI).
-    now
-        Fixed clock for claims, lease, backoff and time stamps (UTC); default the current time.
-    lease
-        A row left ``sending`` longer than this (a crashed run) may be claimed again.
-    chart_for
-        Optional ``patient_id -> PNG bytes`` for an inline trend chart; ``None`` means no
-        chart.
-    progress
-        Optional progress reporter (:mod:`pipeline.progress`), counted in emails.
-
-    Returns
-    -------
-    DeliveryReport
-
-    Raises
-    ------
-    pipeline.errors.CtdnaError
-        A non-delivery problem (e.g. a subject prefix that would leak clinical wording): the
-        row is released as ``failed`` first, then the error propagates.
-    """
-    def clock() -> datetime:
-        return _utc(now)
-
-    report = DeliveryReport(run_id=run_id)
-    claimer = claimer_id(run_id)
-    with engine.connect() as conn:
-        start = clock()
-        ids = list(conn.execute(
-            sa.select(T.c.id).where(_claimable(start, start - lease)).order_by(T.c.id)
-        ).scalars())
-    limit = settings.notify.max_emails_per_run
-    attempted = 0
-    for index, row_id in enumerate(tracked(ids, "delivery", progress)):
-        if attempted >= limit or report.aborted:
-            report.deferred = len(ids) - index
-            break
-        at = clock()
-        if not _claim(engine, row_id, claimer, at, at - lease):
-            report.skipped += 1
-            continue
-        attempted += 1
-        with engine.connect() as conn:
-            row = conn.execute(sa.select(T).where(T.c.id == row_id)).one()
-        content = row.content if isinstance(row.content, dict) else json.loads(row.content)
-        recipients = row.recipients if isinstance(row.recipients, list) else json.loads(
-            row.recipients)
-        chart = None
-        if chart_for is not None:
-            try:
-                chart = chart_for(row.patient_id)
-            except Exception as exc:
-                # The chart only decorates the email; the alert must still go out.
-                report.warnings.append(
-                    f"ref {row.ref}: sent without chart ({type(exc).__name__})")
-        try:
-            message_id = _with_message_id(engine, row, claimer, settings)
-            message = build_email(content, row.ref, recipients, settings, chart_png=chart,
-                                  now=clock())
-            del message["Message-ID"]
-            message["Message-ID"] = message_id
-            result = transport.send(message)
-            fault_point("after_send")  # test hook (pipeline/faults.py); no-op in production
-        except DeliveryError as exc:
-            permanent = isinstance(exc, PermanentDeliveryError)
-            if _fail(engine, row, claimer, str(exc), settings, clock(), permanent=permanent):
-                report.dead.append((row.ref, str(exc)))
-            else:
-                report.failed.append((row.ref, str(exc)))
-            if isinstance(exc, TransportUnavailableError):
-                report.aborted = True
-            continue
-        except Exception as exc:
-            # Not a delivery problem (bad config, rendering defect): release the claim so the
-            # row is not stuck 'sending' for a lease, then let the caller see the error.
-            _fail(engine, row, claimer, f"{type(exc).__name__}", settings, clock(),
-                  permanent=False)
-            raise
-        note = f"recipients refused: {', '.join(result.refused)}" if result.refused else None
-        finished = _finish(engine, row_id, claimer, {
-            "state": SENT, "sent_at": clock(), "message_id": result.message_id,
-            "transport": transport.name, "last_error": note, "attempts": T.c.attempts + 1,
-        })
-        report.sent.append(row.ref)
-        if note:
-            report.warnings.append(f"ref {row.ref}: {note}")
-        if not finished:
-            report.warnings.append(
-                f"ref {row.ref}: sent, but the claim had expired (lease {lease}); "
-                "another run may send it again (same Message-ID) - increase the lease"
-            )
-    return report
 
 
 def ledger_rows(conn_or_engine: Connection | Engine, patient_id: str | None = None
@@ -640,3 +427,17 @@ def ledger_rows(conn_or_engine: Connection | Engine, patient_id: str | None = No
         with conn_or_engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]
     return [dict(r._mapping) for r in conn_or_engine.execute(stmt)]
+
+
+_MOVED = frozenset({"DeliveryReport", "claimer_id", "deliver_pending", "outstanding_count",
+                    "recover_interrupted"})
+
+
+def __getattr__(name: str) -> Any:
+    # Delivery moved to pipeline.notify.outbox (issue #14); the old import path keeps working
+    # (lazily: outbox imports this module).
+    if name in _MOVED:
+        from pipeline.notify import outbox
+
+        return getattr(outbox, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,6 +35,7 @@ import jinja2
 from pipeline.assessment import FAILURE_MEANING, Alert, Assessment
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
+from pipeline.notify.digest import TIER_RANK, Digest, DigestItem
 
 CONTENT_SCHEMA = 1
 
@@ -329,7 +330,9 @@ def render_subject(settings: Settings, ref: str, tier: str,
     ref
         The random alert reference.
     tier
-        ``WARNING``/``FAILURE`` read "Result requires review"; ``INFO`` "Result available".
+        The highest tier of the message, shown as its word (``FAILURE``, ``WARNING``,
+        ``INFO``; issue #14 item 1), followed by "result requires review" (``INFO``:
+        "result available for review").
     content
         When given, the rendered subject is checked against its identifiers.
 
@@ -342,7 +345,8 @@ def render_subject(settings: Settings, ref: str, tier: str,
     subject = " ".join(_ENV.get_template("subject.txt.j2").render(
         prefix=prefix,
         test=settings.notify.test_mode,
-        wording="Result available for review" if tier == "INFO" else "Result requires review",
+        tier=tier if tier in TIER_WORDS else "INFO",
+        wording="result available for review" if tier == "INFO" else "result requires review",
         ref=ref,
     ).split())
     # The random ref is excluded from the check: it is not derived from anything, and a
@@ -358,66 +362,186 @@ def render_subject(settings: Settings, ref: str, tier: str,
     return subject
 
 
-def render_notification(content: dict[str, Any], ref: str, settings: Settings, *,
-                        generated_at: datetime | None = None,
-                        chart_cid: str | None = None) -> RenderedMessage:
-    """Render a ledger ``content`` snapshot into subject, text and HTML.
+def _same_alert(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Same rule and same (gene, alteration, draw) findings: one alert, shown once."""
+    def key(x: dict[str, Any]) -> tuple[str, list[tuple[str, str, str]]]:
+        return x["rule_id"], sorted({(f.get("gene") or "", f.get("alteration") or "",
+                                      f["sample_id"]) for f in x.get("findings", [])})
+    return key(a) == key(b)
+
+
+def _sections(digest: Digest) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """(status change view or None, alert views) of a digest, highest tier first.
+
+    A status change lists the alerts that drive it; those already in the digest as alert
+    items are not repeated, the others (notified in an earlier run) are shown once, marked
+    so (issue #14 item 1: a repeat of an already-notified alert is not re-sent as news).
+    """
+    status: dict[str, Any] | None = None
+    alerts: list[dict[str, Any]] = []
+    for item in digest.items:
+        content = item.content
+        if item.kind == "status" and status is None:
+            status = {
+                "ref": item.ref, "tier": item.tier,
+                "status_words": STATUS_WORDS.get(content["status"], content["status"]),
+                "previous_status": content.get("previous_status"),
+                "previous_status_words": STATUS_WORDS.get(content.get("previous_status") or ""),
+            }
+        if content.get("alert"):
+            alerts.append(dict(_alert_view(content["alert"]), ref=item.ref, earlier=False,
+                               raw=content["alert"]))
+    for item in digest.items:
+        for driving in item.content.get("alerts") or []:
+            if not any(_same_alert(driving, a["raw"]) for a in alerts):
+                alerts.append(dict(_alert_view(driving), ref=None, earlier=True, raw=driving))
+    alerts.sort(key=lambda a: (-TIER_RANK.get(a["tier"], 0), a["earlier"], a["rule_id"]))
+    return status, alerts
+
+
+def render_digest(digest: Digest, settings: Settings, *,
+                  chart_cid: str | None = None,
+                  ack_urls: dict[str, str] | None = None) -> RenderedMessage:
+    """Render a digest (one patient, one channel, one run) into subject, text and HTML.
 
     Parameters
     ----------
-    content
-        From :func:`notification_content`.
-    ref
-        The alert reference (also in the subject).
+    digest
+        From :func:`pipeline.notify.digest.digest_from_rows`.
     settings
         Resolved settings.
-    generated_at
-        Time stamp printed in the body (UTC); default now.
     chart_cid
         Content-ID (without angle brackets) of an inline trend chart, if one is attached.
+    ack_urls
+        Item ref -> signed acknowledgement link (:func:`pipeline.alerts.signing.ack_links`);
+        shown in the order of the items (issue #14 item 2).
 
     Returns
     -------
     RenderedMessage
+        The subject carries the highest tier's word and the digest's ref, nothing else.
     """
-    generated_at = (generated_at or datetime.now(UTC)).astimezone(UTC)
-    alerts = [_alert_view(content["alert"])] if content.get("alert") else [
-        _alert_view(a) for a in content.get("alerts", [])
-    ]
-    tier = content["tier"]
+    lead = digest.lead
+    tier = digest.tier
+    status, alerts = _sections(digest)
     context = {
-        "ref": ref,
+        "ref": digest.ref,
+        "item_refs": digest.item_refs,
         "test": settings.notify.test_mode,
-        "kind": content["kind"],
         "tier": tier,
         "tier_words": TIER_WORDS[tier],
         "failure_meaning": FAILURE_MEANING,
-        "patient_id": content["patient_id"],
-        "as_of": content["as_of"],
-        "status": content["status"],
-        "status_words": STATUS_WORDS.get(content["status"], content["status"]),
-        "previous_status": content.get("previous_status"),
-        "previous_status_words": STATUS_WORDS.get(content.get("previous_status") or ""),
-        "status_reason": content.get("status_reason") or "",
-        "headline": content.get("headline") or "",
-        "therapy": content.get("therapy"),
+        "patient_id": lead["patient_id"],
+        "as_of": lead["as_of"],
+        "status_change": status,
+        "status_reason": lead.get("status_reason") or "",
+        "headline": lead.get("headline") or "",
+        "therapy": lead.get("therapy"),
         "alerts": alerts,
         "any_failure": tier == "FAILURE" or any(a["tier"] == "FAILURE" for a in alerts),
         "unverified": any(a["unverified"] for a in alerts),
-        "next_draw_due": content.get("next_draw_due"),
-        "caveats": content.get("caveats") or [],
-        "report": content["report"],
-        "config_version": content["config_version"],
-        "kb_version": content["kb_version"],
-        "pipeline_version": content["pipeline_version"],
-        "generated_at": generated_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "next_draw_due": lead.get("next_draw_due"),
+        "caveats": lead.get("caveats") or [],
+        "report": lead["report"],
+        "config_version": lead["config_version"],
+        "kb_version": lead["kb_version"],
+        "pipeline_version": lead["pipeline_version"],
+        "generated_at": digest.generated_at.strftime("%Y-%m-%d %H:%M UTC"),
         "chart_cid": chart_cid,
+        "ack_links": [{"ref": i.ref, "label": f"{i.content['alert']['rule_id']} ({i.tier})"
+                       if i.content.get("alert") else f"status change ({i.tier})",
+                       "url": (ack_urls or {})[i.ref]}
+                      for i in digest.items if (ack_urls or {}).get(i.ref)],
     }
+    merged = {"patient_id": lead["patient_id"], "therapy": lead.get("therapy"),
+              "alerts": [a["raw"] for a in alerts]}
     return RenderedMessage(
-        subject=render_subject(settings, ref, tier, content),
+        subject=render_subject(settings, digest.ref, tier, merged),
         text=_ENV.get_template("notification.txt.j2").render(**context),
         html=_ENV.get_template("notification.html.j2").render(**context),
     )
+
+
+def single_digest(content: dict[str, Any], ref: str, *, message_id: str = "",
+                  generated_at: datetime | None = None,
+                  chart_png: bytes | None = None) -> Digest:
+    """A digest of one notification (a row enqueued before digests, or a preview)."""
+    item = DigestItem(ref=ref, kind=content["kind"], tier=content["tier"], content=content)
+    return Digest(ref=ref, message_id=message_id, channel="email",
+                  patient_id=content["patient_id"], items=(item,),
+                  generated_at=(generated_at or datetime.now(UTC)).astimezone(UTC),
+                  chart_png=chart_png)
+
+
+def render_notification(content: dict[str, Any], ref: str, settings: Settings, *,
+                        generated_at: datetime | None = None,
+                        chart_cid: str | None = None) -> RenderedMessage:
+    """Render one ledger ``content`` snapshot as a digest of one (see :func:`render_digest`)."""
+    return render_digest(single_digest(content, ref, generated_at=generated_at), settings,
+                         chart_cid=chart_cid)
+
+
+def webhook_payload(digest: Digest, settings: Settings, *, include_patient_id: bool = False,
+                    include_summary: bool = False) -> dict[str, Any]:
+    """The JSON body of a webhook delivery (docs/notifications.md has an example).
+
+    ``text`` is markdown for chat tools (Slack, Mattermost, Teams connector cards); ``ctdna``
+    is the structured form. A chat channel is read (and previewed) more widely than a
+    team's mailbox, so by default the payload says as much as an email subject: tier,
+    references, rule IDs, status words and the report link. ``include_summary`` adds the
+    assessment headline and the rule titles (which name genes and variants);
+    ``include_patient_id`` the pseudonymous ID. Findings never leave by webhook.
+    """
+    status, alerts = _sections(digest)
+    subject = render_subject(settings, digest.ref, digest.tier)
+    url = digest.lead["report"].get("url")
+    if url and not include_patient_id and digest.patient_id in url:
+        # ctdna names reports patient-<hash>.html; a URL that still carries the ID stays out
+        url = None
+    report = {"url": url}
+    headline = str(digest.lead.get("headline") or "") if include_summary else ""
+    lines = [f"**{subject}**"]
+    if headline:
+        lines.append(headline)
+    if status is not None:
+        before = status["previous_status_words"] or "first notification"
+        lines.append(f"Status: {status['status_words']} (before: {before})")
+    lines += [f"- {a['tier']} {a['rule_id']}" + (f": {a['title']}" if include_summary else "")
+              + (" (notified earlier)" if a["earlier"] else f" (ref {a['ref']})")
+              for a in alerts]
+    if report.get("url"):
+        lines.append(f"Report: {report['url']}")
+    data: dict[str, Any] = {
+        "schema": 1,
+        "ref": digest.ref,
+        "message_id": digest.message_id,
+        "tier": digest.tier,
+        "test": settings.notify.test_mode,
+        "headline": headline or None,
+        "status": None if status is None else {
+            "ref": status["ref"], "status": digest_status(digest),
+            "previous": status["previous_status"]},
+        "alerts": [{"ref": a["ref"], "rule_id": a["rule_id"], "tier": a["tier"],
+                    "title": a["title"] if include_summary else None,
+                    "notified_earlier": a["earlier"]} for a in alerts],
+        "report_url": report.get("url"),
+        # a date tied to a patient is an identifier element (Safe Harbor): summary only
+        "as_of": digest.lead["as_of"] if include_summary else None,
+        "config_version": digest.lead["config_version"],
+        "kb_version": digest.lead["kb_version"],
+        "pipeline_version": digest.lead["pipeline_version"],
+    }
+    if include_patient_id:
+        data["patient_id"] = digest.patient_id
+    return {"text": "\n".join(lines), "ctdna": data}
+
+
+def digest_status(digest: Digest) -> str | None:
+    """The assessment status the digest reports (``None`` without a status change)."""
+    for item in digest.items:
+        if item.kind == "status":
+            return str(item.content["status"])
+    return None
 
 
 def sender_domain(address: str) -> str:
@@ -445,43 +569,52 @@ def new_message(settings: Settings, recipients: list[str] | tuple[str, ...], sub
     return msg
 
 
-def build_email(content: dict[str, Any], ref: str, recipients: list[str] | tuple[str, ...],
-                settings: Settings, *, chart_png: bytes | None = None,
-                now: datetime | None = None) -> EmailMessage:
-    """The complete MIME message of one notification.
+def build_digest_email(digest: Digest, recipients: list[str] | tuple[str, ...],
+                       settings: Settings) -> EmailMessage:
+    """The complete MIME message of one digest.
 
     Parameters
     ----------
-    content
-        Ledger ``content`` snapshot.
-    ref
-        Alert reference.
+    digest
+        The digest (its Message-ID, fixed at enqueue, becomes the ``Message-ID`` header).
     recipients
         ``To`` addresses (one care team's distribution list).
     settings
         Resolved settings.
-    chart_png
-        Optional PNG bytes of the patient's trend chart, embedded inline in the HTML part
-        (``multipart/related``), never as an attachment.
-    now
-        Date header and body time stamp (UTC); default now.
 
     Returns
     -------
     EmailMessage
-        ``multipart/alternative`` (text, HTML) with headers set, including ``X-Ctdna-Ref``.
+        ``multipart/alternative`` (text, HTML; the trend chart inline in the HTML part as
+        ``multipart/related``, never an attachment), with ``X-Ctdna-Ref`` (the digest's
+        ref) and ``X-Ctdna-Items`` (the refs of every alert in it).
     """
     chart_cid = make_msgid(domain=sender_domain(settings.notify.mail_from))[1:-1] \
-        if chart_png else None
-    rendered = render_notification(content, ref, settings, generated_at=now, chart_cid=chart_cid)
-    msg = new_message(settings, recipients, rendered.subject, now=now)
-    msg["X-Ctdna-Ref"] = ref
+        if digest.chart_png else None
+    from pipeline.alerts.signing import ack_links
+
+    urls = ack_links(digest.item_refs, ", ".join(recipients), settings,
+                     now=digest.generated_at)
+    rendered = render_digest(digest, settings, chart_cid=chart_cid, ack_urls=urls)
+    msg = new_message(settings, recipients, rendered.subject, now=digest.generated_at)
+    if digest.message_id:
+        del msg["Message-ID"]
+        msg["Message-ID"] = digest.message_id
+    msg["X-Ctdna-Ref"] = digest.ref
+    msg["X-Ctdna-Items"] = ", ".join(digest.item_refs)
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
-    if chart_png and chart_cid:
+    if digest.chart_png and chart_cid:
         html_part = next(p for p in msg.iter_parts() if p.get_content_type() == "text/html")
         assert isinstance(html_part, EmailMessage)  # parts of an EmailMessage are EmailMessages
-        html_part.add_related(chart_png, maintype="image", subtype="png",
+        html_part.add_related(digest.chart_png, maintype="image", subtype="png",
                               cid=f"<{chart_cid}>", disposition="inline")
     return msg
 
+
+def build_email(content: dict[str, Any], ref: str, recipients: list[str] | tuple[str, ...],
+                settings: Settings, *, chart_png: bytes | None = None,
+                now: datetime | None = None) -> EmailMessage:
+    """The MIME message of a single notification (a digest of one; previews and tests)."""
+    return build_digest_email(single_digest(content, ref, generated_at=now,
+                                            chart_png=chart_png), recipients, settings)

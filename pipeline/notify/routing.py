@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
+from pipeline.notify.channels import EMAIL, ChannelRoute
 
 # A deliberately plain addr-spec check (local@domain.tld, no display names, no spaces, no
 # quoted local parts): distribution lists are configured by the lab, so anything fancier is far
@@ -128,3 +129,59 @@ def resolve_recipients(care_team: str | None, settings: Settings) -> Route:
             field="notify.fallback_address",
         )
     return Route((notify.fallback_address.strip(),), team, True, tuple(warnings))
+
+
+def channels_for(care_team: str | None, tier: str, settings: Settings
+                 ) -> tuple[list[str], str | None]:
+    """The channels that carry a ``tier`` notification of ``care_team`` (``notify.routes``).
+
+    Returns
+    -------
+    (list of str, str or None)
+        Channel names in route order, and a PHI-free warning when no route matched: a
+        notification is never dropped, it then goes by email (team list or fallback).
+    """
+    team = care_team.strip() if care_team and care_team.strip() else None
+    names: list[str] = []
+    for route in settings.notify.routes:
+        if tier in route.tiers and ("*" in route.care_teams or team in route.care_teams) \
+                and route.channel not in names:
+            names.append(route.channel)
+    if names:
+        return names, None
+    return [EMAIL], (f"no notify.routes entry carries {tier} notifications of care team "
+                     f"{team!r}; sent by email")
+
+
+def resolve_route(channel: str, care_team: str | None, settings: Settings, *,
+                  targets: tuple[str, ...] | None = None) -> ChannelRoute:
+    """Where ``channel`` delivers ``care_team``'s notifications.
+
+    Email resolves the team's distribution list (:func:`resolve_recipients`, with fallback
+    and warnings), or ``targets`` when given (e.g. an escalation list; each address is
+    validated, an unusable one skipped with a warning, none left: the fallback); any other
+    channel delivers to its own configured endpoint.
+
+    Raises
+    ------
+    ConfigError
+        Email only: the fallback address is unusable.
+    """
+    if channel == EMAIL and targets is not None:
+        allowed = settings.notify.allowed_domains
+        valid = tuple(a.strip() for a in targets if address_problem(a, allowed) is None)
+        warnings = tuple(f"address {a!r} skipped ({address_problem(a, allowed)})"
+                         for a in targets if address_problem(a, allowed) is not None)
+        if valid:
+            return ChannelRoute(channel=EMAIL, care_team=care_team, targets=valid,
+                                warnings=warnings)
+        fallback = resolve_recipients(None, settings)
+        return ChannelRoute(channel=EMAIL, care_team=care_team, targets=fallback.recipients,
+                            fallback=True, warnings=(*warnings, "no usable escalation "
+                                                     "address; routed to the fallback address"))
+    if channel == EMAIL:
+        route = resolve_recipients(care_team, settings)
+        return ChannelRoute(channel=EMAIL, care_team=route.care_team, targets=route.recipients,
+                            fallback=route.fallback, warnings=route.warnings)
+    team = care_team.strip() if care_team and care_team.strip() else None
+    return ChannelRoute(channel=channel, care_team=team)

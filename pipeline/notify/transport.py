@@ -14,11 +14,14 @@ trying further messages in this run (they stay pending for the next run).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import smtplib
 import ssl
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
@@ -92,7 +95,14 @@ def _ensure_message_id(message: EmailMessage) -> str:
 
 
 class SmtpTransport:
-    """Deliver through an SMTP relay, one connection per message.
+    """Deliver through an SMTP relay: one connection per message, or reused in a session.
+
+    ``with transport.session() as send:`` yields a ``send(message)`` that keeps one open
+    connection per thread for the whole block (issue #11 item 3: a TLS handshake and login
+    per message were a large share of a run's delivery time), at most
+    :attr:`max_per_connection` messages each; any failure drops that connection and the next
+    message opens a new one. Every connection of the session is closed when the block ends.
+    :meth:`send` alone opens and closes a connection per message.
 
     Parameters
     ----------
@@ -122,6 +132,7 @@ class SmtpTransport:
                 field="notify.smtp.tls",
             )
         self.smtp = smtp
+        self.max_per_connection = 100
         self.host = smtp.host
         self.port = smtp.port or _DEFAULT_PORTS[smtp.tls]
         self.ssl_context = ssl_context
@@ -154,6 +165,31 @@ class SmtpTransport:
             raise
         return client
 
+    def _open(self) -> smtplib.SMTP:
+        """A new connection, relay problems mapped to :class:`TransportUnavailableError`."""
+        where = f"{self.host}:{self.port}"
+        try:
+            return self._connect()
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TransportUnavailableError(
+                f"SMTP {where}: authentication failed ({exc.smtp_code})"
+            ) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransportUnavailableError(f"SMTP {where}: {_describe(exc)}") from exc
+
+    def _transmit(self, client: smtplib.SMTP, message: EmailMessage) -> SendResult:
+        """Send on an open connection; failures mapped to the delivery error types."""
+        message_id = _ensure_message_id(message)
+        where = f"{self.host}:{self.port}"
+        try:
+            refused = client.send_message(message)
+        except smtplib.SMTPServerDisconnected as exc:
+            raise TransportUnavailableError(f"SMTP {where}: {_describe(exc)}") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            kind = PermanentDeliveryError if _is_permanent(exc) else DeliveryError
+            raise kind(f"SMTP {where}: {_describe(exc)}") from exc
+        return SendResult(message_id=message_id, refused=tuple(sorted(refused)))
+
     def send(self, message: EmailMessage) -> SendResult:
         """Send ``message`` to the addresses in its ``To``/``Cc``/``Bcc`` headers.
 
@@ -165,30 +201,66 @@ class SmtpTransport:
         Raises
         ------
         TransportUnavailableError
-            Connection, TLS, greeting or authentication failure (the relay is unusable).
+            Connection, TLS, greeting or authentication failure, or a dropped connection
+            (the relay is unusable).
+        PermanentDeliveryError
+            The relay rejected this message for good (5xx, see :data:`PERMANENT_CODES`).
         DeliveryError
-            The relay rejected this message (sender, all recipients, or the data).
+            The relay rejected this message for now (4xx, 500-504).
         """
-        message_id = _ensure_message_id(message)
-        where = f"{self.host}:{self.port}"
+        client = self._open()
         try:
-            client = self._connect()
-        except smtplib.SMTPAuthenticationError as exc:
-            raise TransportUnavailableError(
-                f"SMTP {where}: authentication failed ({exc.smtp_code})"
-            ) from exc
-        except (OSError, smtplib.SMTPException) as exc:
-            raise TransportUnavailableError(f"SMTP {where}: {_describe(exc)}") from exc
-        try:
-            refused = client.send_message(message)
-        except smtplib.SMTPServerDisconnected as exc:
-            raise TransportUnavailableError(f"SMTP {where}: {_describe(exc)}") from exc
-        except (OSError, smtplib.SMTPException) as exc:
-            kind = PermanentDeliveryError if _is_permanent(exc) else DeliveryError
-            raise kind(f"SMTP {where}: {_describe(exc)}") from exc
+            return self._transmit(client, message)
         finally:
             _quietly_close(client)
-        return SendResult(message_id=message_id, refused=tuple(sorted(refused)))
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Callable[[EmailMessage], SendResult]]:
+        """Yield a ``send(message)`` reusing one connection per thread until the block ends."""
+        pool = _ConnectionPool(self)
+        try:
+            yield pool.send
+        finally:
+            pool.close()
+
+
+class _ConnectionPool:
+    """Open SMTP connections of one session, one per thread (workers send in parallel)."""
+
+    def __init__(self, transport: SmtpTransport) -> None:
+        self.transport = transport
+        self.lock = threading.Lock()
+        self.clients: dict[int, tuple[smtplib.SMTP, int]] = {}
+
+    def _take(self) -> smtplib.SMTP:
+        key = threading.get_ident()
+        with self.lock:
+            client, count = self.clients.pop(key, (None, 0))
+        if client is not None and count >= self.transport.max_per_connection:
+            _quietly_close(client)
+            client, count = None, 0
+        if client is None:
+            client, count = self.transport._open(), 0
+        with self.lock:
+            self.clients[key] = (client, count + 1)
+        return client
+
+    def send(self, message: EmailMessage) -> SendResult:
+        client = self._take()
+        try:
+            return self.transport._transmit(client, message)
+        except BaseException:
+            # After a failure the connection's state is unknown: the next message reconnects.
+            with self.lock:
+                self.clients.pop(threading.get_ident(), None)
+            _quietly_close(client)
+            raise
+
+    def close(self) -> None:
+        with self.lock:
+            clients, self.clients = list(self.clients.values()), {}
+        for client, _count in clients:
+            _quietly_close(client)
 
 
 def _quietly_close(client: smtplib.SMTP) -> None:
@@ -267,7 +339,10 @@ class EmlOutboxTransport:
 
 def transport_from_settings(settings: Settings, *, outbox: str | Path | None = None
                             ) -> SmtpTransport | EmlOutboxTransport:
-    """SMTP when ``notify.smtp.host`` is set, else the ``.eml`` outbox.
+    """SMTP when ``notify.smtp.host`` or ``credentials_block`` is set, else the outbox.
+
+    Blocks named in ``notify.smtp`` are read here, from the Prefect API
+    (:func:`pipeline.notify.secrets.resolve_smtp`).
 
     Parameters
     ----------
@@ -277,8 +352,10 @@ def transport_from_settings(settings: Settings, *, outbox: str | Path | None = N
         Outbox folder overriding ``notify.outbox`` (``ctdna run --outbox DIR``); only used
         when no SMTP host is configured.
     """
-    if settings.notify.smtp.host:
-        return SmtpTransport(settings.notify.smtp)
+    from pipeline.notify.secrets import resolve_smtp, smtp_configured
+
+    if smtp_configured(settings.notify.smtp):
+        return SmtpTransport(resolve_smtp(settings.notify.smtp))
     return EmlOutboxTransport(outbox if outbox is not None else settings.notify.outbox)
 
 

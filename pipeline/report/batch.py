@@ -5,8 +5,9 @@ matplotlib each). Here each report has a content fingerprint: the chart fingerpr
 patient's observations, draws, lines of therapy, the assessment, the drawing code) plus the
 alert history, the configuration and knowledge-base versions, the knowledge-base sources, the
 pipeline version and the page templates. The fingerprints of the files written are kept in a
-small manifest in the report folder (``.reports-manifest.json``); a report whose fingerprint
-matches and whose file is still there is left untouched (not re-drawn, not re-written).
+small manifest in the report folder (``.reports-manifest/``, one file per report); a report
+whose fingerprint matches and whose file is still there is left untouched (not re-drawn,
+not re-written).
 
 The frames are read once for the whole batch by the caller (``pipeline.service``) and split
 per patient with one ``groupby``; the per-patient work left is the drawing and templating.
@@ -37,8 +38,7 @@ __all__ = [
 ]
 
 #: The manifest of written reports' fingerprints, in the report folder.
-MANIFEST_NAME = ".reports-manifest.json"
-_MANIFEST_VERSION = 1
+MANIFEST_NAME = ".reports-manifest"
 _REPORT_CODE = ("charts.py", "chartcache.py", "render.py", "templates")
 
 
@@ -79,6 +79,10 @@ class ReportsOutcome:
 class ReportManifest:
     """File name -> content fingerprint of the reports in one folder.
 
+    One small file per report (``.reports-manifest/<report name>.fp``) rather than one
+    shared JSON file: the flow writes shards of reports in parallel tasks (``run.workers``),
+    and per-report entries cannot lose each other's updates.
+
     Parameters
     ----------
     folder
@@ -86,34 +90,40 @@ class ReportManifest:
     """
 
     def __init__(self, folder: Path) -> None:
+        self.folder = folder
         self.path = folder / MANIFEST_NAME
         self.entries: dict[str, str] = {}
+        self._dirty: set[str] = set()
+
+    def fingerprint(self, name: str) -> str | None:
+        """The recorded fingerprint of report ``name`` (None: absent or unreadable)."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            data = {}  # absent or damaged: every report counts as changed (safe side)
-        if isinstance(data, dict) and data.get("version") == _MANIFEST_VERSION:
-            entries = data.get("reports", {})
-            if isinstance(entries, dict):
-                self.entries = {str(k): str(v) for k, v in entries.items()}
+            return (self.path / f"{name}.fp").read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None  # absent or damaged: the report counts as changed (safe side)
 
     def current(self, name: str, fingerprint: str) -> bool:
         """True when ``name`` was written with ``fingerprint`` and the file is still there."""
-        return self.entries.get(name) == fingerprint and (self.path.parent / name).is_file()
+        return self.fingerprint(name) == fingerprint and (self.folder / name).is_file()
+
+    def record(self, name: str, fingerprint: str) -> None:
+        """Note that ``name`` now holds content ``fingerprint`` (written by :meth:`save`)."""
+        self.entries[name] = fingerprint
+        self._dirty.add(name)
 
     def save(self) -> None:
-        """Write the manifest atomically (a crash leaves the previous one)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"version": _MANIFEST_VERSION, "reports": self.entries},
-                          sort_keys=True, indent=0)
-        fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write the recorded entries, each atomically (a crash leaves the previous one)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        for name in sorted(self._dirty):
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.path)
+            try:
+                with os.fdopen(fd, "w", encoding="ascii") as handle:
+                    handle.write(self.entries[name])
+                os.replace(tmp, self.path / f"{name}.fp")
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        self._dirty.clear()
 
 
 def content_digest(*parts: Any) -> str:
@@ -145,6 +155,7 @@ def write_patient_reports(
     *,
     charts: ChartCache | None = None,
     png_for: Collection[str] = (),
+    label: str = "reports",
 ) -> ReportsOutcome:
     """Write the reports of ``patient_ids`` whose content changed since the folder's last run.
 
@@ -171,6 +182,8 @@ def write_patient_reports(
     png_for
         Patients whose PNG chart is drawn now as well, for their alert email (issue #11
         item 3: drawn once here, read by ``pipeline.notify`` with ``ChartCache.png``).
+    label
+        Name of the progress bar (a shard's label in the flow).
 
     Returns
     -------
@@ -193,7 +206,7 @@ def write_patient_reports(
     wanted_png = set(png_for)
     empty = {"obs": observations.iloc[0:0], "samples": samples.iloc[0:0],
              "therapies": therapies.iloc[0:0]}
-    for pid in tracked(ids, "reports"):  # the CLI's progress display (ambient reporter)
+    for pid in tracked(ids, label):  # the CLI's progress display (ambient reporter)
         assessment = assessments.get(pid)
         obs, draws, lines = (parts[k].get(pid, empty[k]) for k in ("obs", "samples", "therapies"))
         chart_fp = ChartCache.fingerprint(digests["obs"].get(pid, "-"),
@@ -215,7 +228,7 @@ def write_patient_reports(
         html = render_patient_report(pid, obs, draws, lines, assessment, history, settings,
                                      kb_sources, chart_svg=patient_charts.svg)
         write_html(path, html)
-        manifest.entries[name] = fingerprint
+        manifest.record(name, fingerprint)
         outcome.written.append(pid)
     if outcome.written:
         manifest.save()

@@ -31,6 +31,7 @@ import pipeline
 from pipeline.assessment import FAILURE_MEANING, Alert, Assessment, Finding, Status
 from pipeline.config import Settings
 from pipeline.errors import InputError
+from pipeline.kinetics import alteration_names
 from pipeline.report.charts import (
     ChartData,
     chart_series,
@@ -172,7 +173,9 @@ def _for_patient(frame: pd.DataFrame, patient_id: str, name: str) -> pd.DataFram
 
 
 def _obs_label(row: Mapping[str, Any]) -> str:
-    gene, alteration = row.get("gene"), row.get("alteration")
+    # ``alteration_name`` (kinetics.alteration_names): the vendor's text when the knowledge
+    # base could not name the row, so "TP53 Splice Site SNV" rather than "TP53 >".
+    gene, alteration = row.get("gene"), row.get("alteration_name", row.get("alteration"))
     if gene is not None and not pd.isna(gene) and alteration is not None and not pd.isna(
         alteration
     ):
@@ -206,6 +209,8 @@ def _draw_rows(
     confirm_ids = {sid for _, sid in data.confirmation_draws}
     tracked = {(s.gene, s.alteration) for s in data.markers}
     rows: list[dict[str, Any]] = []
+    if len(obs):
+        obs = obs.assign(alteration_name=alteration_names(obs))
     by_sample = {sid: g for sid, g in obs.groupby(obs["sample_id"].astype(str), sort=False)}
     days: list[Any] = [_to_date(v) for v in draws["collection_date"]]
     ordered = draws.assign(_d=days).sort_values(
@@ -502,9 +507,6 @@ class CohortRow:
         Routing key of the care team, when known.
     alterations
         ``"GENE ALTERATION"`` of the patient's detected calls (searchable on the page).
-    open_alerts
-        Unacknowledged alerts of the patient (acknowledgement state, #14 item 2); None when
-        not known. Patients with open alerts sort first; None keeps the default order.
     """
 
     patient_id: str
@@ -517,7 +519,8 @@ class CohortRow:
     alerts: tuple[str, ...] = ()
     care_team: str | None = None
     alterations: tuple[str, ...] = ()
-    open_alerts: int | None = None
+    #: Notified WARNING/FAILURE alerts nobody has acknowledged yet (issue #14 item 2).
+    open_alerts: int = 0
 
     @classmethod
     def from_assessment(
@@ -528,7 +531,7 @@ class CohortRow:
         *,
         care_team: str | None = None,
         alterations: Iterable[str] = (),
-        open_alerts: int | None = None,
+        open_alerts: int = 0,
     ) -> CohortRow:
         """Build the row of one evaluated patient.
 
@@ -545,7 +548,7 @@ class CohortRow:
         alterations
             The patient's detected alterations (``"GENE ALTERATION"``), for the page search.
         open_alerts
-            Unacknowledged alerts, when acknowledgement state is known.
+            Unacknowledged notified alerts (``service.open_alert_counts``); such rows lead.
         """
         dates = sorted(d for d in (_to_date(v) for v in draw_dates) if d is not None)
         therapy = assessment.therapy
@@ -575,12 +578,11 @@ class CohortRow:
 def _cohort_sort_key(item: dict[str, Any]) -> tuple[Any, ...]:
     row: CohortRow = item["row"]
     due = row.next_draw_due or date.max
-    # Hook for unacknowledged alerts (#14 item 2): patients with open alerts first, most
-    # first. ``open_alerts`` is None (= 0) until acknowledgement state is wired in, which
-    # leaves the order below unchanged.
-    # Then OVERDUE (most days overdue first), then by tier, then the earliest due date.
+    # Unacknowledged alerts first (closed-loop alerting, #14 item 2: a critical result is
+    # handled once someone said so), then OVERDUE (most days overdue first), then by tier,
+    # then the earliest due date.
     return (
-        -(row.open_alerts or 0),
+        0 if row.open_alerts else 1,
         0 if item["overdue"] else 1,
         -item["days_overdue"] if item["overdue"] else 0,
         TIER_ORDER.index(row.status) if row.status in TIER_ORDER else len(TIER_ORDER),
@@ -693,8 +695,9 @@ def render_cohort_report(
         "page_size": COHORT_PAGE_SIZE,
         "teams": teams,
         "tiers": [t for t in TIER_ORDER if t is not None],
-        "has_open_alerts": any(i["row"].open_alerts is not None for i in items),
+        "has_open_alerts": any(i["row"].open_alerts for i in items),
         "cohort_json": _json_for_script(_cohort_payload(items)),
+        "n_unacknowledged": sum(1 for i in items if i["row"].open_alerts),
         "grace_days": settings.cadence.overdue_grace_days,
         "today": today.isoformat(),
         "generated_at": _iso(generated_at),

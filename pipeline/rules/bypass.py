@@ -23,9 +23,11 @@ from pipeline.rules.catalogue import (
     mutation_alerts,
     new_detections,
     obs_finding,
+    row_mask,
 )
 
 
+@row_mask
 def other_bypass_mask(obs: pd.DataFrame) -> pd.Series:
     """Knowledge-base bypass calls that neither R3 (MET) nor R4 (MAPK) judges."""
     category = obs["category"].astype("object").fillna("")

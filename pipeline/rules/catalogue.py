@@ -16,9 +16,10 @@ Evaluable draws are on-treatment draws that are not non-informative negatives (Q
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
+from functools import cached_property, wraps
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -100,6 +101,14 @@ class LineContext:
         rows = self.draws[self.draws["role"] == "baseline"]
         return rows.iloc[0] if len(rows) else None
 
+    @property
+    def reference(self) -> pd.Series:
+        """The baseline draw, for rules that checked there is one (``baseline_detected``)."""
+        base = self.baseline
+        if base is None:
+            raise RuntimeError("a rule read the baseline of a line that has none")
+        return base
+
     @cached_property
     def baseline_detected(self) -> bool:
         base = self.baseline
@@ -141,9 +150,39 @@ class LineContext:
 
 # --------------------------------------------------------------------------- helpers
 
+RowMask = Callable[[pd.DataFrame], pd.Series]
+
+#: Per-observation masks, keyed by the column the engine stores them in (#11 item 2).
+ROW_MASKS: dict[str, RowMask] = {}
+
+
+def row_mask(fn: RowMask) -> RowMask:
+    """Register a mask that depends on each observation row alone.
+
+    Such a mask gives the same value for a row whether it is computed on the whole cohort
+    or on one patient's slice, so the engine computes it once for the cohort (one
+    vectorized pass instead of one pandas pass per patient and rule: issue #11 item 2) and
+    stores it as column ``mask.<name>``; the wrapped function returns that column when it
+    is present and computes the mask otherwise (a frame built outside the engine).
+    """
+    column = f"mask.{fn.__name__}"
+
+    @wraps(fn)
+    def cached(obs: pd.DataFrame) -> pd.Series:
+        if column in obs.columns:
+            return obs[column]
+        return fn(obs)
+
+    ROW_MASKS[column] = fn
+    return cached
+
 
 def _date(value: Any) -> date:
     return pd.Timestamp(value).date()
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or pd.isna(value) else str(value)
 
 
 def _num(value: Any) -> float | None:
@@ -196,7 +235,9 @@ def obs_finding(row: pd.Series, note: str | None = None) -> Finding:
     """A finding for one observed alteration in one draw."""
     return Finding(
         gene=row["gene"] if pd.notna(row["gene"]) else None,
-        alteration=row["alteration"] if pd.notna(row["alteration"]) else None,
+        # ``alteration_name``: the engine's cohort column (kinetics.alteration_names: the
+        # vendor's text for a row the knowledge base could not name).
+        alteration=_text(row.get("alteration_name", row["alteration"])),
         sample_id=str(row["sample_id"]), collection_date=_date(row["collection_date"]),
         vaf=_num(row["vaf"]), detected=bool(row["detected"]), lod_vaf=_num(row["lod_vaf"]),
         alt_reads=_int(row["alt_reads"]), depth=_int(row["depth"]),
@@ -230,7 +271,7 @@ def make_alert(info: RuleInfo, tier: str, findings: list[Finding], actions: list
         actions = [FAILURE_ACTION, *actions]
     used = draws if draws is not None else list(dict.fromkeys(f.sample_id for f in findings))
     return Alert(
-        rule_id=info.rule_id, tier=tier, title=info.title, findings=findings,  # type: ignore[arg-type]
+        rule_id=info.rule_id, tier=tier, title=info.title, findings=findings,
         suggested_actions=actions,
         evidence=[*(evidence or []), *info.sources,
                   f"evidence strength: {info.strength_label()}"],
@@ -581,7 +622,7 @@ def rule_e1(ctx: LineContext) -> list[Alert]:
     if first_clear > ctx.rules.clearance_by_week * 7:
         return []
     cleared = seq[seq["day"] == first_clear].iloc[0]
-    findings = [draw_finding(ctx.baseline, "baseline"), draw_finding(cleared, "clearance")]
+    findings = [draw_finding(ctx.reference, "baseline"), draw_finding(cleared, "clearance")]
     latest = seq.iloc[-1]
     if latest["sample_id"] != cleared["sample_id"]:
         findings.append(draw_finding(latest, "latest evaluable draw, still below LoD"))
@@ -623,7 +664,7 @@ def rule_e2_e3(ctx: LineContext) -> list[Alert]:
     # E3 confirmed: an insufficient draw in weeks 3-10 confirmed by the next draw.
     started = np.concatenate([[False], (insufficient & window)[:-1]])
     confirmed = confirmed_pairs(days, insufficient, rules) & started
-    base = ctx.baseline
+    base = ctx.reference  # E2/E3 run only with a detected baseline
     if confirmed.any():
         i = int(np.flatnonzero(confirmed)[0])
         pair = [seq.iloc[i - 1], seq.iloc[i]]
@@ -824,6 +865,10 @@ def rule_p3(ctx: LineContext) -> list[Alert]:
 def new_detections(ctx: LineContext, mask: pd.Series) -> pd.DataFrame:
     """On-treatment detections matching ``mask`` whose marker was not detected at baseline."""
     obs = ctx.observations
+    wanted = (np.asarray(mask, dtype=bool) & obs["detected"].to_numpy(dtype=bool)
+              & (obs["role"].to_numpy() == "on_treatment"))
+    if not wanted.any():  # the usual case: a cheap exit before any pandas work (#11 item 2)
+        return obs.iloc[0:0]
     base = ctx.baseline
     at_base = set()
     if base is not None:
@@ -975,6 +1020,7 @@ def rule_r3(ctx: LineContext) -> list[Alert]:
 _MAPK_HOTSPOT = re.compile(r"^(?:p\.)?(?:G12|G13|Q61)[A-Z]")
 
 
+@row_mask
 def mapk_mask(obs: pd.DataFrame) -> pd.Series:
     """KRAS/NRAS G12/G13/Q61, MAP2K1 (knowledge-base bypass) and BRAF V600E calls (R4)."""
     genes = obs["gene"].astype("object").fillna("").astype(str).str.upper()
@@ -986,6 +1032,7 @@ def mapk_mask(obs: pd.DataFrame) -> pd.Series:
         "variant_type"].isin(["snv", "mnv", "indel"])
 
 
+@row_mask
 def met_mask(obs: pd.DataFrame) -> pd.Series:
     """MET copy-number gains and MET fusions (R3)."""
     genes = obs["gene"].astype("object").fillna("").astype(str).str.upper()

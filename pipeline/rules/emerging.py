@@ -22,6 +22,7 @@ from pipeline.rules.catalogue import (
     met_mask,
     new_detections,
     obs_finding,
+    row_mask,
 )
 
 #: Categories judged by a mechanism rule (R0-R6) or excluded from tumour tracking.
@@ -29,6 +30,7 @@ _OWNED_BY_OTHER_RULES = ("alk_resistance", "bypass", "driver", "chip")
 _LEVEL_TYPES = ("snv", "mnv", "indel", "fusion", "sv")
 
 
+@row_mask
 def emerging_mask(obs: pd.DataFrame) -> pd.Series:
     """Observations P4 follows: VAF-bearing, non-CHIP, not owned by a mechanism rule.
 

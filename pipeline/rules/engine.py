@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, timedelta
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -18,10 +19,17 @@ import pipeline
 from pipeline.assessment import Alert, Assessment, DrawLevel, Finding, Therapy
 from pipeline.config import Settings
 from pipeline.errors import NotFoundError
-from pipeline.kinetics import as_timestamp, compute_kinetics, is_chip, marker_keys
+from pipeline.kinetics import (
+    alteration_names,
+    as_timestamp,
+    compute_kinetics,
+    is_chip,
+    marker_keys,
+)
 from pipeline.rules.catalogue import (
     C1,
     C2_CAVEAT,
+    ROW_MASKS,
     KnowledgeBaseLike,
     LineContext,
     make_alert,
@@ -86,6 +94,8 @@ def evaluate_cohort(
     obs = observations.copy()
     obs["marker_key"] = marker_keys(obs) if len(obs) else pd.Series(dtype="object")
     obs["is_chip"] = is_chip(obs, settings.rules) if len(obs) else pd.Series(dtype=bool)
+    obs["alteration_name"] = (alteration_names(obs) if len(obs)
+                              else pd.Series(dtype="object"))
     obs["detected"] = obs["detected"].astype(bool)
     obs["collection_date"] = pd.to_datetime(obs["collection_date"]).dt.normalize()
     for column in ("vaf", "copy_number", "lod_vaf", "tumor_fraction"):
@@ -99,16 +109,21 @@ def evaluate_cohort(
         set(kept["patient_id"]) | set(kin.lines["patient_id"])
     )
 
+    for column, mask in ROW_MASKS.items():  # once for the cohort, not per patient (#11)
+        obs[column] = mask(obs).to_numpy(dtype=bool) if len(obs) else pd.Series(dtype=bool)
+
     latest_line = kin.lines.sort_values(["patient_id", "start_date", "line"]).groupby(
         "patient_id").tail(1).set_index("patient_id")
     draws_by = dict(tuple(kin.draws.groupby(["patient_id", "line"], sort=False)))
-    obs_by = dict(tuple(obs.groupby("sample_id", sort=False)))
+    line_obs = _line_observations(obs, kin.draws)
+    obs_by = _ObservationsBySample(obs)
     kept_by = dict(tuple(kept.groupby("patient_id", sort=False)))
 
     out = []
     for patient in patients:
         patient_draws = kept_by.get(patient, kept.iloc[0:0])
-        line = latest_line.loc[patient] if patient in latest_line.index else None
+        line = (cast(pd.Series, latest_line.loc[patient]) if patient in latest_line.index
+                else None)  # one row per patient: tail(1) above
         if cutoff is not None:
             when = cutoff.date()
         else:
@@ -116,13 +131,14 @@ def evaluate_cohort(
             dates = [*patient_draws["collection_date"], *therapies.loc[
                 therapies["patient_id"] == patient, "start_date"].map(pd.Timestamp)]
             when = max(dates).date()
-        out.append(_assess(patient, when, line, draws_by, obs_by, patient_draws,
+        out.append(_assess(patient, when, line, draws_by, line_obs, obs_by, patient_draws,
                            settings, kb))
     return out
 
 
 def _assess(patient: str, as_of: date, line: pd.Series | None,
-            draws_by: dict, obs_by: dict, patient_draws: pd.DataFrame,
+            draws_by: dict, line_obs: dict, obs_by: _ObservationsBySample,
+            patient_draws: pd.DataFrame,
             settings: Settings, kb: KnowledgeBaseLike | None) -> Assessment:
     therapy = None
     caveats: list[str] = []
@@ -143,11 +159,11 @@ def _assess(patient: str, as_of: date, line: pd.Series | None,
         draws = None
     if draws is None:
         draws = _unlined_draws(patient_draws)
-    # A provisional reference is listed twice in ``draws`` (reference and on-treatment).
-    parts = [obs_by[s] for s in dict.fromkeys(draws["sample_id"]) if s in obs_by]
-    obs = pd.concat(parts, ignore_index=True) if parts else _empty_obs(obs_by)
-    obs = obs.merge(draws[["sample_id", "day", "role"]].drop_duplicates("sample_id"),
-                    on="sample_id", how="left")
+        obs = obs_by.for_draws(patient, draws)
+    else:
+        sliced = line_obs.get((patient, int(line["line"])))  # type: ignore[index]
+        obs = (sliced.reset_index(drop=True) if sliced is not None
+               else obs_by.for_draws(patient, draws))
     ctx = LineContext(patient, as_of, settings, kb, therapy, line, draws, obs, caveats)
 
     alerts: list[Alert] = []
@@ -169,7 +185,7 @@ def _assess(patient: str, as_of: date, line: pd.Series | None,
             alerts.append(overdue)
     if ctx.provisional:
         caveats.append("No pre-treatment draw: the first on-treatment draw "
-                       f"({ctx.baseline['sample_id']}) is a provisional reference; early-"
+                       f"({ctx.reference['sample_id']}) is a provisional reference; early-"
                        "response milestones (E1-E3) cannot be judged, emergence, rise and "
                        "resistance rules apply.")
     if status == "OPTIMAL":
@@ -179,7 +195,7 @@ def _assess(patient: str, as_of: date, line: pd.Series | None,
     base = ctx.baseline
     levels = _levels(draws) if line is not None else []
     return Assessment(
-        patient_id=patient, as_of=as_of, therapy=therapy, status=status,  # type: ignore[arg-type]
+        patient_id=patient, as_of=as_of, therapy=therapy, status=status,
         alerts=alerts, config_version=settings.version_label(),
         kb_version=str(kb.version) if kb is not None else "none",
         pipeline_version=pipeline.__version__,
@@ -202,7 +218,7 @@ def _response_assessed(ctx: LineContext) -> bool:
     seq = ctx.evaluable
     seq = seq[seq["day"] >= ctx.rules.early_window_start_week * 7]
     if ctx.provisional:
-        seq = seq[seq["sample_id"] != ctx.baseline["sample_id"]]
+        seq = seq[seq["sample_id"] != ctx.reference["sample_id"]]
     return bool(len(seq))
 
 
@@ -210,7 +226,7 @@ def _levels(draws: pd.DataFrame) -> list[DrawLevel]:
     """The line's per-draw levels as the rules used them (reports and emails read these)."""
     rows = draws.drop_duplicates(["sample_id", "role"])
     out = []
-    for r in rows.itertuples(index=False):
+    for r in cast(Iterable[Any], rows.itertuples(index=False)):  # rows' cells: any scalar
         # A provisional reference is listed once, as the reference.
         if r.role == "on_treatment" and bool(getattr(r, "provisional", False)):
             continue
@@ -242,12 +258,57 @@ def _unlined_draws(patient_draws: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _empty_obs(obs_by: dict) -> pd.DataFrame:
-    columns = next(iter(obs_by.values())).columns if obs_by else [
-        "sample_id", "marker_key", "detected", "category", "gene", "alteration", "is_chip",
-        "variant_type", "fusion_partner", "vaf", "alt_reads", "depth", "copy_number",
-        "collection_date", "lod_vaf", "tumor_fraction", "assay"]
-    return pd.DataFrame(columns=list(columns)).astype({"detected": bool, "is_chip": bool})
+def _line_observations(obs: pd.DataFrame, draws: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
+    """Each line's observations with the draw's ``day`` and ``role``, for the whole cohort.
+
+    One merge and one group-by for the cohort (#11 item 2) instead of a concat and a merge
+    per patient. Rows come in the order the per-patient path gave them: the line's draws in
+    order (a provisional reference, listed twice, counts at its first place and its first
+    role), each draw's calls in store order.
+    """
+    cols = ["patient_id", "line", "sample_id", "day", "role"]
+    if not len(obs) or not len(draws):
+        return {}
+    placed = draws[cols].copy()
+    placed["_draw_pos"] = placed.groupby(["patient_id", "line"], sort=False).cumcount()
+    placed = placed.drop_duplicates(["patient_id", "line", "sample_id"])
+    rows = obs.assign(_obs_pos=np.arange(len(obs)))
+    merged = rows.merge(placed.drop(columns="patient_id"), on="sample_id", how="inner")
+    merged = merged.sort_values(["patient_id", "line", "_draw_pos", "_obs_pos"],
+                                kind="mergesort")
+    keys = merged[["patient_id", "line"]]
+    merged = merged.drop(columns=["line", "_draw_pos", "_obs_pos"])
+    groups = cast(Iterable[tuple[tuple[Any, Any], pd.DataFrame]],
+                  merged.groupby([keys["patient_id"], keys["line"]], sort=False))
+    return {(str(p), int(ln)): frame for (p, ln), frame in groups}
+
+
+class _ObservationsBySample:
+    """A patient's observations for an arbitrary list of draws (unlined draws, lines
+    without calls): the per-patient path, grouped lazily by patient."""
+
+    def __init__(self, obs: pd.DataFrame) -> None:
+        self._obs = obs
+        self._by_patient: dict[str, pd.DataFrame] | None = None
+
+    def for_draws(self, patient: str, draws: pd.DataFrame) -> pd.DataFrame:
+        if self._by_patient is None:
+            self._by_patient = {str(k): g for k, g in self._obs.groupby("patient_id", sort=False)}
+        pobs = self._by_patient.get(patient)
+        # A provisional reference is listed twice in ``draws`` (reference and on-treatment).
+        parts = [] if pobs is None else [
+            pobs[pobs["sample_id"] == s] for s in dict.fromkeys(draws["sample_id"])]
+        parts = [p for p in parts if len(p)]
+        obs = pd.concat(parts, ignore_index=True) if parts else self._empty()
+        return obs.merge(draws[["sample_id", "day", "role"]].drop_duplicates("sample_id"),
+                         on="sample_id", how="left")
+
+    def _empty(self) -> pd.DataFrame:
+        columns = self._obs.columns if len(self._obs) else [
+            "sample_id", "marker_key", "detected", "category", "gene", "alteration", "is_chip",
+            "variant_type", "fusion_partner", "vaf", "alt_reads", "depth", "copy_number",
+            "collection_date", "lod_vaf", "tumor_fraction", "assay"]
+        return pd.DataFrame(columns=list(columns)).astype({"detected": bool, "is_chip": bool})
 
 
 def _status(ctx: LineContext, alerts: list[Alert]) -> tuple[str, str]:

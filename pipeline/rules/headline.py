@@ -42,7 +42,8 @@ def _kinetic_part(alert: Alert) -> str | None:
     if not levels:
         return None
     last = levels[-1]
-    path = " → ".join(f"{v * 100:.3g}" for v in dict.fromkeys(f.ctdna_level for f in levels))
+    values = [f.ctdna_level for f in levels if f.ctdna_level is not None]
+    path = " → ".join(f"{v * 100:.3g}" for v in dict.fromkeys(values))
     label = f"{last.gene} {last.alteration}: " if last.gene else ""
     text = f"{label}ctDNA {path} %" if "→" in path else f"{label}ctDNA level {path} %"
     if alert.tier == "WARNING" and alert.confirmed is False:
@@ -80,7 +81,7 @@ def _alteration_part(alert: Alert) -> str:
     return text
 
 
-def _level_part(levels: list[DrawLevel]) -> str:
+def _level_part(levels: list[DrawLevel], new_clone_leads: bool = False) -> str:
     if not levels:
         return ""
     ref = next((lv for lv in levels if lv.role == "baseline"), levels[0])
@@ -90,7 +91,11 @@ def _level_part(levels: list[DrawLevel]) -> str:
         return f"ctDNA {_draw_text(ref)} ({word})"
     treated = [lv for lv in levels if lv.role == "on_treatment" and lv.sample_id != ref.sample_id]
     cleared_before = any(not lv.detected and lv.informative for lv in treated[:-1])
-    text = f"ctDNA {_draw_text(ref)} → {_draw_text(latest)}"
+    # The level follows the baseline markers. When a clone absent at baseline leads the
+    # headline, "ctDNA 0.1 % -> < 0.1 %" beside "EGFR del19 0.2 -> 5.4 %" reads as a
+    # contradiction (real Guardant G1, round 2 review): name what the level measures.
+    what = f"baseline markers ({ref.markers})" if new_clone_leads and ref.markers else "ctDNA"
+    text = f"{what} {_draw_text(ref)} → {_draw_text(latest)}"
     if latest.detected and cleared_before:
         text += " after clearance"
     if ref.provisional_reference:
@@ -115,7 +120,7 @@ def make_headline(status: str, reason: str, alerts: list[Alert], levels: list[Dr
             parts[-1] += f" (+{len(others)} more {lead.tier} rule{'s' if len(others) > 1 else ''})"
     else:
         parts.append(reason.split(": not evaluable for response")[0])
-    level = _level_part(levels)
+    level = _level_part(levels, new_clone_leads=bool(current) and current[0].rule_id in _NEW)
     if level and current and current[0].rule_id in _KINETIC and (
             "→" in parts[0] or "→" not in level):
         # the lead already gives the level path; keep only what the level part adds

@@ -67,7 +67,7 @@ def rule_r0(ctx: LineContext) -> list[Alert]:
                        [f"Reduced activity of the current drug expected: {headline}; "
                         "review at the next visit and shorten the draw interval."])
             evidence = [headline, cell["citation"]]
-        elif category[first.name] == "bypass" and at_baseline:
+        elif first["category"] == "bypass" and at_baseline:
             tier, verified = "WARNING", True
             drug = ctx.therapy.drug
             actions = [f"Pre-existing ALK-independent (bypass) alteration {label} at baseline: "

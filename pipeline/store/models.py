@@ -161,6 +161,17 @@ alert_notifications = sa.Table(
     # (backoff); NULL = now. ``message_id`` is now set at enqueue, so a re-send after a relay
     # stored-then-failed carries the same Message-ID and mail servers can deduplicate it.
     sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    # Migration 0004_alerting (issue #14): the ledger is keyed by (alert, channel). ``channel``
+    # names the configured channel (NULL = email); ``item_key`` is the channel-independent
+    # identity of the alert (``alert_key`` = item_key for email, sha256(item_key, channel)
+    # otherwise); rows sharing ``digest_ref`` are one message (one digest per patient, channel
+    # and run) and change state together (NULL = a digest of one: its own ``ref``).
+    sa.Column("channel", sa.String(64), nullable=True),
+    sa.Column("item_key", sa.String(64), nullable=True),
+    sa.Column("digest_ref", sa.String(16), nullable=True),
+    sa.Column("receipt", sa.Text, nullable=True),  # what the channel reported on acceptance
+    sa.Index("ix_alert_notifications_digest", "digest_ref"),
+    sa.Index("ix_alert_notifications_state", "state"),
 )
 
 # Migration 0002 (issue #10 item 1): the durable work queue from sample to email. A row is
@@ -191,4 +202,27 @@ inbox_files = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=True),
     sa.Column("outcome", sa.String(16), nullable=False),  # ok | partial | rejected
     sa.UniqueConstraint("path", "fingerprint", name="uq_inbox_fingerprint"),
+)
+
+# Migration 0004_ack (issue #14 item 2): what happened to a notified alert after it was sent,
+# append-only (never updated or deleted, so the record of who acknowledged what and when is
+# an audit trail). ``alert_ref`` is the ledger row's random reference (the "alert id" care
+# teams quote). ``event``: delivered (the acknowledgement link was opened: the message reached
+# a mailbox) | acknowledged | escalated | closed. ``token_nonce`` is unique: a signed
+# acknowledgement link is accepted once. The current state of every alert is derived from the
+# ledger row and these events in one query (pipeline/store/alerts.py).
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alert_ref", sa.String(16), sa.ForeignKey("alert_notifications.ref"),
+              nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=True),  # who (name or address); NULL = ctdna
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("via", sa.String(16), nullable=False),  # cli | link | run
+    sa.Column("token_nonce", sa.String(64), nullable=True, unique=True),
+    sa.Column("detail", sa.JSON, nullable=True),  # e.g. the escalation message's ref and address
+    sa.Index("ix_alert_events_ref", "alert_ref", "event"),
 )

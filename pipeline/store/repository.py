@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -246,8 +244,10 @@ class Store:
             if sum(lengths):
                 merged = pd.concat([f for f in frames if len(f)], ignore_index=True)
                 pk_column = np.repeat(np.array(pks, dtype=object), lengths)
-                conn.execute(models.observations.insert(),
-                             self._observation_rows(merged, pk_column))
+                for start in range(0, len(merged), _ROWS_CHUNK):
+                    insert_observations(conn, self._observation_rows(
+                        merged.iloc[start:start + _ROWS_CHUNK],
+                        pk_column[start:start + _ROWS_CHUNK]))
             # Same transaction as the samples: a stored draw's patient cannot be
             # stored-but-forgotten by a crash before evaluation (issue #10 item 1).
             mark_pending(conn, sorted({sample.patient_id for sample, _ in writes}), "ingest",
@@ -300,12 +300,12 @@ class Store:
             conn.execute(
                 t.update().where(t.c.id == current.id).values(is_current=False, superseded_at=now)
             )
-        sample_pk = conn.execute(
-            t.insert().values(**_sample_row(prepared, version, now))
-        ).inserted_primary_key[0]
-        rows = self._observation_rows(prepared.observations, int(sample_pk))
-        if rows:
-            conn.execute(models.observations.insert(), rows)
+        sample_pk = _inserted_id(conn.execute(
+            t.insert().values(**_sample_row(prepared, version, now))), "samples")
+        frame = prepared.observations
+        for start in range(0, len(frame), _ROWS_CHUNK):
+            insert_observations(conn, self._observation_rows(
+                frame.iloc[start:start + _ROWS_CHUNK], sample_pk))
         action: IngestAction = "amended" if current is not None else "ingested"
         self._event(conn, action, prepared, run_id, now)
         # Same transaction as the sample: the patient cannot be stored-but-forgotten.
@@ -313,9 +313,11 @@ class Store:
         return action
 
     @staticmethod
-    def _observation_rows(frame: pd.DataFrame, sample_pk: int | np.ndarray) -> list[dict[str, Any]]:
-        """Plain-Python rows for one bulk INSERT, built column-wise (issue #11: a per-value
-        Python loop cost seconds on a 200,000-record VCF)."""
+    def _observation_rows(frame: pd.DataFrame, sample_pk: int | np.ndarray
+                          ) -> list[tuple[Any, ...]]:
+        """Plain-Python rows (:data:`OBSERVATION_INSERT_COLUMNS` order) for one bulk
+        insert, built column-wise (issue #11: a per-value Python loop cost seconds on a
+        200,000-record VCF)."""
         import numpy as np
 
         if frame.empty:
@@ -323,9 +325,7 @@ class Store:
         data = frame.reindex(columns=list(OBSERVATION_COLUMNS))
         columns = [_plain_column(data[c]) for c in OBSERVATION_COLUMNS]
         pks = np.broadcast_to(np.asarray(sample_pk, dtype=object), (len(data),))
-        names = (*OBSERVATION_COLUMNS, "sample_pk")
-        return [dict(zip(names, values, strict=True)) for values in zip(*columns, pks,
-                                                                      strict=True)]
+        return list(zip(*columns, pks.tolist(), strict=True))
 
     @staticmethod
     def _upsert_patient(conn: Connection, patient_id: str, care_team: str | None,
@@ -388,11 +388,11 @@ class Store:
                 conn.execute(models.therapy_lines.delete()
                              .where(models.therapy_lines.c.patient_id == str(patient_id)))
                 conn.execute(models.therapy_lines.insert(), [
-                    {"patient_id": str(patient_id), "line": int(r.line), "drug": str(r.drug),
-                     "start_date": r.start_date, "end_date": plain_value(r.end_date),
-                     "intent": plain_value(getattr(r, "intent", None)),
+                    {"patient_id": str(patient_id), "line": int(r["line"]), "drug": str(r["drug"]),
+                     "start_date": r["start_date"], "end_date": plain_value(r["end_date"]),
+                     "intent": plain_value(r.get("intent")),
                      "source_path": source_path, "updated_at": now}
-                    for r in group.itertuples(index=False)
+                    for r in group.to_dict("records")
                 ])
             mark_pending(conn, sorted({str(p) for p in therapies["patient_id"]}), "therapies",
                          None, now)
@@ -404,10 +404,10 @@ class Store:
             return 0
         o = models.observations
         rows = [
-            {"b_id": int(r.observation_id), "b_gene": plain_value(r.gene),
-             "b_alteration": plain_value(r.alteration), "b_category": str(r.category),
-             "b_kb_id": plain_value(r.kb_id)}
-            for r in frame.itertuples(index=False)
+            {"b_id": int(r["observation_id"]), "b_gene": plain_value(r["gene"]),
+             "b_alteration": plain_value(r["alteration"]), "b_category": str(r["category"]),
+             "b_kb_id": plain_value(r["kb_id"])}
+            for r in frame.to_dict("records")
         ]
         stmt = (o.update().where(o.c.id == sa.bindparam("b_id"))
                 .values(gene=sa.bindparam("b_gene"), alteration=sa.bindparam("b_alteration"),
@@ -428,7 +428,7 @@ class Store:
                 pipeline_version=payload["pipeline_version"],
                 sample_pks=[int(x) for x in sample_pks], payload=payload,
             ))
-            return int(result.inserted_primary_key[0])
+            return _inserted_id(result, "assessments")
 
     # ------------------------------------------------------------------ work queue
     def mark_pending(self, patient_ids: Iterable[str], reason: str,
@@ -440,12 +440,23 @@ class Store:
                 sa.select(p.c.patient_id).where(p.c.patient_id.in_(list(patient_ids))))]
             mark_pending(conn, known, reason, run_id, now_utc())
 
-    def pending_patients(self) -> list[str]:
-        """Patients marked as needing evaluation (sorted)."""
+    def pending_patients(self, run_id: str | None = None,
+                         started_at: datetime | None = None) -> list[str]:
+        """Patients marked as needing evaluation (sorted).
+
+        With ``run_id`` and ``started_at`` (a flow run), only the marks that run owns: its
+        own, marks without a run, and marks older than its start (left by an earlier or a
+        crashed run). Marks a concurrent run made after this one started are that run's
+        work, so two workers on two inbox shards do not both evaluate every patient (#11
+        item 6).
+        """
         q = models.pending_evaluations
+        stmt = sa.select(q.c.patient_id).order_by(q.c.patient_id)
+        if run_id is not None and started_at is not None:
+            stmt = stmt.where(sa.or_(q.c.run_id.is_(None), q.c.run_id == run_id,
+                                     q.c.marked_at < started_at))
         with self.engine.connect() as conn:
-            return [r[0] for r in conn.execute(
-                sa.select(q.c.patient_id).order_by(q.c.patient_id))]
+            return [r[0] for r in conn.execute(stmt)]
 
     # ------------------------------------------------------------------ reads
     def _frame(self, stmt: sa.Select[Any]) -> pd.DataFrame:
@@ -490,7 +501,7 @@ class Store:
         for column in ("level_value", "level_lod"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
         for column in ("level_unit", "level_call"):
-            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+            frame[column] = frame[column].astype(object).mask(frame[column].isna(), None)
         return _coerce_dates(frame, ["collection_date"])
 
     @staticmethod
@@ -621,7 +632,15 @@ def mark_pending(conn: Connection, patient_ids: Sequence[str], reason: str,
     rows = [{"patient_id": pid, "marked_at": now, "reason": reason, "run_id": run_id}
             for pid in patient_ids]
     if dialect in ("sqlite", "postgresql"):
-        insert = (sqlite_dialect.insert if dialect == "sqlite" else pg_dialect.insert)(q)
+        # The dialect modules load here, not at import: `ctdna observations` never writes,
+        # and the PostgreSQL dialect (with asyncpg's) cost ~0.1 s of its start-up (#11).
+        insert: Any
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+            insert = sqlite_insert(q)
+        else:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+            insert = pg_insert(q)
         conn.execute(insert.on_conflict_do_update(
             index_elements=[q.c.patient_id],
             set_={"marked_at": insert.excluded.marked_at, "reason": insert.excluded.reason,
@@ -663,14 +682,62 @@ def _coerce_dates(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 _IN_CHUNK = 30_000
 
 
-def _plain_column(series: pd.Series) -> np.ndarray:
-    """A column as plain Python values with None for every missing value."""
-    import numpy as np
+def _inserted_id(result: sa.CursorResult[Any], table: str) -> int:
+    """The primary key of the row a single-row INSERT just wrote."""
+    key = result.inserted_primary_key
+    if key is None:  # SQLAlchemy gives None only for a statement that inserted no row
+        raise StoreError(f"insert into {table} returned no primary key")
+    return int(key[0])
 
-    values = series.to_numpy(dtype=object, na_value=None)
-    if series.dtype == object:
-        values = np.array([plain_value(v) for v in values], dtype=object)
+
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain_column(series: pd.Series) -> list[Any]:
+    """A column as plain Python values with None for every missing value (numeric
+    columns convert in C; an object column only goes value by value when it holds
+    something else than str/int/float/bool/None, e.g. a numpy scalar)."""
+    # pandas accepts na_value=None (documented); pandas-stubs 2.3 list only scalar na_values
+    values = series.to_numpy(dtype=object, na_value=None).tolist()  # type: ignore[call-overload]
+    if series.dtype == object and not set(map(type, values)) <= _PLAIN_TYPES:
+        values = [plain_value(v) for v in values]
     return values
+
+
+#: Observation rows converted to Python and inserted at a time: the Python tuples of a
+#: 200,000-record VCF at once cost ~150 MiB of peak memory (issue #11); one transaction
+#: still covers every chunk.
+_ROWS_CHUNK = 25_000
+
+#: Columns of a bulk observation insert, in row order.
+OBSERVATION_INSERT_COLUMNS = (*OBSERVATION_COLUMNS, "sample_pk")
+
+
+def insert_observations(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert observation rows (:data:`OBSERVATION_INSERT_COLUMNS` order) in bulk, inside
+    the caller's transaction (so a sample stays all-or-nothing).
+
+    PostgreSQL: one ``COPY ... FROM STDIN`` through psycopg; SQLite: one driver-level
+    ``executemany`` of a prepared INSERT (SQLAlchemy's per-row parameter processing cost
+    about 10 µs a row, 2 s for a 200,000-record VCF; issue #11 item 1); other dialects:
+    SQLAlchemy Core ``insert`` with many rows.
+    """
+    if not rows:
+        return
+    names = ", ".join(OBSERVATION_INSERT_COLUMNS)
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        driver = conn.connection.driver_connection
+        with driver.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
+                f"COPY observations ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    elif dialect == "sqlite":
+        marks = ", ".join("?" * len(OBSERVATION_INSERT_COLUMNS))
+        conn.exec_driver_sql(f"INSERT INTO observations ({names}) VALUES ({marks})", rows)
+    else:
+        conn.execute(models.observations.insert(), [
+            dict(zip(OBSERVATION_INSERT_COLUMNS, row, strict=True)) for row in rows])
 
 
 def _sample_row(sample: PreparedSample, version: int, now: datetime) -> dict[str, Any]:

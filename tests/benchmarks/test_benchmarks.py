@@ -8,8 +8,11 @@ draws for evaluate; 60 vs 240 one-file-per-sample draws for the per-sample inges
 from __future__ import annotations
 
 import os
+import resource
 import shutil
+import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -63,6 +66,42 @@ def test_vcf_200k_read(make_cohort, tmp_path: Path, benchmark) -> None:
         reference = time.perf_counter() - start
         benchmark.extra_info["bcftools_query_seconds"] = reference
         print(f"\nbcftools query of the same fields: {reference:.2f} s")
+
+
+def _whole_process(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one whole child process, start-up included."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def test_vcf_200k_ingest_vs_bcftools(make_cohort, tmp_path: Path) -> None:
+    """Issue #11 item 1: ``ctdna ingest`` of the 200,000-record VCF (fresh SQLite store)
+    against ``bcftools query`` of the same fields, whole processes, A/B in turn (3 pairs,
+    medians). Skipped when bcftools is not installed (Debian: ``apt-get install bcftools``).
+    """
+    bcftools = shutil.which("bcftools")
+    if bcftools is None:
+        pytest.skip("bcftools not installed")
+    path = make_cohort.write_big_vcf(tmp_path, 200_000, 11)
+    ctdna = str(Path(sys.executable).with_name("ctdna"))
+    query = [bcftools, "query", "-f", "%CHROM\t%POS\t%REF\t%ALT\t%FILTER\t[%AD\t%AF\t%DP]\n",
+             str(path)]
+    a, b = [], []
+    for run in range(3):
+        db = tmp_path / f"vcf{run}.sqlite"
+        a.append(_whole_process([ctdna, "ingest", "--manifest",
+                                 str(tmp_path / "big-manifest.csv"), "--db",
+                                 f"sqlite:///{db}", "--json"]))
+        b.append(_whole_process(query))
+    wall_a, cpu_a = statistics.median(w for w, _ in a), statistics.median(c for _, c in a)
+    wall_b, cpu_b = statistics.median(w for w, _ in b), statistics.median(c for _, c in b)
+    print(f"\nctdna ingest: wall {wall_a:.2f} s, CPU {cpu_a:.2f} s; bcftools query: wall "
+          f"{wall_b:.2f} s, CPU {cpu_b:.2f} s; ratio wall {wall_a / wall_b:.1f}x, CPU "
+          f"{cpu_a / cpu_b:.1f}x")
 
 
 def test_evaluate_cohort(make_cohort, tmp_path: Path, benchmark) -> None:

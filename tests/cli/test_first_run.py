@@ -35,9 +35,10 @@ def test_demo_succeeds_first_time_with_a_new_prefect_home(tmp_path: Path) -> Non
                           env=_fresh_env(tmp_path), capture_output=True, text=True,
                           timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "alert notifications: 10 new, 10 sent, 0 deferred" in done.stdout
+    # one digest per patient with news (issue #14): DEMO-001, -002, -003
+    assert "alert notifications: 3 new, 3 sent, 0 deferred" in done.stdout
     assert "Traceback" not in done.stderr and "database is locked" not in done.stderr
-    assert len(list((tmp_path / "demo" / "outbox").glob("*.eml"))) == 10
+    assert len(list((tmp_path / "demo" / "outbox").glob("*.eml"))) == 3
     assert (tmp_path / "demo" / "reports" / "cohort.html").is_file()
 
 

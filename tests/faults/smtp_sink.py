@@ -85,13 +85,21 @@ class FaultySink:
     stop = refuse
 
     def by_ref(self) -> dict[str, set[str]]:
-        """Alert reference -> set of Message-IDs it was stored under (ops mail excluded)."""
+        """Alert reference -> set of Message-IDs it was stored under (ops mail excluded).
+
+        A digest carries several alerts (``X-Ctdna-Items``, issue #14); each of them maps
+        to the digest's Message-ID.
+        """
         out: dict[str, set[str]] = {}
         for msg in self.handler.stored:
-            ref = msg.get("X-Ctdna-Ref")
-            if ref:
-                out.setdefault(str(ref), set()).add(str(msg["Message-ID"]))
+            items = str(msg.get("X-Ctdna-Items") or msg.get("X-Ctdna-Ref") or "")
+            for ref in filter(None, (r.strip() for r in items.split(","))):
+                out.setdefault(ref, set()).add(str(msg["Message-ID"]))
         return out
+
+    def digests(self) -> list[EmailMessage]:
+        """The alert messages stored (ops mail excluded), in arrival order."""
+        return [m for m in self.handler.stored if m.get("X-Ctdna-Ref")]
 
     def ops_messages(self) -> list[EmailMessage]:
         return [m for m in self.handler.stored if "[ops]" in str(m["Subject"])]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -61,10 +62,43 @@ def test_run_is_named_by_its_time_and_publishes_phi_free_artifacts(
     table = by_type["table"].data
     table_text = str(table)
     assert "samples ingested" in table_text and "notifications created" in table_text
+    # first assessments of the 4 demo patients: tier changes from "none", counts only
+    assert sum(summary.tier_changes.values()) == 4
+    assert all(change.startswith("none->") for change in summary.tier_changes)
+    assert "### Tier changes" in markdown
+    for change, n in summary.tier_changes.items():
+        assert f"| {change} | {n} |" in markdown
+        assert {"quantity": f"tier change {change}", "count": n} in (
+            json.loads(table) if isinstance(table, str) else table)
+    assert "| patients skipped | 0 |" in markdown
+    assert "| notifications deferred | 0 |" in markdown
+    assert "| notifications dead-lettered | 0 |" in markdown
     for identifier in identifiers:
         assert identifier not in markdown, identifier
         assert identifier not in table_text, identifier
         assert identifier not in flow_run.name
+
+    # nothing new: the second run evaluates nobody and says why the 4 patients were skipped
+    again = surveillance_run(inbox=str(inbox), reports=str(lab_env["tmp"] / "reports"))
+    assert (again.patients_evaluated, again.patients_skipped) == (0, 4)
+    _run, artifacts = asyncio.run(_flow_run_and_artifacts(again.run_id))
+    markdown = str({a.type: a for a in artifacts}["markdown"].data)
+    assert "| patients skipped | 4 |" in markdown and "### Patients skipped" in markdown
+    assert "not in the work queue" in markdown and "### Tier changes" not in markdown
+
+
+def test_tier_changes_and_skips_are_counted_without_identifiers() -> None:
+    from flows.run_report import NOT_MARKED, skipped_patients, tier_changes
+
+    pairs = [(None, "OPTIMAL"), ("OPTIMAL", "WARNING"), ("OPTIMAL", "WARNING"),
+             ("WARNING", "WARNING"), ("WARNING", "FAILURE")]
+    assert tier_changes(pairs) == {"OPTIMAL->WARNING": 2, "WARNING->FAILURE": 1,
+                                   "none->OPTIMAL": 1}
+    assert skipped_patients(10, 3) == {NOT_MARKED: 7}
+    assert skipped_patients(3, 3) == {}
+    # reasons reported by the evaluation itself (incremental evaluation) are used as given
+    assert skipped_patients(10, 3, {"unchanged": 5, "cadence not due": 2, "x": 0}) == {
+        "unchanged": 5, "cadence not due": 2}
 
 
 def test_rejection_reasons_are_shown_without_sample_or_file_name() -> None:

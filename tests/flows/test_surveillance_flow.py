@@ -52,10 +52,15 @@ def test_scheduled_run_end_to_end_then_nothing_new(lab_env: dict[str, Any]) -> N
 
     assert {p.name for p in reports.glob("patient-*.html")} == {
         patient_report_name(p) for p in DEMO_PATIENTS}
-    assert summary.emails_sent == len(handler.messages) > 0
+    alerts, ops = _alert_and_ops(handler.messages)
+    assert summary.emails_sent == len(alerts) > 0
     assert not summary.emails_pending
+    # one digest per patient with alerts (issue #14 item 1)
+    assert summary.notifications_created == len(alerts) <= len(DEMO_PATIENTS)
+    # nothing needed a human (DEMO-004, without a care team, has nothing to notify)
+    assert ops == []
 
-    for recipients, message in handler.messages:
+    for recipients, message in alerts:
         subject = message["Subject"]
         for token in _forbidden_subject_tokens():
             assert token.lower() not in subject.lower(), (token, subject)
@@ -67,7 +72,7 @@ def test_scheduled_run_end_to_end_then_nothing_new(lab_env: dict[str, Any]) -> N
         assert set(recipients) == expected, (patient, recipients)
 
     # DEMO-001's confirmed G1202R must have produced a FAILURE notification
-    bodies = "\n".join(str(m) for _r, m in handler.messages)
+    bodies = "\n".join(str(m) for _r, m in alerts)
     assert "FAILURE" in bodies
 
     sent = len(handler.messages)
@@ -81,6 +86,12 @@ def test_scheduled_run_end_to_end_then_nothing_new(lab_env: dict[str, Any]) -> N
     assert _tree_digest(inbox) == before  # the lab's files were never modified
 
 
+def _alert_and_ops(messages: list[Any]) -> tuple[list[Any], list[Any]]:
+    """(alert digests, ops notices) among the recorded (recipients, message) pairs."""
+    ops = [(r, m) for r, m in messages if "[ops]" in str(m["Subject"])]
+    return [(r, m) for r, m in messages if "[ops]" not in str(m["Subject"])], ops
+
+
 def test_smtp_outage_then_recovery_delivers_each_alert_once(lab_env: dict[str, Any]) -> None:
     inbox, handler = lab_env["inbox"], lab_env["handler"]
     handler.refuse = True
@@ -92,10 +103,11 @@ def test_smtp_outage_then_recovery_delivers_each_alert_once(lab_env: dict[str, A
     handler.refuse = False
     second = _run(inbox)  # nothing new in the inbox, but pending alerts are delivered
     assert second.ingested == 0
-    assert second.emails_sent == first.notifications_created == len(handler.messages)
+    alerts, _ops = _alert_and_ops(handler.messages)
+    assert second.emails_sent == first.notifications_created == len(alerts)
     third = _run(inbox)
     assert third.emails_sent == 0
-    subjects = [m["Subject"] for _r, m in handler.messages]
+    subjects = [m["Subject"] for _r, m in _alert_and_ops(handler.messages)[0]]
     assert len(subjects) == len(set(subjects))  # each alert (its ref) exactly once
 
 
@@ -107,6 +119,10 @@ def test_bad_file_is_quarantined_and_the_rest_proceeds(lab_env: dict[str, Any]) 
     summary = _run(inbox)
     assert summary.ingested == 12
     assert len(summary.rejected) == 1 and "D004-W6.vcf" in summary.rejected[0]
+    # one ops email for the run (issue #14 item 5), without accession, file or patient ID
+    _alerts, ops = _alert_and_ops(lab_env["handler"].messages)
+    assert len(ops) == 1 and "Rejected inputs" in str(ops[0][1])
+    assert not [t for t in (*DEMO_PATIENTS, "D004-W6") if t in str(ops[0][1])]
     quarantined = list(Path(summary.quarantine_dir).rglob("D004-W6.vcf*"))
     assert {p.name for p in quarantined} == {"D004-W6.vcf", "D004-W6.vcf.error.txt"}
     assert _tree_digest(inbox) == before
@@ -148,6 +164,6 @@ def test_two_concurrent_runs_on_postgres_store_once_and_mail_once(
     assert len(samples) == 13 and samples["sample_id"].is_unique
     assert store.sample_versions("D001-B")["version"].tolist() == [1]
     handler = lab_env["handler"]
-    subjects = [m["Subject"] for _r, m in handler.messages]
+    subjects = [m["Subject"] for _r, m in _alert_and_ops(handler.messages)[0]]
     assert subjects and len(subjects) == len(set(subjects))
     assert sum(r.emails_sent for r in results) == len(subjects)

@@ -41,3 +41,15 @@ def smtp_server() -> Iterator[SmtpServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def webhook() -> Iterator[object]:
+    """A real HTTP receiver on 127.0.0.1 (tests/notify/webhook_receiver.py)."""
+    from .webhook_receiver import WebhookReceiver
+
+    receiver = WebhookReceiver().start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()

@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
+from pipeline.notify import deliver_pending, enqueue_for_assessment
 from pipeline.notify.charts import store_chart_provider
-from pipeline.notify.ledger import deliver_pending, enqueue_for_assessment
 from pipeline.notify.transport import SmtpTransport
 from pipeline.store.models import observations, samples, therapy_lines
 from pipeline.store.repository import Store
@@ -43,7 +43,9 @@ def test_alert_email_embeds_trend_chart_inline(engine, tmp_path, smtp_server):
     report = deliver_pending(engine, settings, SmtpTransport(settings.notify.smtp), "r1",
                              chart_for=store_chart_provider(store))
     store.dispose()
-    assert len(report.sent) == 2 and report.warnings == []
+    # one digest (alert + status change of the patient), its chart drawn once
+    assert len(report.sent) == 1 and report.warnings == []
+    assert len(smtp_server.handler.messages) == 1
     for _, _, msg in smtp_server.handler.messages:
         html_part = msg.get_payload()[1]
         assert html_part.get_content_type() == "multipart/related"
@@ -63,7 +65,7 @@ def test_chart_failure_never_blocks_the_alert(engine, tmp_path, smtp_server):
 
     report = deliver_pending(engine, settings, SmtpTransport(settings.notify.smtp), "r1",
                              chart_for=broken_chart)
-    assert len(report.sent) == 2
-    assert len(report.warnings) == 2 and "without chart" in report.warnings[0]
+    assert len(report.sent) == 1
+    assert len(report.warnings) == 1 and "without chart" in report.warnings[0]
     assert all(m[2].get_payload()[1].get_content_type() == "text/html"
                for m in smtp_server.handler.messages)

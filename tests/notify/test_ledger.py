@@ -56,6 +56,14 @@ def _states(engine) -> dict[str, str]:
     return {r["ref"]: r["state"] for r in ledger_rows(engine)}
 
 
+def _digests(engine) -> dict[str, set[str]]:
+    """Digest ref -> the states of its rows (one digest = one message)."""
+    out: dict[str, set[str]] = {}
+    for r in ledger_rows(engine):
+        out.setdefault(r["digest_ref"], set()).add(r["state"])
+    return out
+
+
 def test_ref_is_random_and_well_formed():
     refs = {new_ref() for _ in range(500)}
     assert len(refs) == 500
@@ -78,9 +86,15 @@ def test_enqueue_creates_alert_and_status_rows_once(engine, settings, patients_a
     ids = enqueue_for_assessment(engine, a, None, "thoracic-a", settings)
     rows = ledger_rows(engine)
     assert sorted(ids) == [r["id"] for r in rows]
+    # the status change (it carries the headline) leads its tier
     assert [(r["kind"], r["rule_id"], r["tier"]) for r in rows] == [
-        ("alert", "R1", "FAILURE"), ("status", None, "FAILURE")]
+        ("status", None, "FAILURE"), ("alert", "R1", "FAILURE")]
     assert all(r["state"] == PENDING and r["attempts"] == 0 for r in rows)
+    # one digest: both rows share the lead row's ref and one Message-ID, on the email channel
+    assert {r["digest_ref"] for r in rows} == {rows[0]["ref"]}
+    assert len({r["message_id"] for r in rows}) == 1
+    assert {r["channel"] for r in rows} == {"email"}
+    assert [r["alert_key"] for r in rows] == [r["item_key"] for r in rows]
     assert all(r["recipients"] == TEAMS["thoracic-a"] for r in rows)
     assert ids.warnings == []
     # identical re-evaluation: nothing new
@@ -196,10 +210,12 @@ def test_deliver_to_care_teams_once(engine, tmp_path, smtp_server, patients_ab):
     enqueue_for_assessment(engine, a2, None, "thoracic-b", settings)
 
     report = deliver_pending(engine, settings, transport, "run-1")
-    assert len(report.sent) == 4 and report.failed == []
+    # one digest per patient: alert + status change in one message each
+    assert len(report.sent) == 2 and report.failed == []
     received = smtp_server.handler.messages
-    assert len(received) == 4
+    assert len(received) == 2
     rows = {r["ref"]: r for r in ledger_rows(engine)}
+    assert {r["state"] for r in rows.values()} == {SENT}
     for mail_from, rcpts, msg in received:
         ref = msg["X-Ctdna-Ref"]
         row = rows[ref]
@@ -217,14 +233,17 @@ def test_deliver_to_care_teams_once(engine, tmp_path, smtp_server, patients_ab):
         assert list(msg.iter_attachments()) == []
         assert row["state"] == SENT and row["message_id"] == msg["Message-ID"]
         assert row["transport"] == "smtp" and row["sent_at"] is not None
+        items = [r["ref"] for r in rows.values() if r["digest_ref"] == ref]
+        assert msg["X-Ctdna-Items"].split(", ") == items and len(items) == 2
+        assert all(f"ref {item}" in body for item in items)
 
     # a second run sends nothing new
     again = deliver_pending(engine, settings, transport, "run-2")
-    assert again.sent == [] and len(smtp_server.handler.messages) == 4
+    assert again.sent == [] and len(smtp_server.handler.messages) == 2
     # re-enqueueing the same assessments creates nothing
     assert list(enqueue_for_assessment(engine, a1, None, "thoracic-a", settings)) == []
     assert deliver_pending(engine, settings, transport, "run-3").sent == []
-    assert len(smtp_server.handler.messages) == 4
+    assert len(smtp_server.handler.messages) == 2
 
 
 def test_status_change_is_mailed_again(engine, tmp_path, smtp_server, patients_ab):
@@ -232,7 +251,7 @@ def test_status_change_is_mailed_again(engine, tmp_path, smtp_server, patients_a
     warn = assessment(status="WARNING",
                       alerts=[resistance_alert("S-101", tier="WARNING", rule_id="P3")])
     enqueue_for_assessment(engine, warn, None, "thoracic-a", settings)
-    assert len(deliver_pending(engine, settings, transport, "r1").sent) == 2
+    assert len(deliver_pending(engine, settings, transport, "r1").sent) == 1
     fail = assessment(status="FAILURE",
                       alerts=[resistance_alert("S-101", tier="FAILURE", rule_id="P3")])
     enqueue_for_assessment(engine, fail, None, "thoracic-a", settings)
@@ -256,7 +275,7 @@ def test_outage_then_recovery_delivers_each_exactly_once(engine, tmp_path, smtp_
     # 1) the relay answers 451 to every message: each attempt fails, all stay retryable
     smtp_server.handler.fail_with = "451 4.3.0 Temporary local problem"
     report = deliver_pending(engine, settings, transport, "run-451")
-    assert report.sent == [] and len(report.failed) == 4 and not report.aborted
+    assert report.sent == [] and len(report.failed) == 2 and not report.aborted
     assert "451" in report.failed[0][1]
     assert set(_states(engine).values()) == {FAILED}
 
@@ -264,22 +283,22 @@ def test_outage_then_recovery_delivers_each_exactly_once(engine, tmp_path, smtp_
     smtp_server.handler.fail_with = None
     smtp_server.stop()
     report = deliver_pending(engine, settings, transport, "run-down")
-    assert report.aborted and len(report.failed) == 1 and report.deferred == 3
-    assert "relay was unavailable" in report.ops_summary()
+    assert report.aborted and len(report.failed) == 1 and report.deferred == 1
+    assert "was unavailable" in report.ops_summary()
     rows = ledger_rows(engine)
     assert {r["state"] for r in rows} == {FAILED}
-    assert sorted(r["attempts"] for r in rows) == [1, 1, 1, 2]
+    assert sorted(r["attempts"] for r in rows) == [1, 1, 2, 2]  # a digest's rows move together
     assert all(r["last_error"] for r in rows)
 
-    # 3) recovery: every alert delivered exactly once, then nothing more
+    # 3) recovery: every digest delivered exactly once, then nothing more
     smtp_server.start()
     report = deliver_pending(engine, settings, transport, "run-ok")
-    assert len(report.sent) == 4 and report.failed == []
+    assert len(report.sent) == 2 and report.failed == []
     refs = [m[2]["X-Ctdna-Ref"] for m in smtp_server.handler.messages]
-    assert sorted(refs) == sorted(_states(engine))
+    assert sorted(refs) == sorted(_digests(engine))
     assert set(_states(engine).values()) == {SENT}
     assert deliver_pending(engine, settings, transport, "run-after").sent == []
-    assert len(smtp_server.handler.messages) == 4
+    assert len(smtp_server.handler.messages) == 2
 
 
 def test_two_concurrent_runs_send_each_alert_once(engine, tmp_path, smtp_server, patients_ab):
@@ -288,7 +307,8 @@ def test_two_concurrent_runs_send_each_alert_once(engine, tmp_path, smtp_server,
         pid = f"PT-10{i:02d}"
         add_patients(engine, (pid, "thoracic-a"))
         enqueue_for_assessment(engine, assessment(patient_id=pid), None, "thoracic-a", settings)
-    total = len(ledger_rows(engine))
+    total = len(_digests(engine))
+    assert total == 6  # one digest per patient
     barrier = threading.Barrier(2)
     reports = []
     errors: list[BaseException] = []
@@ -334,7 +354,9 @@ class _InterleavingTransport:
 
 
 def test_interleaved_runs_never_send_a_claimed_row_twice(engine, tmp_path, smtp_server,
-                                                        patients_ab):
+                                                        patients_ab, monkeypatch):
+    # claim one digest at a time so that run B can take the second while A sends the first
+    monkeypatch.setattr("pipeline.notify.outbox.CLAIM_CHUNK", 1)
     settings, transport = _smtp(tmp_path, smtp_server)
     enqueue_for_assessment(engine, assessment(patient_id="PT-0001"), None, "thoracic-a",
                            settings)
@@ -343,26 +365,25 @@ def test_interleaved_runs_never_send_a_claimed_row_twice(engine, tmp_path, smtp_
     outer = _InterleavingTransport(transport, engine, settings)
     report_a = deliver_pending(engine, settings, outer, "run-A")
     report_b = outer.nested
-    assert len(report_a.sent) == 1 and report_a.skipped == 3
-    # B never even sees the row A holds; A then loses the CAS on the three B sent.
-    assert len(report_b.sent) == 3 and report_b.skipped == 0
+    assert len(report_a.sent) == 1 and report_a.skipped == 1
+    # B never even sees the digest A holds; A then loses the CAS on the one B sent.
+    assert len(report_b.sent) == 1 and report_b.skipped == 0
     refs = [m[2]["X-Ctdna-Ref"] for m in smtp_server.handler.messages]
-    assert len(refs) == 4 == len(set(refs))
+    assert len(refs) == 2 == len(set(refs))
     claimed = {r["ref"]: r["claimed_by"].split("@")[0] for r in ledger_rows(engine)}
-    assert sorted(claimed.values()) == ["run-A", "run-B", "run-B", "run-B"]
+    assert sorted(claimed.values()) == ["run-A", "run-A", "run-B", "run-B"]
 
 
 def test_rate_limit_defers_the_rest(engine, tmp_path, smtp_server, patients_ab):
-    settings, transport = _smtp(tmp_path, smtp_server, max_emails_per_run=3)
-    enqueue_for_assessment(engine, assessment(patient_id="PT-0001"), None, "thoracic-a",
-                           settings)
-    enqueue_for_assessment(engine, assessment(patient_id="PT-0002"), None, "thoracic-b",
-                           settings)
+    settings, transport = _smtp(tmp_path, smtp_server, max_emails_per_run=2)
+    for pid, team in (("PT-0001", "thoracic-a"), ("PT-0002", "thoracic-b"),
+                      ("PT-0003", "thoracic-a")):
+        enqueue_for_assessment(engine, assessment(patient_id=pid), None, team, settings)
     first = deliver_pending(engine, settings, transport, "r1")
-    assert len(first.sent) == 3 and first.deferred == 1
+    assert len(first.sent) == 2 and first.deferred == 1  # counted in messages (digests)
     second = deliver_pending(engine, settings, transport, "r2")
     assert len(second.sent) == 1 and second.deferred == 0
-    assert len(smtp_server.handler.messages) == 4
+    assert len(smtp_server.handler.messages) == 3
 
 
 def test_stale_sending_row_is_reclaimed_after_lease(engine, tmp_path, patients_ab):
@@ -377,8 +398,8 @@ def test_stale_sending_row_is_reclaimed_after_lease(engine, tmp_path, patients_a
     within = deliver_pending(engine, settings, transport, "r1", now=t0 + timedelta(minutes=5))
     assert within.sent == [] and within.skipped == 0
     later = deliver_pending(engine, settings, transport, "r2", now=t0 + timedelta(minutes=20))
-    assert len(later.sent) == 2
-    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
+    assert len(later.sent) == 1
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
 
 
 def test_eml_outbox_when_no_smtp_host(engine, settings, tmp_path, patients_ab):
@@ -389,11 +410,12 @@ def test_eml_outbox_when_no_smtp_host(engine, settings, tmp_path, patients_ab):
     enqueue_for_assessment(engine, assessment(), None, "thoracic-a", settings)
     report = deliver_pending(engine, settings, transport, "r1")
     files = sorted((tmp_path / "outbox").glob("*.eml"))
-    assert len(files) == 2 == len(report.sent)
+    assert len(files) == 1 == len(report.sent)
     assert not list((tmp_path / "outbox").glob(".tmp-*"))
     assert {r["transport"] for r in ledger_rows(engine)} == {"eml"}
+    assert {r["receipt"] for r in ledger_rows(engine)} == {str(files[0])}
     assert deliver_pending(engine, settings, transport, "r2").sent == []
-    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
 
 
 def test_report_location_in_body(engine, tmp_path, patients_ab):
@@ -407,5 +429,5 @@ def test_report_location_in_body(engine, tmp_path, patients_ab):
         message_from_bytes(p.read_bytes(), policy=policy.default).get_body(("plain",)).get_content()
         for p in (tmp_path / "outbox").glob("*.eml")
     ]
-    assert len(texts) == 2
+    assert len(texts) == 1
     assert all("PT-0001-2025-07-01.html" in t for t in texts)

@@ -26,8 +26,8 @@ from .helpers import (
 )
 
 REF = "A7F3-K92Q"
-SUBJECT_RE = re.compile(r"^\[ctDNA surveillance\] Result (requires|available for) review – "
-                        r"ref [0-9A-Z]{4}-[0-9A-Z]{4}$")
+SUBJECT_RE = re.compile(r"^\[ctDNA surveillance\] (FAILURE|WARNING|INFO): result "
+                        r"(requires|available for) review – ref [0-9A-Z]{4}-[0-9A-Z]{4}$")
 
 
 def _content(settings, a=None, **kw):
@@ -48,7 +48,8 @@ def test_vaf_is_declared_as_percent(vaf, text):
 def test_subject_is_fixed_and_phi_free(settings):
     a, content = _content(settings)
     rendered = render_notification(content, REF, settings)
-    assert rendered.subject == f"[ctDNA surveillance] Result requires review – ref {REF}"
+    assert rendered.subject == (
+        f"[ctDNA surveillance] FAILURE: result requires review – ref {REF}")
     assert SUBJECT_RE.match(rendered.subject)
     for token in subject_tokens(a):
         assert token.lower() not in rendered.subject.lower()
@@ -102,13 +103,14 @@ def test_test_mode_marks_subject_and_body(tmp_path: Path):
     settings = make_settings(tmp_path, test_mode=True)
     _, content = _content(settings)
     rendered = render_notification(content, REF, settings)
-    assert rendered.subject.startswith("[TEST] [ctDNA surveillance] Result requires review")
+    assert rendered.subject.startswith(
+        "[TEST] [ctDNA surveillance] FAILURE: result requires review")
     assert "TEST MESSAGE" in rendered.text and "TEST MESSAGE" in rendered.html
 
 
 def test_recovery_subject_is_neutral(settings):
     assert render_subject(settings, REF, "INFO") == (
-        f"[ctDNA surveillance] Result available for review – ref {REF}")
+        f"[ctDNA surveillance] INFO: result available for review – ref {REF}")
 
 
 @pytest.mark.parametrize("prefix", ["[ALK progression]", "[PT-0001]", "[alectinib]"])

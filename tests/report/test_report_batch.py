@@ -50,7 +50,7 @@ def test_second_run_rewrites_nothing_and_a_change_rewrites_one(tmp_path, progres
     assert first.written == ["PT-0001", "PT-0002"] and first.unchanged == []
     assert first.charts_drawn == 2  # one SVG per patient, no PNG asked for
     assert set(first.paths) == {"PT-0001", "PT-0002"}
-    assert (tmp_path / MANIFEST_NAME).is_file()
+    assert (tmp_path / MANIFEST_NAME).is_dir()
     before = _state(tmp_path)
 
     second = _write(tmp_path, batch, settings, kb_sources)
@@ -82,11 +82,11 @@ def test_missing_file_new_sources_or_damaged_manifest_rewrite(tmp_path, progress
     changed = [dict(s, version=s["version"] + "-next") for s in kb_sources]
     assert _write(tmp_path, batch, settings, changed).written == ["PT-0001", "PT-0002"]
 
-    (tmp_path / MANIFEST_NAME).write_text("{not json", encoding="utf-8")
+    for entry in (tmp_path / MANIFEST_NAME).glob("*.fp"):
+        entry.write_bytes(b"\xff damaged")
     assert _write(tmp_path, batch, settings, changed).written == ["PT-0001", "PT-0002"]
-    manifest = json.loads((tmp_path / MANIFEST_NAME).read_text(encoding="utf-8"))
-    assert set(manifest["reports"]) == {patient_report_name("PT-0001"),
-                                        patient_report_name("PT-0002")}
+    assert {p.name for p in (tmp_path / MANIFEST_NAME).glob("*.fp")} == {
+        patient_report_name("PT-0001") + ".fp", patient_report_name("PT-0002") + ".fp"}
 
 
 def test_report_embeds_the_chart_the_rules_levels_give(tmp_path, progression, settings,

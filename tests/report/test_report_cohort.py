@@ -18,6 +18,7 @@ def _row(pid: str, status, due: date | None, **kw) -> CohortRow:
         patient_id=pid, status=status, therapy_drug=kw.get("drug", "alectinib"),
         therapy_line=1, therapy_start=date(2025, 2, 3), last_draw_date=date(2025, 9, 1),
         next_draw_due=due, alerts=kw.get("alerts", ()), care_team=kw.get("care_team"),
+        open_alerts=kw.get("open_alerts", 0),
     )
 
 
@@ -55,8 +56,8 @@ def test_counts_per_tier_at_the_top(settings):
     ]
     html = render_cohort_report(rows, settings, TODAY)
     counts = dict(re.findall(r'data-count="([A-Z_]+)">[^<:]+: (\d+)<', html))
-    assert counts == {"OVERDUE": "1", "FAILURE": "2", "WARNING": "1", "NOT_EVALUABLE": "1",
-                      "OPTIMAL": "1", "NONE": "1"}
+    assert counts == {"UNACKNOWLEDGED": "0", "OVERDUE": "1", "FAILURE": "2", "WARNING": "1",
+                      "NOT_EVALUABLE": "1", "OPTIMAL": "1", "NONE": "1"}
     assert html.index('id="tier-counts"') < html.index('id="cohort-table"')
     assert ">NOT EVALUABLE<" in html and ">NOT YET EVALUATED<" in html
 
@@ -97,3 +98,18 @@ def test_cohort_page_escapes_and_is_self_contained(settings):
     assert "alert(1)</script>" not in html
     assert "http" not in html and "src=" not in html and "href=" not in html
     assert "@page { size: A4" in html
+
+
+def test_unacknowledged_alerts_come_first(settings):
+    # #14 item 2: a notified alert nobody acknowledged leads the page, before overdue draws
+    grace = settings.cadence.overdue_grace_days
+    rows = [
+        _row("P-FAIL-LATE", "FAILURE", TODAY - timedelta(days=grace + 5)),
+        _row("P-WARN-OPEN", "WARNING", TODAY + timedelta(days=3), open_alerts=2),
+        _row("P-FAIL", "FAILURE", TODAY + timedelta(days=5)),
+        _row("P-FAIL-OPEN", "FAILURE", TODAY + timedelta(days=9), open_alerts=1),
+    ]
+    html = render_cohort_report(rows, settings, TODAY)
+    assert _order(html) == ["P-FAIL-OPEN", "P-WARN-OPEN", "P-FAIL-LATE", "P-FAIL"]
+    assert 'data-count="UNACKNOWLEDGED">UNACKNOWLEDGED: 2<' in html
+    assert "2 unacknowledged" in html and "1 unacknowledged" in html

@@ -77,6 +77,9 @@ def test_emerging_clone_is_not_false_reassurance(tmp_path, settings, kb):
     assert "TP53 Y220C" in a.headline and "0.2 → 0.8 → 4.3 %" in a.headline
     # the baseline markers themselves are cleared: the level path says so
     assert a.levels[0].markers == "ALK E1407E" and not a.levels[-1].detected
+    # ... and the headline names what that level measures, so "ctDNA 0.1 % -> < 0.1 %"
+    # beside a rising clone no longer reads as a contradiction (round 2 review of real G1)
+    assert "; baseline markers (ALK E1407E) 0.12 % → < " in a.headline
 
 
 def test_preexisting_resistance_to_the_current_drug(tmp_path, settings, kb):

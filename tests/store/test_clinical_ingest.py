@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from pipeline.cli.main import app
 from pipeline.config import load_settings
 from pipeline.ingest import ingest_manifest, ingest_therapies
+from pipeline.kinetics import marker_keys, marker_labels
 from pipeline.knowledge import load_knowledge_base
 from pipeline.store.repository import Store
 
@@ -247,3 +248,22 @@ def test_real_post_surgery_mrd_table(tmp_path, store, kb):
         [float(expected[s]["meanAF"]) for s in positive.index])
     assert samples.loc[samples["level_call"] == "negative", "level_value"].isna().all()
     assert set(samples["level_unit"]) == {"mean_vaf"}
+
+
+def test_unclassified_rows_are_named_by_the_vendor_text(tmp_path, store, kb):
+    # Round 2 review of the real Guardant reports: an untyped row ("TP53 Splice") was shown
+    # as "TP53 >: VAF 1.90%". Its name is now the vendor's text; its identity is unchanged.
+    table = tmp_path / "g.csv"
+    table.write_bytes((FIXTURES / "guardant_untyped.csv").read_bytes())
+    manifest = _manifest(tmp_path, [("X1_0", "X1", "", "2021-03-01", "g.csv", "guardant360")])
+    ingest_manifest(manifest, store, load_settings(env={}), kb)
+    obs = store.observations_frame(["X1"])
+    untyped = obs[obs["variant_type"] == "unclassified"]
+    assert sorted(marker_labels(untyped)) == ["EGFR Exon", "TP53 Splice"]
+    assert set(marker_keys(untyped)) == {"EGFR:unclassified", "TP53:unclassified"}
+    out = tmp_path / "x1.html"
+    result = CliRunner().invoke(app, ["report", "--db", f"sqlite:///{tmp_path / 'store.sqlite'}",
+                                      "--patient", "X1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text(encoding="utf-8")
+    assert "TP53 Splice: VAF 0.40%" in html and "TP53 &gt;" not in html

@@ -94,6 +94,11 @@
       td.appendChild(node("span", "badge badge-overdue", "OVERDUE by " + r[c.days_overdue] + " days"));
     }
     td = cell(tr);
+    if (r[c.open_alerts]) {
+      var badge = node("span", "badge badge-overdue", r[c.open_alerts] + " unacknowledged");
+      badge.setAttribute("data-open-alerts", r[c.open_alerts]);
+      td.appendChild(badge);
+    }
     if (r[c.alerts].length) {
       var ul = node("ul", "items small");
       r[c.alerts].forEach(function (a) { ul.appendChild(node("li", null, str(a))); });
