@@ -98,7 +98,7 @@ def count_rows(summary: Any) -> list[dict[str, Any]]:
         ("samples amended", "amended"), ("samples unchanged", "unchanged"),
         ("samples rejected", "rejected"), ("patients evaluated", "patients_evaluated"),
         ("patients skipped", "patients_skipped"), ("tier changes", "tier_changes"),
-        ("reports written", "reports_written"),
+        ("reports written", "reports_written"), ("reports unchanged", "reports_unchanged"),
         ("notifications created", "notifications_created"),
         ("notifications sent", "emails_sent"),
         ("notifications deferred", "emails_deferred"),

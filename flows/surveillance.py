@@ -73,6 +73,8 @@ class RunSummary(BaseModel):
     #: Status transitions of the evaluated patients, ``FROM->TO`` -> count (no IDs; #12).
     tier_changes: dict[str, int] = Field(default_factory=dict)
     reports_written: int = 0
+    #: Reports of evaluated patients left as they were: same content (#11 item 3).
+    reports_unchanged: int = 0
     #: Messages (digests: one per patient and channel) created by this run (issue #14).
     notifications_created: int = 0
     emails_sent: int = 0
@@ -118,7 +120,8 @@ class RunSummary(BaseModel):
         if not self.dry_run:
             lines.append(f"patients evaluated: {self.patients_evaluated}, skipped: "
                          f"{self.patients_skipped}; reports written: "
-                         f"{self.reports_written} in {self.reports_dir}")
+                         f"{self.reports_written}, unchanged: {self.reports_unchanged} in "
+                         f"{self.reports_dir}")
             if self.tier_changes:
                 lines.append("tier changes: " + ", ".join(
                     f"{change} {n}" for change, n in self.tier_changes.items()))
@@ -342,8 +345,11 @@ def _evaluate_report_enqueue(patients: list[str], reports: str | None, settings:
     fault_point("after_evaluate")
     reports_dir = str(Path(reports or settings.paths.reports).resolve())
     summary.reports_dir = reports_dir
-    report_paths = _write_reports(results, reports_dir, settings.run.workers, runner)
-    summary.reports_written = len(report_paths)
+    reports_step = _write_reports(results, reports_dir, settings.run.workers, runner)
+    report_paths = reports_step["paths"]
+    # only reports whose content changed are rewritten (#11 item 3)
+    summary.reports_written = reports_step["reports_written"]
+    summary.reports_unchanged = reports_step["reports_unchanged"]
     fault_point("after_reports")
     enqueued = enqueue_alerts_task(
         results, _report_locations(settings.notify.report_base_url, report_paths))
@@ -355,20 +361,25 @@ def _evaluate_report_enqueue(patients: list[str], reports: str | None, settings:
 
 
 def _write_reports(results: list[Any], reports_dir: str, workers: int, runner: Any
-                   ) -> dict[str, str]:
+                   ) -> dict[str, Any]:
+    """Reports of the evaluated patients (sharded), then the cohort page; merged counts."""
     parts = shards(results, workers if runner is not None else 1)
     if runner is None:
-        written = write_reports_task(results, reports_dir)
+        steps = [write_reports_task(results, reports_dir)]
     else:
         futures = [runner.submit(write_reports_task, parameters={
             "results": part, "reports_dir": reports_dir,
             "label": "reports" if len(parts) == 1 else f"reports {i + 1}/{len(parts)}"})
             for i, part in enumerate(parts)]
-        written = {}
-        for future in futures:
-            written.update(future.result())
-    write_cohort_task(reports_dir)
-    return written
+        steps = [future.result() for future in futures]
+    merged: dict[str, Any] = {"paths": {}, "reports_written": 0, "reports_unchanged": 0,
+                              "charts_drawn": 0}
+    for step in steps:
+        merged["paths"].update(step["paths"])
+        for key in ("reports_written", "reports_unchanged", "charts_drawn"):
+            merged[key] += step[key]
+    write_cohort_task(reports_dir, [r.assessment.patient_id for r in results])
+    return merged
 
 
 def _deliver(run_id: str, outbox: str | None, summary: RunSummary) -> None:

@@ -25,13 +25,11 @@ from pipeline.ingest import IngestReport, IngestWarning, ingest_manifest, ingest
 from pipeline.ingest import prepare_sample as _prepare_sample
 from pipeline.io.manifest import RowRejection, read_manifest, read_therapies
 from pipeline.knowledge import KnowledgeBase, knowledge_base_for
-from pipeline.progress import tracked
 from pipeline.service import (
     EvaluationResult,
     evaluate_patients,
-    patient_report_name,
-    write_cohort_report,
-    write_patient_report,
+    write_patient_reports_for,
+    write_run_cohort_report,
 )
 from pipeline.store.repository import Store
 
@@ -155,32 +153,35 @@ def evaluate_task(patient_ids: list[str] | None) -> list[EvaluationResult]:
 
 @task(name="write-reports", **TASK_OPTIONS)
 def write_reports_task(results: list[EvaluationResult], reports_dir: str,
-                       label: str = "reports") -> dict[str, str]:
-    """Write one shard of patients' reports; returns patient → path.
+                       label: str = "reports") -> dict[str, Any]:
+    """Write one shard of patients' reports, only those whose content changed (#11 item 3).
 
     The flow deals the evaluated patients into shards (``run.workers``) written in
-    parallel by its task runner; ``label`` names the shard's progress bar.
+    parallel by its task runner; ``label`` names the shard's progress bar. Returns
+    ``{"paths": {patient: path}, "reports_written": n, "reports_unchanged": n,
+    "charts_drawn": n}``.
+    """
+    settings, store, kb = context()
+    outcome = write_patient_reports_for(store, settings, kb, results, Path(reports_dir),
+                                        label=label)
+    counts = outcome.counts()
+    counts.pop("cohort_written", None)
+    return {"paths": outcome.paths, **counts}
+
+
+@task(name="write-cohort-report", **TASK_OPTIONS)
+def write_cohort_task(reports_dir: str, evaluated: list[str] | None = None) -> str:
+    """Write the cohort page (every stored patient) into ``reports_dir``; returns its path.
+
+    ``evaluated``: patients this run evaluated and stored (their latest stored assessment is
+    current although their work-queue mark is cleared only later). The page is rewritten
+    only when its content changed (#11 item 3).
     """
     settings, store, kb = context()
     folder = Path(reports_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    written: dict[str, str] = {}
-    for result in tracked(results, label):
-        patient_id = result.assessment.patient_id
-        path = write_patient_report(store, settings, kb, patient_id,
-                                    folder / patient_report_name(patient_id),
-                                    assessment=result.assessment)
-        written[patient_id] = str(path)
-    return written
-
-
-@task(name="write-cohort-report", **TASK_OPTIONS)
-def write_cohort_task(reports_dir: str) -> str:
-    """Write the cohort page (every stored patient) into ``reports_dir``; returns its path."""
-    settings, store, kb = context()
-    folder = Path(reports_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    return str(write_cohort_report(store, settings, kb, folder / "cohort.html"))
+    return str(write_run_cohort_report(store, settings, kb, folder / "cohort.html",
+                                       evaluated=evaluated or []))
 
 
 @task(name="enqueue-alerts", **TASK_OPTIONS)

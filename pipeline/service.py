@@ -6,6 +6,7 @@ vectorised over the cohort, and the results are written back in bulk.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -22,6 +23,8 @@ if TYPE_CHECKING:  # loaded where used: `ctdna observations` needs no pandas (#1
     from pipeline.assessment import Assessment
     from pipeline.config import Settings
     from pipeline.knowledge import KnowledgeBase
+    from pipeline.report.batch import ReportsOutcome
+    from pipeline.report.render import CohortRow
 
 #: ``ctdna observations --json`` fields (contract order), then extensions.
 OBSERVATION_JSON_FIELDS = (
@@ -107,20 +110,25 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
     return results
 
 
-def alert_history(store: Store, patient_id: str) -> list[dict[str, Any]]:
-    """Every alert of every stored assessment of the patient, oldest first."""
-    frame = store.assessments_frame(patient_id)
-    history: list[dict[str, Any]] = []
+def alert_histories(store: Store, patient_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every alert of every stored assessment of each patient, oldest first (one query)."""
+    frame = store.assessments_frame(patient_ids=patient_ids)
+    histories: dict[str, list[dict[str, Any]]] = {pid: [] for pid in patient_ids}
     for row in frame.to_dict("records"):
         payload = row["payload"]
         for alert in payload.get("alerts", []):
-            history.append({
+            histories.setdefault(row["patient_id"], []).append({
                 "evaluated_at": row["evaluated_at"], "as_of": row["as_of"],
                 "status": row["status"], "rule_id": alert["rule_id"], "tier": alert["tier"],
                 "title": alert["title"], "config_version": row["config_version"],
                 "kb_version": row["kb_version"],
             })
-    return history
+    return histories
+
+
+def alert_history(store: Store, patient_id: str) -> list[dict[str, Any]]:
+    """Every alert of every stored assessment of the patient, oldest first."""
+    return alert_histories(store, [patient_id])[patient_id]
 
 
 def reports_dir(settings: Settings, override: Path | None = None) -> Path:
@@ -162,24 +170,150 @@ def write_patient_report(store: Store, settings: Settings, kb: KnowledgeBase, pa
     return write_html(out, html)
 
 
+def write_patient_reports_for(store: Store, settings: Settings, kb: KnowledgeBase,
+                              results: list[EvaluationResult], folder: Path, *,
+                              label: str = "reports") -> ReportsOutcome:
+    """The evaluated patients' reports; only those whose content changed are rewritten.
+
+    Issue #11 item 3: the store is read once for the batch (or shard). The trend chart of
+    each patient that may get an email (alerts, or a tier change) is drawn as PNG too and
+    left in ``<folder>/.charts`` for the email builder (``ChartCache.for_reports(folder)``).
+
+    Returns
+    -------
+    ReportsOutcome
+        ``paths`` (patient -> report, written or unchanged), ``written``, ``unchanged``;
+        ``counts()`` for the run summary.
+    """
+    from pipeline.report.batch import write_patient_reports
+    from pipeline.report.chartcache import ChartCache
+
+    ids = [r.assessment.patient_id for r in results]
+    png_for = {r.assessment.patient_id for r in results
+               if r.assessment.alerts or (r.previous_status is not None
+                                          and r.previous_status != r.assessment.status)}
+    return write_patient_reports(
+        ids, store.observations_frame(ids), store.samples_frame(ids), store.therapies_frame(ids),
+        {r.assessment.patient_id: r.assessment for r in results}, alert_histories(store, ids),
+        settings, kb.sources(), folder, patient_report_name,
+        charts=ChartCache.for_reports(folder), png_for=png_for, label=label)
+
+
+def write_reports(store: Store, settings: Settings, kb: KnowledgeBase,
+                  results: list[EvaluationResult], folder: Path, *,
+                  today: date | None = None) -> ReportsOutcome:
+    """The evaluated patients' reports and the cohort page, each only when changed."""
+    outcome = write_patient_reports_for(store, settings, kb, results, folder)
+    cohort, written = _cohort_page(store, settings, kb, folder / "cohort.html", today=today,
+                                   results=results, only_if_changed=True)
+    outcome.cohort_path, outcome.cohort_written = str(cohort), written
+    return outcome
+
+
+def write_run_cohort_report(store: Store, settings: Settings, kb: KnowledgeBase, out: Path, *,
+                            evaluated: list[str]) -> Path:
+    """The run's cohort page: rewritten only when its content changed.
+
+    ``evaluated``: patients whose assessment this run stored; their latest stored one is
+    used although their work-queue mark is still set until their alerts are enqueued.
+    """
+    return _cohort_page(store, settings, kb, out, today=None, results=None,
+                        only_if_changed=True, evaluated=set(evaluated))[0]
+
+
+def write_all_reports(store: Store, settings: Settings, kb: KnowledgeBase, folder: Path, *,
+                      today: date | None = None) -> ReportsOutcome:
+    """Every patient's report and the cohort page (``ctdna report --all``), as of today.
+
+    The patients are evaluated (not stored) as for ``ctdna report --patient``; reports whose
+    content is unchanged since the folder's last run are left as they are.
+    """
+    results = evaluate_patients(store, settings, kb, None, today, persist=False)
+    return write_reports(store, settings, kb, results, folder, today=today)
+
+
+def _stored_current(store: Store, settings: Settings, kb: KnowledgeBase, today: date,
+                    exclude: set[str], evaluated: set[str] | None = None
+                    ) -> tuple[dict[str, Assessment], list[str]]:
+    """Stored latest assessments that are today's truth, and the patients that need one.
+
+    A stored assessment is reused when it was made for ``today`` with the current
+    configuration and knowledge base and the patient has no newer data (not in the work
+    queue); anything else is evaluated again (not stored), as the page always did. This is
+    the one place that decides it for the cohort page.
+    """
+    from pipeline.assessment import Assessment
+
+    latest = store.latest_assessments_frame()
+    pending = set(store.pending_patients())
+    reused: dict[str, Assessment] = {}
+    if not latest.empty:
+        as_of = latest["as_of"].astype(str).str[:10]
+        ok = ((as_of == today.isoformat())
+              & (latest["config_version"] == settings.version_label())
+              & (latest["kb_version"] == str(kb.version))
+              & ~latest["patient_id"].isin((pending - (evaluated or set())) | exclude))
+        for pid, payload in zip(latest.loc[ok, "patient_id"], latest.loc[ok, "payload"],
+                                strict=True):
+            reused[str(pid)] = Assessment.model_validate(payload)
+    missing = [pid for pid in store.patient_ids() if pid not in reused and pid not in exclude]
+    return reused, missing
+
+
+def cohort_rows(store: Store, settings: Settings, kb: KnowledgeBase, today: date, *,
+                results: list[EvaluationResult] | None = None,
+                evaluated: set[str] | None = None) -> list[CohortRow]:
+    """One :class:`CohortRow` per patient of the store, as of ``today``.
+
+    ``results`` (this run's evaluations) are used as they are; the other patients' stored
+    assessments are reused when current (see :func:`_stored_current`), else evaluated.
+    """
+    from pipeline.report.render import CohortRow
+
+    fresh = {r.assessment.patient_id: r.assessment for r in results or []}
+    reused, missing = _stored_current(store, settings, kb, today, set(fresh),
+                                      evaluated or set())
+    again = evaluate_patients(store, settings, kb, missing, today, persist=False) \
+        if missing else []
+    assessments = {**reused, **fresh, **{r.assessment.patient_id: r.assessment
+                                         for r in again}}
+    last_draw, alterations = store.cohort_facts()
+    teams = store.care_teams(list(assessments))
+    unacknowledged = open_alert_counts(store)
+    return [
+        CohortRow.from_assessment(a, [last_draw[pid]] if pid in last_draw else [], settings,
+                                  care_team=teams.get(pid),
+                                  alterations=alterations.get(pid, ()),
+                                  open_alerts=unacknowledged.get(pid, 0))
+        for pid, a in sorted(assessments.items())
+    ]
+
+
+def _cohort_page(store: Store, settings: Settings, kb: KnowledgeBase, out: Path, *,
+                 today: date | None, results: list[EvaluationResult] | None,
+                 only_if_changed: bool, evaluated: set[str] | None = None) -> tuple[Path, bool]:
+    from pipeline.report.batch import ReportManifest, content_digest
+    from pipeline.report.render import render_cohort_report, write_html
+
+    now = datetime.now()
+    day = today or now.date()
+    rows = cohort_rows(store, settings, kb, day, results=results, evaluated=evaluated)
+    manifest = ReportManifest(out.parent)
+    fingerprint = content_digest([dataclasses.astuple(r) for r in rows], day,
+                                 settings.version_label(), settings.cadence.overdue_grace_days)
+    if only_if_changed and manifest.current(out.name, fingerprint):
+        return out, False
+    path = write_html(out, render_cohort_report(rows, settings, generated_at=now))
+    manifest.record(out.name, fingerprint)
+    manifest.save()
+    return path, True
+
+
 def write_cohort_report(store: Store, settings: Settings, kb: KnowledgeBase, out: Path, *,
                         today: date | None = None) -> Path:
-    """Render and write the lab's cohort overview."""
-    from pipeline.report.render import CohortRow, render_cohort_report, write_html
-
-    results = evaluate_patients(store, settings, kb, None, today, persist=False)
-    samples = store.samples_frame()
-    draw_dates = samples.groupby("patient_id")["collection_date"].apply(list).to_dict() \
-        if not samples.empty else {}
-    unacknowledged = open_alert_counts(store)
-    rows = [
-        CohortRow.from_assessment(r.assessment, draw_dates.get(r.assessment.patient_id, []),
-                                  settings, care_team=r.care_team,
-                                  open_alerts=unacknowledged.get(r.assessment.patient_id, 0))
-        for r in results
-    ]
-    html = render_cohort_report(rows, settings, generated_at=datetime.now())
-    return write_html(out, html)
+    """Render and write the lab's cohort overview (always rewritten: ``ctdna report``)."""
+    return _cohort_page(store, settings, kb, out, today=today, results=None,
+                        only_if_changed=False)[0]
 
 
 def pipeline_version() -> str:

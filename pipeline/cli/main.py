@@ -257,23 +257,39 @@ def evaluate(
 @app.command()
 @edge
 def report(
-    out: Annotated[Path, typer.Option(help="HTML file to write")],
+    out: Annotated[Path, typer.Option(help="HTML file to write (with --all: the folder)")],
     patient: Annotated[str | None, typer.Option(help="Clinician report of this patient")] = None,
     cohort: Annotated[bool, typer.Option(help="The lab's overview of every patient")] = False,
+    all_patients: Annotated[bool, typer.Option(
+        "--all", help="Every patient's report and the cohort page into the folder --out; "
+        "only reports whose content changed are rewritten")] = False,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Write the clinician report (--patient) or the cohort overview (--cohort)."""
-    from pipeline.service import require_patient, write_cohort_report, write_patient_report
+    """Write the clinician report (--patient), the cohort overview (--cohort), or both for
+    every patient into a folder (--all)."""
+    from pipeline.service import (
+        require_patient,
+        write_all_reports,
+        write_cohort_report,
+        write_patient_report,
+    )
 
-    if (patient is None) == (not cohort):
-        raise InputError("give exactly one of --patient ID or --cohort", field="--patient")
+    if sum((patient is not None, cohort, all_patients)) != 1:
+        raise InputError("give exactly one of --patient ID, --cohort or --all",
+                         field="--patient")
     from pipeline.cli.progress import display
 
     settings, store, kb = _context(db, config)
     if patient is not None:
         require_patient(store, patient)
     with display():  # the evaluation behind the report reports its progress
+        if all_patients:
+            outcome = write_all_reports(store, settings, kb, out)
+            page = "written" if outcome.cohort_written else "unchanged"
+            typer.echo(f"reports: {len(outcome.written)} written, {len(outcome.unchanged)} "
+                       f"unchanged; cohort page {page}; in {out}")
+            return
         if patient is not None:
             path = write_patient_report(store, settings, kb, patient, out)
         else:

@@ -12,8 +12,10 @@ Units: values arrive as fractions (0-1) and are shown in percent, always with a 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -40,6 +42,8 @@ from pipeline.report.charts import (
 from pipeline.rules.catalogue import CATALOGUE
 
 __all__ = [
+    "COHORT_COLUMNS",
+    "COHORT_PAGE_SIZE",
     "TIER_ORDER",
     "CohortRow",
     "render_cohort_report",
@@ -396,6 +400,7 @@ def render_patient_report(
     kb_sources: Sequence[Mapping[str, Any]],
     *,
     generated_at: datetime | None = None,
+    chart_svg: str | None = None,
 ) -> str:
     """Render the clinician report of one patient as one self-contained HTML document.
 
@@ -419,6 +424,9 @@ def render_patient_report(
     generated_at
         When the report was produced; printed when given (omitted by default so that the
         output is reproducible).
+    chart_svg
+        The trend chart already drawn for this run (``ChartCache.charts(...).svg``, issue #11
+        item 3: one render per patient shared with the email); drawn here when None.
 
     Returns
     -------
@@ -441,7 +449,7 @@ def render_patient_report(
     lines = _for_patient(therapies, patient_id, "therapies")
 
     data = chart_series(obs, draws, lines, assessment)
-    svg = trend_chart_svg(obs, draws, lines, assessment)
+    svg = chart_svg if chart_svg is not None else trend_chart_svg(obs, draws, lines, assessment)
     last_draw = max((p.collection_date for s in data.series for p in s.points), default=None)
     reference_day = assessment.as_of if assessment is not None else last_draw
     status = assessment.status if assessment is not None else None
@@ -497,6 +505,8 @@ class CohortRow:
         Short ``"RULE TIER: title"`` lines of the current alerts, most severe first.
     care_team
         Routing key of the care team, when known.
+    alterations
+        ``"GENE ALTERATION"`` of the patient's detected calls (searchable on the page).
     """
 
     patient_id: str
@@ -508,6 +518,7 @@ class CohortRow:
     next_draw_due: date | None
     alerts: tuple[str, ...] = ()
     care_team: str | None = None
+    alterations: tuple[str, ...] = ()
     #: Notified WARNING/FAILURE alerts nobody has acknowledged yet (issue #14 item 2).
     open_alerts: int = 0
 
@@ -519,6 +530,7 @@ class CohortRow:
         settings: Settings,
         *,
         care_team: str | None = None,
+        alterations: Iterable[str] = (),
         open_alerts: int = 0,
     ) -> CohortRow:
         """Build the row of one evaluated patient.
@@ -533,6 +545,8 @@ class CohortRow:
             Resolved settings (kept for callers; the due date comes from the assessment).
         care_team
             Routing key, when known.
+        alterations
+            The patient's detected alterations (``"GENE ALTERATION"``), for the page search.
         open_alerts
             Unacknowledged notified alerts (``service.open_alert_counts``); such rows lead.
         """
@@ -556,6 +570,7 @@ class CohortRow:
             next_draw_due=due,
             alerts=alerts,
             care_team=care_team,
+            alterations=tuple(alterations),
             open_alerts=open_alerts,
         )
 
@@ -576,12 +591,70 @@ def _cohort_sort_key(item: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
+#: Rows rendered as static HTML (first page of the interactive table; also what prints and
+#: what a reader without JavaScript sees). The whole cohort is in the embedded JSON.
+COHORT_PAGE_SIZE = 100
+
+#: Columns of the embedded cohort JSON (one array per patient; strings interned).
+COHORT_COLUMNS = (
+    "patient_id", "status", "care_team", "therapy_drug", "therapy_line", "therapy_start",
+    "last_draw_date", "next_draw_due", "days_overdue", "alerts", "alterations", "open_alerts",
+)
+
+
+def _json_for_script(data: Any) -> Markup:
+    """JSON safe inside ``<script type="application/json">``: no ``<``, ``>``, ``&`` literal.
+
+    Patient IDs, drugs and alert titles come from outside; escaping these three characters
+    as ``\\u00XX`` means no value can close the script element or open another one.
+    """
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return Markup(text)  # escaped above for the script-data context
+
+
+def _cohort_payload(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The whole cohort as compact JSON: one array per patient, repeated strings interned."""
+    strings: list[str] = []
+    index: dict[str, int] = {}
+
+    def intern(text: str | None) -> int | None:
+        if text is None:
+            return None
+        if text not in index:
+            index[text] = len(strings)
+            strings.append(text)
+        return index[text]
+
+    rows = []
+    for item in items:
+        r: CohortRow = item["row"]
+        rows.append([
+            r.patient_id, r.status, intern(r.care_team), intern(r.therapy_drug), r.therapy_line,
+            _iso(r.therapy_start) or None, _iso(r.last_draw_date) or None,
+            _iso(r.next_draw_due) or None, item["days_overdue"] if item["overdue"] else None,
+            [intern(a) for a in r.alerts], [intern(a) for a in r.alterations], r.open_alerts,
+        ])
+    return {"columns": list(COHORT_COLUMNS), "strings": strings, "rows": rows,
+            "tiers": [t for t in TIER_ORDER if t is not None],
+            # keyed as JavaScript's String(status) spells them ("null": never evaluated)
+            "tier_words": {"null" if t is None else t: status_words(t) for t in TIER_ORDER},
+            "page_size": COHORT_PAGE_SIZE}
+
+
 def render_cohort_report(
     rows: Iterable[CohortRow],
     settings: Settings,
     generated_at: datetime | date,
 ) -> str:
     """Render the lab's overview of every patient as one self-contained HTML document.
+
+    Usable at 10,000 patients (issue #11 item 3): the cohort is embedded once as JSON and a
+    small inline script (no library, nothing fetched) searches it (patient ID, alteration,
+    alert text), filters it by tier and care team, sorts it by column and pages it. The
+    first page is also rendered as static HTML, so the most urgent patients print and show
+    without JavaScript.
 
     Parameters
     ----------
@@ -595,8 +668,9 @@ def render_cohort_report(
     Returns
     -------
     str
-        HTML5 text: tier counts at the top, then OVERDUE draws first, then FAILURE, WARNING,
-        NOT EVALUABLE, OPTIMAL, never evaluated.
+        HTML5 text: tier counts at the top, then (patients with open alerts first, when
+        known) OVERDUE draws first, then FAILURE, WARNING, NOT EVALUABLE, OPTIMAL, never
+        evaluated.
     """
     today = generated_at.date() if isinstance(generated_at, datetime) else generated_at
     grace = timedelta(days=settings.cadence.overdue_grace_days)
@@ -610,15 +684,19 @@ def render_cohort_report(
             "days_overdue": (today - due).days if overdue and due is not None else 0,
         })
     items.sort(key=_cohort_sort_key)
-    counts = [
-        {"status": status, "count": sum(1 for i in items if i["row"].status == status)}
-        for status in TIER_ORDER
-    ]
+    tally = Counter(i["row"].status for i in items)
+    counts = [{"status": status, "count": tally.get(status, 0)} for status in TIER_ORDER]
+    teams = sorted({i["row"].care_team for i in items if i["row"].care_team})
     context = {
-        "items": items,
+        "items": items[:COHORT_PAGE_SIZE],
         "counts": counts,
         "n_patients": len(items),
         "n_overdue": sum(1 for i in items if i["overdue"]),
+        "page_size": COHORT_PAGE_SIZE,
+        "teams": teams,
+        "tiers": [t for t in TIER_ORDER if t is not None],
+        "has_open_alerts": any(i["row"].open_alerts for i in items),
+        "cohort_json": _json_for_script(_cohort_payload(items)),
         "n_unacknowledged": sum(1 for i in items if i["row"].open_alerts),
         "grace_days": settings.cadence.overdue_grace_days,
         "today": today.isoformat(),

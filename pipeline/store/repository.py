@@ -564,13 +564,55 @@ class Store:
         return self._frame(sa.select(t).where(t.c.sample_id == sample_id).order_by(t.c.version))
 
     def assessments_frame(self, patient_id: str | None = None,
-                          latest_only: bool = False) -> pd.DataFrame:
+                          latest_only: bool = False, *,
+                          patient_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """Stored assessments (oldest first per patient); ``patient_ids`` reads many in one
+        query (the report step's alert histories, issue #11 item 3)."""
         a = models.assessments
         stmt = sa.select(a)
         if patient_id is not None:
             stmt = stmt.where(a.c.patient_id == patient_id)
+        if patient_ids is not None:
+            stmt = stmt.where(a.c.patient_id.in_(list(patient_ids)))
         frame = self._frame(stmt.order_by(a.c.patient_id, a.c.evaluated_at, a.c.id))
         if latest_only and not frame.empty:
+            frame = frame.groupby("patient_id", as_index=False).tail(1).reset_index(drop=True)
+        return frame
+
+    def cohort_facts(self) -> tuple[dict[str, date], dict[str, list[str]]]:
+        """Per patient: the latest draw's collection date, and the detected alterations
+        (``"GENE ALTERATION"``, sorted) of current sample versions; two grouped queries
+        for the cohort page instead of whole frames (issue #11 item 3)."""
+        t, o = models.samples, models.observations
+        last_stmt = (sa.select(t.c.patient_id, sa.func.max(t.c.collection_date))
+                     .where(t.c.is_current.is_(True)).group_by(t.c.patient_id))
+        alt_stmt = (sa.select(t.c.patient_id, o.c.gene, o.c.alteration).distinct()
+                    .join(t, o.c.sample_pk == t.c.id)
+                    .where(t.c.is_current.is_(True), o.c.detected.is_(True),
+                           o.c.gene.is_not(None), o.c.alteration.is_not(None))
+                    .order_by(t.c.patient_id, o.c.gene, o.c.alteration))
+        alterations: dict[str, list[str]] = {}
+        with self.engine.connect() as conn:
+            last = {pid: (day if isinstance(day, date) else date.fromisoformat(str(day)[:10]))
+                    for pid, day in conn.execute(last_stmt) if day is not None}
+            for pid, gene, alteration in conn.execute(alt_stmt):
+                alterations.setdefault(pid, []).append(f"{gene} {alteration}")
+        return last, alterations
+
+    def latest_assessments_frame(self) -> pd.DataFrame:
+        """The latest stored assessment of every patient, without reading older ones.
+
+        The cohort page needs one row per patient; reading every assessment of every run
+        (``assessments_frame(latest_only=True)``) grows with the number of runs.
+        """
+        a = models.assessments
+        last = (sa.select(a.c.patient_id, sa.func.max(a.c.evaluated_at).label("at"))
+                .group_by(a.c.patient_id).subquery())
+        stmt = (sa.select(a).join(last, sa.and_(a.c.patient_id == last.c.patient_id,
+                                                a.c.evaluated_at == last.c.at))
+                .order_by(a.c.patient_id, a.c.id))
+        frame = self._frame(stmt)
+        if not frame.empty:
             frame = frame.groupby("patient_id", as_index=False).tail(1).reset_index(drop=True)
         return frame
 

@@ -89,8 +89,13 @@ def test_cohort_page_escapes_and_is_self_contained(settings):
         [_row(evil, "WARNING", TODAY, drug="<b>x</b>", alerts=(evil,), care_team=evil)],
         settings, TODAY,
     )
-    assert "<script" not in html.lower() and "<b>x" not in html
+    # the only script elements are the page's own (cohort JSON + the table script); the
+    # hostile values appear escaped in the HTML and \u-escaped in the embedded JSON
+    assert html.lower().count("<script") == 2 and "<b>x" not in html
+    assert '<script type="application/json" id="cohort-data">' in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in html
+    assert "alert(1)</script>" not in html
     assert "http" not in html and "src=" not in html and "href=" not in html
     assert "@page { size: A4" in html
 
