@@ -18,9 +18,19 @@ LIMIT_NAME = "ctdna-surveillance"
 def ensure_limit() -> None:
     """Create the global concurrency limit with one slot if missing (or reset it to one)."""
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectAlreadyExists, PrefectHTTPStatusError
 
     with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(LIMIT_NAME, 1)
+        try:
+            client.upsert_global_concurrency_limit_by_name(LIMIT_NAME, 1)
+        except (ObjectAlreadyExists, PrefectHTTPStatusError) as exc:
+            # Prefect's upsert is read-then-create, not atomic: two runs starting together
+            # on a fresh server both see "missing" and the second create gets 409 Conflict
+            # (seen in clean-clone CI). The limit now exists; make sure it has one slot.
+            status = getattr(getattr(exc, "response", None), "status_code", 409)
+            if status != 409:
+                raise
+            client.upsert_global_concurrency_limit_by_name(LIMIT_NAME, 1)
 
 
 @contextmanager

@@ -81,10 +81,13 @@ def skipped_patients(cohort_size: int, evaluated: int,
 
 def summary_rows(summary: Any) -> list[dict[str, Any]]:
     """The table artifact's rows: :func:`count_rows`, then one row per tier change
-    (``tier change FROM->TO``) and per skip reason (``skipped: <reason>``)."""
+    (``tier change FROM->TO``), per evaluation reason (``evaluated: <reason>``) and per
+    skip reason (``skipped: <reason>``)."""
     rows = count_rows(summary)
     rows += [{"quantity": f"tier change {change}", "count": n}
              for change, n in getattr(summary, "tier_changes", {}).items()]
+    rows += [{"quantity": f"evaluated: {reason}", "count": n}
+             for reason, n in getattr(summary, "evaluated_reasons", {}).items()]
     rows += [{"quantity": f"skipped: {reason}", "count": n}
              for reason, n in getattr(summary, "skipped_reasons", {}).items()]
     return rows
@@ -127,6 +130,8 @@ def summary_markdown(summary: Any) -> str:
     lines += ["| | count |", "|---|---:|"]
     lines += [f"| {row['quantity']} | {row['count']} |" for row in count_rows(summary)]
     lines += _breakdown("Tier changes", "change", getattr(summary, "tier_changes", {}))
+    lines += _breakdown("Patients evaluated", "reason",
+                        getattr(summary, "evaluated_reasons", {}))
     lines += _breakdown("Patients skipped", "reason", getattr(summary, "skipped_reasons", {}))
     reasons = getattr(summary, "rejected_reasons", [])
     if reasons:

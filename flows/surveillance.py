@@ -70,6 +70,8 @@ class RunSummary(BaseModel):
     #: Stored patients not evaluated by this run, and why (reason -> count; #11 item 2).
     patients_skipped: int = 0
     skipped_reasons: dict[str, int] = Field(default_factory=dict)
+    #: Why the evaluated patients were evaluated (reason -> count; incremental runs, #11).
+    evaluated_reasons: dict[str, int] = Field(default_factory=dict)
     #: Status transitions of the evaluated patients, ``FROM->TO`` -> count (no IDs; #12).
     tier_changes: dict[str, int] = Field(default_factory=dict)
     reports_written: int = 0
@@ -122,6 +124,12 @@ class RunSummary(BaseModel):
                          f"{self.patients_skipped}; reports written: "
                          f"{self.reports_written}, unchanged: {self.reports_unchanged} in "
                          f"{self.reports_dir}")
+            if self.evaluated_reasons:
+                lines.append("  evaluated because: " + "; ".join(
+                    f"{reason} {n}" for reason, n in self.evaluated_reasons.items()))
+            if self.skipped_reasons:
+                lines.append("  skipped because: " + "; ".join(
+                    f"{reason} {n}" for reason, n in self.skipped_reasons.items()))
             if self.tier_changes:
                 lines.append("tier changes: " + ", ".join(
                     f"{change} {n}" for change, n in self.tier_changes.items()))
@@ -232,6 +240,7 @@ def _surveillance(inbox: str, outbox: str | None, reports: str | None,
             _evaluate_report_enqueue(queue["patients"], reports, settings, summary, runner)
         else:
             logger.info("no patient data changed; nothing to evaluate")
+    summary.evaluated_reasons = dict(queue.get("reasons") or {})
     summary.skipped_reasons = skipped_patients(queue["cohort"], summary.patients_evaluated,
                                                queue.get("skipped"))
     summary.patients_skipped = sum(summary.skipped_reasons.values())

@@ -125,16 +125,20 @@ def prepare_store_task() -> list[str]:
 @task(name="pending-patients", **TASK_OPTIONS)
 def pending_patients_task(force_patients: list[str], run_id: str,
                           started_at: datetime | None = None) -> dict[str, Any]:
-    """Patients marked for evaluation (work queue), after marking ``force_patients``.
+    """Patients this run evaluates (incremental, #11 item 2), after marking ``force_patients``.
 
-    Returns ``{"patients": [...], "cohort": n}``: the marked patients and the number of
-    stored patients (the others are skipped by this run; counts only leave the flow).
+    Returns ``{"patients": [...], "cohort": n, "reasons": {reason: n}, "skipped":
+    {reason: n}}``: the patients in the work queue (new or amended data, therapy change,
+    forced) plus those whose stored assessment is stale (never evaluated, other config,
+    knowledge base or ctdna version, cadence date passed); counts only leave the flow.
     """
-    _settings, store, _kb = context()
-    if force_patients:
-        store.mark_pending(force_patients, "force", run_id)
-    return {"patients": store.pending_patients(run_id, started_at),
-            "cohort": len(store.patient_ids())}
+    from pipeline.service import evaluation_queue
+
+    settings, store, kb = context()
+    queue = evaluation_queue(store, settings, kb, run_id=run_id, started_at=started_at,
+                             force=force_patients)
+    return {"patients": queue.patients, "cohort": queue.cohort, "reasons": queue.reasons,
+            "skipped": queue.skipped}
 
 
 @task(name="mark-processed", **TASK_OPTIONS)

@@ -120,6 +120,10 @@ class Assessment(_Model):
     levels: list[DrawLevel] = Field(
         default_factory=list, description="per-draw ctDNA level of the line, as the rules used it"
     )
+    reevaluate_on: date | None = Field(
+        None, description="first date after as_of on which this assessment changes without "
+                          "new data (next draw due, draw overdue, line ended, a later-dated "
+                          "draw or line); incremental runs re-evaluate then (#11 item 2)")
 
     def contract_json(self) -> dict[str, object]:
         """The object printed by ``ctdna evaluate --json`` (contract + extensions).

@@ -110,6 +110,110 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
     return results
 
 
+#: Why an incremental run evaluates a patient (#11 item 2), keyed by the work-queue reason.
+#: Data and operator marks come from ingest, therapy import and ``--force``; the others are
+#: added by :func:`evaluation_queue` from the latest stored assessment.
+EVALUATION_REASONS: dict[str, str] = {
+    "ingest": "new or amended draws",
+    "ingested": "new draws",
+    "amended": "amended draws",
+    "therapies": "therapy history changed",
+    "force": "forced by the operator",
+    "never-evaluated": "never evaluated",
+    "pipeline": "ctdna upgraded since the last evaluation",
+    "config": "configuration changed since the last evaluation",
+    "knowledge-base": "knowledge base changed since the last evaluation",
+    "cadence": "a cadence date passed (next draw due, draw overdue or line ended)",
+    "later-as-of": "last evaluated for a later date",
+}
+#: Incremental-run reasons, in order of precedence when several apply to one patient.
+STALE_REASONS = ("never-evaluated", "pipeline", "config", "knowledge-base", "cadence",
+                 "later-as-of")
+UNCHANGED = ("unchanged since the last evaluation (no new or amended data, same therapy, "
+             "configuration, knowledge base and ctdna version, no cadence date passed)")
+
+
+@dataclass(frozen=True)
+class EvaluationQueue:
+    """The patients a flow run evaluates, and why; counts only (no IDs) leave the flow.
+
+    Attributes
+    ----------
+    patients
+        Patient IDs to evaluate (sorted).
+    cohort
+        Number of stored patients.
+    reasons
+        Evaluated patients per reason (:data:`EVALUATION_REASONS` wording).
+    skipped
+        Skipped patients per reason (:data:`UNCHANGED`).
+    """
+
+    patients: list[str]
+    cohort: int
+    reasons: dict[str, int]
+    skipped: dict[str, int]
+
+
+def evaluation_queue(store: Store, settings: Settings, kb: KnowledgeBase, *, run_id: str,
+                     started_at: datetime | None = None, force: list[str] | None = None,
+                     today: date | None = None) -> EvaluationQueue:
+    """Select the patients whose assessment may have changed since it was stored (#11 item 2).
+
+    New or amended draws and therapy changes are already in the work queue (marked in the
+    transaction that stored them). Added here, from one query over the latest assessments:
+    patients never evaluated, evaluated by another ctdna version, configuration or
+    knowledge-base version, or whose ``reevaluate_on`` date (the next draw falls due or is
+    overdue, the line ended, a later-dated draw enters the window) is on or before
+    ``today``. They are marked in the work queue with that reason, so a run that fails
+    before evaluating leaves them for the next. Every other patient is skipped: its stored
+    assessment is the one the rules would give again.
+    """
+    today = today or date.today()
+    if force:
+        store.mark_pending(force, "force", run_id)
+    queued = store.pending_reasons()
+    stamps = store.evaluation_stamps()
+    ids = store.patient_ids()
+    stale: dict[str, str] = {}
+    if len(stamps):
+        last_as_of = stamps["as_of"]
+        again = stamps["reevaluate_on"]
+        checks = {
+            "pipeline": stamps["pipeline_version"] != pipeline_version(),
+            "config": stamps["config_version"] != settings.version_label(),
+            "knowledge-base": stamps["kb_version"] != str(kb.version),
+            "cadence": again.map(lambda d: d is not None and d <= today).astype(bool),
+            "later-as-of": last_as_of.map(lambda d: d is not None and d > today).astype(bool),
+        }
+        for reason in reversed(STALE_REASONS[1:]):  # the first reason in order wins
+            for pid in stamps.loc[checks[reason].to_numpy(), "patient_id"]:
+                stale[str(pid)] = reason
+        evaluated = set(stamps["patient_id"].astype(str))
+    else:
+        evaluated = set()
+    for pid in ids:
+        if pid not in evaluated:
+            stale[pid] = "never-evaluated"
+    by_reason: dict[str, list[str]] = {}
+    for pid, reason in stale.items():
+        if pid not in queued:  # a data or operator mark stays (and keeps its reason)
+            by_reason.setdefault(reason, []).append(pid)
+    for reason, pids in by_reason.items():
+        store.mark_pending(pids, reason, run_id)
+    marks = store.pending_reasons(run_id, started_at)
+    counts: dict[str, int] = {}
+    for reason in marks.values():
+        label = EVALUATION_REASONS.get(reason, reason)
+        counts[label] = counts.get(label, 0) + 1
+    # Marks a concurrent run made after this one started are that run's work (#11 item 6).
+    elsewhere = len(set(store.pending_reasons()) - set(marks))
+    skipped = {UNCHANGED: len(ids) - len(marks) - elsewhere,
+               "queued by a concurrent run": elsewhere}
+    return EvaluationQueue(sorted(marks), len(ids), counts,
+                           {k: n for k, n in skipped.items() if n > 0})
+
+
 def alert_histories(store: Store, patient_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """Every alert of every stored assessment of each patient, oldest first (one query)."""
     frame = store.assessments_frame(patient_ids=patient_ids)

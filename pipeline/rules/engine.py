@@ -119,6 +119,7 @@ def evaluate_cohort(
     obs_by = _ObservationsBySample(obs)
     kept_by = dict(tuple(kept.groupby("patient_id", sort=False)))
 
+    future = _future_events(samples, therapies, cutoff)
     out = []
     for patient in patients:
         patient_draws = kept_by.get(patient, kept.iloc[0:0])
@@ -132,14 +133,15 @@ def evaluate_cohort(
                 therapies["patient_id"] == patient, "start_date"].map(pd.Timestamp)]
             when = max(dates).date()
         out.append(_assess(patient, when, line, draws_by, line_obs, obs_by, patient_draws,
-                           settings, kb))
+                           settings, kb, future.get(patient)))
     return out
 
 
 def _assess(patient: str, as_of: date, line: pd.Series | None,
             draws_by: dict, line_obs: dict, obs_by: _ObservationsBySample,
             patient_draws: pd.DataFrame,
-            settings: Settings, kb: KnowledgeBaseLike | None) -> Assessment:
+            settings: Settings, kb: KnowledgeBaseLike | None,
+            future_event: date | None = None) -> Assessment:
     therapy = None
     caveats: list[str] = []
     if line is not None:
@@ -179,8 +181,10 @@ def _assess(patient: str, as_of: date, line: pd.Series | None,
         alerts = [a for a in alerts if a.rule_id != "B2"]
     status, reason = _status(ctx, alerts)
     due = _next_draw_due(ctx, alerts + context, status)
+    overdue_after = overdue = None
     if due is not None and therapy is not None:
-        overdue = _overdue_alert(ctx, due)
+        overdue_after = _overdue_limit(ctx, due)
+        overdue = _overdue_alert(ctx, due, overdue_after)
         if overdue is not None:
             alerts.append(overdue)
     if ctx.provisional:
@@ -207,7 +211,51 @@ def _assess(patient: str, as_of: date, line: pd.Series | None,
         status_reason=reason, caveats=caveats,
         headline=make_headline(status, reason, alerts, levels),
         baseline_context=context, baseline_provisional=ctx.provisional, levels=levels,
+        reevaluate_on=_reevaluate_on(as_of, [
+            due,  # the next draw falls due (a cadence date)
+            None if overdue_after is None else overdue_after + timedelta(days=1),  # C1 fires
+            None if therapy is None or therapy.end_date is None
+            else therapy.end_date + timedelta(days=1),  # the line-ended caveat applies
+            future_event,  # a draw or line dated after as_of enters the window
+            # C1 counts the days overdue: an overdue patient's alert text changes daily.
+            None if overdue is None else as_of + timedelta(days=1),
+        ]),
     )
+
+
+def _reevaluate_on(as_of: date, dates: list[date | None]) -> date | None:
+    """The first of ``dates`` after ``as_of``: when this assessment changes with no new data.
+
+    Incremental runs (#11 item 2) re-evaluate a patient without new or amended data only
+    once this date has come (a cadence date passed); None means only new data, a therapy
+    change or a new config/knowledge-base/pipeline version can change the assessment
+    (``days_on_therapy`` aside, which is as of the evaluation by definition).
+    tests/rules/test_reevaluate_on.py checks the claim: the assessment on the day before
+    this date equals the one at ``as_of``.
+    """
+    later = [d for d in dates if d is not None and d > as_of]
+    return min(later) if later else None
+
+
+def _future_events(samples: pd.DataFrame, therapies: pd.DataFrame,
+                  cutoff: pd.Timestamp | None) -> dict[str, date]:
+    """Each patient's first draw or line start dated after ``cutoff`` (date-only).
+
+    Such rows are dropped before the rules run, so the assessment changes on that date
+    (an evaluation's window, #11 item 2). Empty without a cutoff.
+    """
+    if cutoff is None:
+        return {}
+    parts = [pd.DataFrame({"patient_id": frame["patient_id"].astype(str),
+                           "when": pd.to_datetime(frame[column]).dt.normalize()})
+             for frame, column in ((samples, "collection_date"), (therapies, "start_date"))
+             if len(frame)]
+    if not parts:
+        return {}
+    events = pd.concat(parts, ignore_index=True)
+    events = events[events["when"] > cutoff]
+    first = events.groupby("patient_id")["when"].min()
+    return {str(p): pd.Timestamp(w).date() for p, w in first.items()}
 
 
 def _response_assessed(ctx: LineContext) -> bool:
@@ -374,7 +422,8 @@ def _next_draw_due(ctx: LineContext, alerts: list[Alert], status: str) -> date |
     return max(due, last)
 
 
-def _overdue_alert(ctx: LineContext, due: date) -> Alert | None:
+def _draw_window_end(ctx: LineContext, due: date) -> date:
+    """The last day of the window the next draw is due in (cadence settings, rule C1)."""
     cadence = ctx.settings.cadence
     therapy = ctx.therapy
     assert therapy is not None
@@ -386,10 +435,19 @@ def _overdue_alert(ctx: LineContext, due: date) -> Alert | None:
     else:
         latest = due + timedelta(weeks=cadence.maintenance_interval_weeks[1]
                                  - cadence.maintenance_interval_weeks[0])
-    latest = max(latest, due)
-    limit = latest + timedelta(days=cadence.overdue_grace_days)
+    return max(latest, due)
+
+
+def _overdue_limit(ctx: LineContext, due: date) -> date:
+    """The last day before the next draw counts as overdue: window end + grace days."""
+    return _draw_window_end(ctx, due) + timedelta(days=ctx.settings.cadence.overdue_grace_days)
+
+
+def _overdue_alert(ctx: LineContext, due: date, limit: date) -> Alert | None:
+    """C1 (INFO): the next draw is overdue (``as_of`` after ``limit``)."""
     if ctx.as_of <= limit:
         return None
+    latest = _draw_window_end(ctx, due)
     finding = Finding(gene=None, alteration="next draw", sample_id="(due)",
                       collection_date=due, detected=False,
                       note=f"due {due}, window closed {latest}, "

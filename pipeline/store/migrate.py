@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline.errors import StoreError
 
 #: The newest revision this code expects (kept in step with migrations/versions).
-HEAD = "0004_ack"
+HEAD = "0005_reevaluate_on"
 BASELINE = "0001"
 #: Tables every 0.1.0 store has; all present and no ``alembic_version`` = stamp baseline.
 BASELINE_TABLES = frozenset({

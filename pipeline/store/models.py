@@ -128,6 +128,9 @@ assessments = sa.Table(
     sa.Column("pipeline_version", sa.String(32), nullable=False),
     sa.Column("sample_pks", sa.JSON, nullable=False),  # exact sample rows (versions) used
     sa.Column("payload", sa.JSON, nullable=False),  # the full assessment (contract JSON + extras)
+    # Migration 0005 (#11 item 2): first date the assessment changes without new data;
+    # incremental runs re-evaluate the patient once it has come.
+    sa.Column("reevaluate_on", sa.Date, nullable=True),
     sa.Index("ix_assessments_patient", "patient_id", "evaluated_at"),
 )
 

@@ -427,6 +427,8 @@ class Store:
                 config_version=payload["config_version"], kb_version=payload["kb_version"],
                 pipeline_version=payload["pipeline_version"],
                 sample_pks=[int(x) for x in sample_pks], payload=payload,
+                reevaluate_on=(None if payload.get("reevaluate_on") is None
+                               else date.fromisoformat(str(payload["reevaluate_on"]))),
             ))
             return _inserted_id(result, "assessments")
 
@@ -450,13 +452,22 @@ class Store:
         work, so two workers on two inbox shards do not both evaluate every patient (#11
         item 6).
         """
+        return sorted(self.pending_reasons(run_id, started_at))
+
+    def pending_reasons(self, run_id: str | None = None,
+                        started_at: datetime | None = None) -> dict[str, str]:
+        """The marks :meth:`pending_patients` returns, as patient -> reason of the mark.
+
+        Reasons: ``ingest``, ``amended``, ``therapies``, ``force`` (data and operator) and
+        the incremental-run reasons of ``pipeline.service.STALE_REASONS`` (#11 item 2).
+        """
         q = models.pending_evaluations
-        stmt = sa.select(q.c.patient_id).order_by(q.c.patient_id)
+        stmt = sa.select(q.c.patient_id, q.c.reason).order_by(q.c.patient_id)
         if run_id is not None and started_at is not None:
             stmt = stmt.where(sa.or_(q.c.run_id.is_(None), q.c.run_id == run_id,
                                      q.c.marked_at < started_at))
         with self.engine.connect() as conn:
-            return [r[0] for r in conn.execute(stmt)]
+            return {r[0]: r[1] for r in conn.execute(stmt)}
 
     # ------------------------------------------------------------------ reads
     def _frame(self, stmt: sa.Select[Any]) -> pd.DataFrame:
@@ -598,6 +609,27 @@ class Store:
             for pid, gene, alteration in conn.execute(alt_stmt):
                 alterations.setdefault(pid, []).append(f"{gene} {alteration}")
         return last, alterations
+
+    def evaluation_stamps(self) -> pd.DataFrame:
+        """What incremental runs compare (#11 item 2): per patient, its latest assessment's
+        versions and cadence date, without the payloads.
+
+        Columns ``patient_id``, ``as_of``, ``config_version``, ``kb_version``,
+        ``pipeline_version``, ``reevaluate_on`` (``datetime.date`` or None); one row per
+        patient with at least one assessment (the latest by ``evaluated_at``, then id).
+        """
+        a = models.assessments
+        last = (sa.select(a.c.patient_id, sa.func.max(a.c.evaluated_at).label("at"))
+                .group_by(a.c.patient_id).subquery())
+        stmt = (sa.select(a.c.patient_id, a.c.as_of, a.c.config_version, a.c.kb_version,
+                          a.c.pipeline_version, a.c.reevaluate_on)
+                .join(last, sa.and_(a.c.patient_id == last.c.patient_id,
+                                    a.c.evaluated_at == last.c.at))
+                .order_by(a.c.patient_id, a.c.id))
+        frame = self._frame(stmt)
+        if not frame.empty:
+            frame = frame.groupby("patient_id", as_index=False).tail(1).reset_index(drop=True)
+        return _coerce_dates(frame, ["as_of", "reevaluate_on"])
 
     def latest_assessments_frame(self) -> pd.DataFrame:
         """The latest stored assessment of every patient, without reading older ones.

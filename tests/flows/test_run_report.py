@@ -57,6 +57,7 @@ def test_run_is_named_by_its_time_and_publishes_phi_free_artifacts(
     markdown = str(by_type["markdown"].data)
     assert "| samples ingested | 13 |" in markdown
     assert "| patients evaluated | 4 |" in markdown
+    assert "### Patients evaluated" in markdown and "| new or amended draws | 4 |" in markdown
     assert f"| notifications sent | {summary.emails_sent} |" in markdown
     assert "cohort.html" in markdown
     table = by_type["table"].data
@@ -84,7 +85,8 @@ def test_run_is_named_by_its_time_and_publishes_phi_free_artifacts(
     _run, artifacts = asyncio.run(_flow_run_and_artifacts(again.run_id))
     markdown = str({a.type: a for a in artifacts}["markdown"].data)
     assert "| patients skipped | 4 |" in markdown and "### Patients skipped" in markdown
-    assert "not in the work queue" in markdown and "### Tier changes" not in markdown
+    assert "unchanged since the last evaluation" in markdown
+    assert "### Tier changes" not in markdown and "### Patients evaluated" not in markdown
 
 
 def test_tier_changes_and_skips_are_counted_without_identifiers() -> None:

@@ -79,9 +79,16 @@ def test_scheduled_run_end_to_end_then_nothing_new(lab_env: dict[str, Any]) -> N
     again = _run(inbox, reports=str(lab_env["tmp"] / "reports"))
     assert again.manifests == 0 and again.already_processed == 2
     assert again.ingested == 0 and again.patients_evaluated == 0
+    # incremental (#11 item 2): everyone skipped, and the summary says why
+    from pipeline.service import UNCHANGED
+
+    assert summary.evaluated_reasons == {"new or amended draws": 4}
+    assert again.skipped_reasons == {UNCHANGED: 4} and again.evaluated_reasons == {}
+    assert f"skipped because: {UNCHANGED} 4" in again.describe()
     assert len(handler.messages) == sent  # a second run sends nothing new
     forced = _run(inbox, force=True, reports=str(lab_env["tmp"] / "reports"))
     assert forced.unchanged == 13 and forced.patients_evaluated == 4
+    assert forced.evaluated_reasons == {"forced by the operator": 4}
     assert len(handler.messages) == sent  # same findings: still nothing new
     assert _tree_digest(inbox) == before  # the lab's files were never modified
 

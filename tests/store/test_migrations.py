@@ -60,11 +60,19 @@ def test_store_made_by_0_1_0_is_stamped_and_upgraded_in_place(db_url: str) -> No
             "INSERT INTO alert_notifications (alert_key, ref, patient_id, kind, tier, "
             "recipients, state, attempts, created_at, content) VALUES ('k', 'R1', 'P1', "
             "'alert', 'WARNING', '[]', 'pending', 0, :now, '{}')"), {"now": now})
+        conn.execute(sa.text(
+            "INSERT INTO assessments (patient_id, as_of, evaluated_at, status, config_version, "
+            "kb_version, pipeline_version, sample_pks, payload) VALUES ('P1', '2026-11-02', "
+            ":now, 'OPTIMAL', 'c', 'k', '0.1.0', '[]', '{}')"), {"now": now})
     result = migrate.upgrade(engine)
     assert (result.before, result.after, result.stamped_baseline) == ("0001", migrate.HEAD, True)
     with engine.connect() as conn:
         row = conn.execute(sa.select(models.alert_notifications)).one()
         assert row.ref == "R1" and row.next_attempt_at is None  # data kept, column added
+        # 0005: an old assessment's cadence date is unknown -> its own as_of, so the first
+        # incremental run re-evaluates the patient (#11 item 2)
+        old = conn.execute(sa.select(models.assessments)).one()
+        assert str(old.reevaluate_on)[:10] == "2026-11-02" == str(old.as_of)[:10]
         assert conn.execute(sa.select(sa.func.count())
                             .select_from(models.pending_evaluations)).scalar() == 0
         assert compare_metadata(MigrationContext.configure(conn), models.metadata) == []
