@@ -29,6 +29,7 @@ from scipy.stats import fisher_exact
 from pipeline.assessment import Alert, Finding, Therapy, TherapyOption
 from pipeline.config import RulesSettings, Settings
 from pipeline.kinetics import FOLD_LOWER, FOLD_VALUE
+from pipeline.rules.cohort import LineParts
 
 #: How a rule is supported (#13 item 3): ``evidenced`` = directly shown in TKI-treated
 #: oncogene-driven NSCLC; ``analogy`` = borrowed from CML (ELN) or IO/chemo ctDNA data;
@@ -91,6 +92,8 @@ class LineContext:
     draws: pd.DataFrame  # Kinetics.draws rows of the line (baseline first)
     observations: pd.DataFrame  # observations of those draws, with day, role, marker_key
     caveats: list[str] = field(default_factory=list)
+    #: The line's precomputed slices of the cohort frames (#11 item 2); None = compute here.
+    parts: LineParts | None = None
 
     @property
     def rules(self) -> RulesSettings:
@@ -98,6 +101,8 @@ class LineContext:
 
     @cached_property
     def baseline(self) -> pd.Series | None:
+        if self.parts is not None:
+            return self.parts.baseline
         rows = self.draws[self.draws["role"] == "baseline"]
         return rows.iloc[0] if len(rows) else None
 
@@ -129,11 +134,15 @@ class LineContext:
 
     @cached_property
     def treated(self) -> pd.DataFrame:
+        if self.parts is not None:
+            return self.parts.treated
         return self.draws[self.draws["role"] == "on_treatment"]
 
     @cached_property
     def evaluable(self) -> pd.DataFrame:
         """On-treatment draws that can carry a response decision (Q1 excluded)."""
+        if self.parts is not None:
+            return self.parts.evaluable
         treated = self.treated
         return treated[treated["informative"].astype(bool)]
 

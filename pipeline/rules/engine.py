@@ -34,6 +34,7 @@ from pipeline.rules.catalogue import (
     LineContext,
     make_alert,
 )
+from pipeline.rules.cohort import CohortLines
 from pipeline.rules.headline import make_headline
 from pipeline.rules.registry import MECHANISM_RULES, RULES, STATUS_RULES
 
@@ -114,9 +115,10 @@ def evaluate_cohort(
 
     latest_line = kin.lines.sort_values(["patient_id", "start_date", "line"]).groupby(
         "patient_id").tail(1).set_index("patient_id")
-    draws_by = dict(tuple(kin.draws.groupby(["patient_id", "line"], sort=False)))
-    line_obs = _line_observations(obs, kin.draws)
+    # Every line's frames as slices of cohort frames, computed once (#11 item 2).
+    cohort = CohortLines(kin.draws, obs if len(obs) else None)
     obs_by = _ObservationsBySample(obs)
+    config_version = settings.version_label()  # hashes the settings: once, not per patient
     kept_by = dict(tuple(kept.groupby("patient_id", sort=False)))
 
     future = _future_events(samples, therapies, cutoff)
@@ -132,17 +134,18 @@ def evaluate_cohort(
             dates = [*patient_draws["collection_date"], *therapies.loc[
                 therapies["patient_id"] == patient, "start_date"].map(pd.Timestamp)]
             when = max(dates).date()
-        out.append(_assess(patient, when, line, draws_by, line_obs, obs_by, patient_draws,
-                           settings, kb, future.get(patient)))
+        out.append(_assess(patient, when, line, cohort, obs_by, patient_draws,
+                           settings, kb, config_version, future.get(patient)))
     return out
 
 
 def _assess(patient: str, as_of: date, line: pd.Series | None,
-            draws_by: dict, line_obs: dict, obs_by: _ObservationsBySample,
+            cohort: CohortLines, obs_by: _ObservationsBySample,
             patient_draws: pd.DataFrame,
             settings: Settings, kb: KnowledgeBaseLike | None,
-            future_event: date | None = None) -> Assessment:
+            config_version: str, future_event: date | None = None) -> Assessment:
     therapy = None
+    parts = None
     caveats: list[str] = []
     if line is not None:
         therapy = Therapy(
@@ -150,7 +153,8 @@ def _assess(patient: str, as_of: date, line: pd.Series | None,
             end_date=None if pd.isna(line["end_date"]) else line["end_date"].date(),
             intent=str(line.get("intent", "palliative")),
         )
-        draws = draws_by.get((patient, int(line["line"])))
+        parts = cohort.line(patient, int(line["line"]))
+        draws = None if parts is None else parts.draws
         if therapy.end_date is not None and therapy.end_date < as_of:
             caveats.append(f"Line {therapy.line} ({therapy.drug}) ended on "
                            f"{therapy.end_date}; later draws are not attributed to it.")
@@ -163,10 +167,10 @@ def _assess(patient: str, as_of: date, line: pd.Series | None,
         draws = _unlined_draws(patient_draws)
         obs = obs_by.for_draws(patient, draws)
     else:
-        sliced = line_obs.get((patient, int(line["line"])))  # type: ignore[index]
-        obs = (sliced.reset_index(drop=True) if sliced is not None
-               else obs_by.for_draws(patient, draws))
-    ctx = LineContext(patient, as_of, settings, kb, therapy, line, draws, obs, caveats)
+        sliced = None if parts is None else parts.observations
+        obs = sliced if sliced is not None else obs_by.for_draws(patient, draws)
+    ctx = LineContext(patient, as_of, settings, kb, therapy, line, draws, obs, caveats,
+                      parts=parts)
 
     alerts: list[Alert] = []
     for rule in RULES:
@@ -197,10 +201,10 @@ def _assess(patient: str, as_of: date, line: pd.Series | None,
     if therapy is None:
         caveats.append("No line of therapy started on or before the evaluation date.")
     base = ctx.baseline
-    levels = _levels(draws) if line is not None else []
+    levels = [] if line is None else parts.levels if parts is not None else _levels(draws)
     return Assessment(
         patient_id=patient, as_of=as_of, therapy=therapy, status=status,
-        alerts=alerts, config_version=settings.version_label(),
+        alerts=alerts, config_version=config_version,
         kb_version=str(kb.version) if kb is not None else "none",
         pipeline_version=pipeline.__version__,
         draws_used=list(dict.fromkeys(draws["sample_id"])),
@@ -304,31 +308,6 @@ def _unlined_draws(patient_draws: pd.DataFrame) -> pd.DataFrame:
     frame["day"] = 0
     frame["informative"] = True
     return frame
-
-
-def _line_observations(obs: pd.DataFrame, draws: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
-    """Each line's observations with the draw's ``day`` and ``role``, for the whole cohort.
-
-    One merge and one group-by for the cohort (#11 item 2) instead of a concat and a merge
-    per patient. Rows come in the order the per-patient path gave them: the line's draws in
-    order (a provisional reference, listed twice, counts at its first place and its first
-    role), each draw's calls in store order.
-    """
-    cols = ["patient_id", "line", "sample_id", "day", "role"]
-    if not len(obs) or not len(draws):
-        return {}
-    placed = draws[cols].copy()
-    placed["_draw_pos"] = placed.groupby(["patient_id", "line"], sort=False).cumcount()
-    placed = placed.drop_duplicates(["patient_id", "line", "sample_id"])
-    rows = obs.assign(_obs_pos=np.arange(len(obs)))
-    merged = rows.merge(placed.drop(columns="patient_id"), on="sample_id", how="inner")
-    merged = merged.sort_values(["patient_id", "line", "_draw_pos", "_obs_pos"],
-                                kind="mergesort")
-    keys = merged[["patient_id", "line"]]
-    merged = merged.drop(columns=["line", "_draw_pos", "_obs_pos"])
-    groups = cast(Iterable[tuple[tuple[Any, Any], pd.DataFrame]],
-                  merged.groupby([keys["patient_id"], keys["line"]], sort=False))
-    return {(str(p), int(ln)): frame for (p, ln), frame in groups}
 
 
 class _ObservationsBySample:
