@@ -400,7 +400,7 @@ def _deliver(run_id: str, outbox: str | None, summary: RunSummary) -> None:
     notify = load_settings().notify
     delays = notify.delivery_retry_delays_seconds or [0.0]
     for attempt in range(notify.delivery_retries + 1):
-        result = deliver_alerts_task(run_id, outbox)
+        result = deliver_alerts_task(run_id, outbox, summary.reports_dir)
         summary.emails_sent += result["sent"]
         summary.dead_letter_refs += result["dead"]
         summary.warnings += [w for w in result["warnings"] if w not in summary.warnings]

@@ -205,7 +205,8 @@ def enqueue_alerts_task(results: list[EvaluationResult], report_paths: dict[str,
 
 
 @task(name="deliver-alerts", **TASK_OPTIONS)
-def deliver_alerts_task(run_id: str, outbox: str | None) -> dict[str, Any]:
+def deliver_alerts_task(run_id: str, outbox: str | None,
+                        reports_dir: str | None = None) -> dict[str, Any]:
     """Deliver every due digest once on its channel; never raises for delivery failures.
 
     Returns counts, dead-lettered references and warnings (no PHI). Dead letters reach the
@@ -213,12 +214,15 @@ def deliver_alerts_task(run_id: str, outbox: str | None) -> dict[str, Any]:
     alerts stay in the ledger for the next attempt (outbox pattern).
     """
     from pipeline.notify import deliver_pending, outstanding_count, transport_from_settings
-    from pipeline.notify.charts import store_chart_provider
+    from pipeline.notify.charts import report_chart_provider
+    from pipeline.service import reports_dir as report_folder
 
     settings, store, _kb = context()
     transport = transport_from_settings(settings, outbox=Path(outbox) if outbox else None)
-    report = deliver_pending(store.engine, settings, transport, run_id,
-                             chart_for=store_chart_provider(store))
+    # The PNG the report step drew this run is reused, not drawn again (#11 item 3).
+    charts = report_chart_provider(store, report_folder(settings, Path(reports_dir)
+                                                        if reports_dir else None))
+    report = deliver_pending(store.engine, settings, transport, run_id, chart_for=charts)
     return {"sent": len(report.sent), "failed": len(report.failed),
             "dead": [ref for ref, _error in report.dead], "aborted": report.aborted,
             "outstanding": outstanding_count(store.engine), "warnings": list(report.warnings)}

@@ -6,14 +6,16 @@ then sends the message without it and records a warning.
 
 Delivery takes any :data:`ChartProvider` (``patient_id -> PNG bytes or None``) and calls it
 once per digest, i.e. once per patient and run. Issue #11 item 3 wants one render per
-patient per run *shared with the report*: when ``pipeline/report`` offers that render
-cache, pass its provider to ``deliver_pending(chart_for=...)`` instead of
-:func:`store_chart_provider` (one call in ``flows/tasks.py``).
+patient per run *shared with the report*: :func:`report_chart_provider` reads the PNG the
+report step drew into ``<reports>/.charts`` (``pipeline.report.chartcache``) and draws
+only for a patient it has none for (a delivery retried in a later run, a run without the
+report step); the flows use it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
@@ -60,4 +62,39 @@ def store_chart_provider(store: FrameSource) -> ChartProvider:
                 store.observations_frame(ids), samples, store.therapies_frame(ids))
         return rendered[patient_id]
 
+    return provider
+
+
+def report_chart_provider(store: FrameSource, reports_dir: str | Path) -> ChartProvider:
+    """The report step's PNG of each patient, drawn again only when it has none.
+
+    Parameters
+    ----------
+    store
+        The longitudinal store (for the fall-back render).
+    reports_dir
+        The run's report folder; its chart cache holds the PNGs the report step drew this
+        run (``ChartCache.for_reports``). A patient whose content changed without a new
+        PNG has had its old one discarded by the report step, so no stale chart is sent.
+
+    Returns
+    -------
+    callable
+        ``patient_id -> PNG bytes or None``; ``.drawn`` lists the patients drawn by the fall-back.
+    """
+    from pipeline.report.chartcache import ChartCache
+
+    cache = ChartCache.for_reports(reports_dir)
+    fallback = store_chart_provider(store)
+    drawn: list[str] = []
+
+    def provider(patient_id: str) -> bytes | None:
+        png = cache.png(patient_id)
+        if png is not None:
+            return png
+        if patient_id not in drawn:
+            drawn.append(patient_id)  # the fall-back memoises: one render per patient
+        return fallback(patient_id)
+
+    provider.drawn = drawn  # type: ignore[attr-defined]
     return provider

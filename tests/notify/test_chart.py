@@ -69,3 +69,24 @@ def test_chart_failure_never_blocks_the_alert(engine, tmp_path, smtp_server):
     assert len(report.warnings) == 1 and "without chart" in report.warnings[0]
     assert all(m[2].get_payload()[1].get_content_type() == "text/html"
                for m in smtp_server.handler.messages)
+
+
+def test_email_reuses_the_report_steps_png_and_draws_only_what_is_missing(engine, tmp_path):
+    """#11 item 3: one render per patient per run, shared by report and email."""
+    from pipeline.notify.charts import report_chart_provider
+    from pipeline.report.chartcache import ChartCache
+
+    store = _store_with_draws(engine)
+    reports = tmp_path / "reports"
+    drawn_by_report = b"\x89PNG\r\n\x1a\n(the report step's render)"
+    ChartCache.for_reports(reports).store("PT-0001", "fp-1", "png", drawn_by_report)
+
+    provider = report_chart_provider(store, reports)  # a later task: a fresh process view
+    assert provider("PT-0001") == drawn_by_report
+    assert provider.drawn == []  # type: ignore[attr-defined]
+
+    # no report render (a retried delivery in a later run): drawn from the store, once
+    fresh = report_chart_provider(store, tmp_path / "empty-reports")
+    png = fresh("PT-0001")
+    assert png is not None and png.startswith(b"\x89PNG") and png != drawn_by_report
+    assert fresh("PT-0001") == png and fresh.drawn == ["PT-0001"]  # type: ignore[attr-defined]
