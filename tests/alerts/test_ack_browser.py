@@ -8,21 +8,18 @@ absent, unless ``CTDNA_REQUIRE_BROWSER`` is set).
 from __future__ import annotations
 
 import os
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from pipeline.alerts.ack import list_alerts
 from pipeline.alerts.signing import ack_link
 from pipeline.store.repository import Store
+from tests.browser import headless_chromium
 
 from .conftest import T0
 from .helpers import ACK_BASE, notify_patient, settings_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOT = os.environ.get("CTDNA_ACK_SCREENSHOT")  # docs/img/ack-page.png when refreshing
 
 pytestmark = pytest.mark.browser
@@ -30,29 +27,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture()
 def driver(tmp_path):
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        reason = f"headless Chromium not installed ({', '.join(missing)} missing)"
-        if os.environ.get("CTDNA_REQUIRE_BROWSER"):
-            pytest.fail(f"CTDNA_REQUIRE_BROWSER is set but {reason}")
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                "--disable-background-networking", "--window-size=800,700",
-                f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    web = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    web.set_page_load_timeout(60)
-    try:
-        yield web
-    finally:
-        web.quit()
-        shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
+    yield from headless_chromium(tmp_path, window="800,700")
 
 
 def test_clinician_acknowledges_in_a_browser(driver, tmp_path, smtp_server, clock,

@@ -6,8 +6,6 @@ they are absent, unless ``CTDNA_REQUIRE_BROWSER`` is set (CI), in which case it 
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import date, datetime
 from pathlib import Path
 
@@ -19,45 +17,14 @@ from pipeline.report.render import (
     render_patient_report,
     write_html,
 )
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+from tests.browser import headless_chromium
 
 pytestmark = pytest.mark.browser
 
 
-def _require_browser() -> None:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if not missing:
-        return
-    reason = (f"headless Chromium not installed ({', '.join(missing)} missing; "
-              "apt-get install chromium chromium-driver)")
-    if os.environ.get("CTDNA_REQUIRE_BROWSER"):
-        pytest.fail(f"CTDNA_REQUIRE_BROWSER is set but {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture()
 def driver(tmp_path):
-    _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--window-size=1200,1600",
-                f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    web = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    web.set_page_load_timeout(60)
-    try:
-        yield web
-    finally:
-        web.quit()
-        shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
+    yield from headless_chromium(tmp_path)
 
 
 def _open(web, path: Path) -> None:
