@@ -17,10 +17,12 @@ from pipeline.rules.catalogue import (
     LineContext,
     attach_therapy_options,
     confirmed_pairs,
+    line_gate,
     make_alert,
     mapk_mask,
     met_mask,
     mutation_alerts,
+    new_candidates,
     new_detections,
     obs_finding,
     row_mask,
@@ -34,11 +36,24 @@ def other_bypass_mask(obs: pd.DataFrame) -> pd.Series:
     return (category == "bypass") & ~met_mask(obs) & ~mapk_mask(obs)
 
 
+@line_gate
+def new_other_bypass(obs: pd.DataFrame) -> pd.Series:
+    """Gate of R5: an on-treatment bypass call outside MET/MAPK (R5 judges only new ones)."""
+    return new_candidates(obs, other_bypass_mask(obs))
+
+
 def rule_r5(ctx: LineContext) -> list[Alert]:
     """R5: a new bypass alteration outside MET/MAPK (WARNING; FAILURE when confirmed)."""
     obs = ctx.observations
     new = new_detections(ctx, other_bypass_mask(obs))
     return mutation_alerts(ctx, R5, new, rising_escalates=False)
+
+
+@line_gate
+def rb1_seen(obs: pd.DataFrame) -> pd.Series:
+    """Gate of R6: a detected non-CHIP RB1 call (R6 needs one, with TP53)."""
+    genes = obs["gene"].astype("object").fillna("").astype(str).str.upper()
+    return obs["detected"].astype(bool) & ~obs["is_chip"].astype(bool) & (genes == "RB1")
 
 
 def rule_r6(ctx: LineContext) -> list[Alert]:

@@ -24,11 +24,10 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
-from scipy.stats import fisher_exact
 
 from pipeline.assessment import Alert, Finding, Therapy, TherapyOption
 from pipeline.config import RulesSettings, Settings
-from pipeline.kinetics import FOLD_LOWER, FOLD_VALUE
+from pipeline.kinetics import FOLD_LOWER, FOLD_VALUE, fisher_pvalues
 from pipeline.rules.cohort import LineParts
 
 #: How a rule is supported (#13 item 3): ``evidenced`` = directly shown in TKI-treated
@@ -149,8 +148,9 @@ class LineContext:
     @cached_property
     def _first_clearance_day(self) -> float:
         seq = self.evaluable
-        cleared = seq[seq["censored"].astype(bool)]
-        return float(cleared["day"].iloc[0]) if len(cleared) else float("nan")
+        # Positions, not a filtered frame: this runs for every line (#11 item 2).
+        cleared = np.flatnonzero(seq["censored"].astype(bool).to_numpy())
+        return float(seq["day"].to_numpy()[cleared[0]]) if len(cleared) else float("nan")
 
     def first_clearance_day(self) -> float:
         """Day of the first informative negative on the line (NaN when none)."""
@@ -184,6 +184,28 @@ def row_mask(fn: RowMask) -> RowMask:
 
     ROW_MASKS[column] = fn
     return cached
+
+
+#: Line gates (#11 item 2): per-observation conditions, keyed by name. A rule that declares
+#: a gate (``RegisteredRule.gate``) provably returns no alert on a line where no observation
+#: meets it, so the engine evaluates each gate once for the cohort and skips the rule there.
+LINE_GATES: dict[str, RowMask] = {}
+
+
+def line_gate(fn: RowMask) -> RowMask:
+    """Register ``fn`` (line observations with ``role`` -> bool per row) as a line gate."""
+    LINE_GATES[fn.__name__] = fn
+    return fn
+
+
+def new_candidates(obs: pd.DataFrame, mask: pd.Series) -> pd.Series:
+    """Rows :func:`new_detections` returns for ``mask``, for a gate.
+
+    Detected on-treatment calls whose marker was not detected at the baseline draw (column
+    ``new_since_baseline``, which the engine adds to the frame gates read).
+    """
+    return (mask & obs["detected"].astype(bool) & (obs["role"] == "on_treatment")
+            & obs["new_since_baseline"])
 
 
 def _date(value: Any) -> date:
@@ -597,19 +619,28 @@ def rule_b2(ctx: LineContext) -> list[Alert]:
     if base is None or ctx.provisional:
         return []
     obs = ctx.observations
-    at_base = obs[(obs["sample_id"] == base["sample_id"]) & obs["detected"]]
+    # Plain numpy over the line's rows, then Python over the few baseline calls: B2 runs on
+    # every line with a baseline, and pandas masks here cost 5 ms per patient (#11 item 2).
+    at_base = np.flatnonzero((obs["sample_id"].to_numpy() == base["sample_id"])
+                             & obs["detected"].to_numpy(dtype=bool))
     pattern = re.compile(ctx.rules.high_risk_fusion_variant_pattern)
-    is_v3 = (at_base["category"] == "driver") & at_base["alteration"].astype(str).map(
-        lambda text: bool(pattern.search(text))
-    )
-    genes = at_base["gene"].astype("object").fillna("").astype(str).str.upper()
-    high_gene = genes.isin(ctx.rules.high_risk_baseline_genes) & ~at_base["is_chip"]
-    if not (bool(base["detected"]) or is_v3.any() or high_gene.any()):
+    high_genes = set(ctx.rules.high_risk_baseline_genes)
+    is_v3: list[int] = []
+    high_gene: list[int] = []
+    columns = [obs[c].to_numpy() for c in ("category", "alteration", "gene", "is_chip")]
+    for pos in at_base:
+        category, alteration, gene, is_chip = (column[pos] for column in columns)
+        if isinstance(category, str) and category == "driver" and pattern.search(
+                str(alteration)):
+            is_v3.append(int(pos))
+        gene_text = "" if gene is None or pd.isna(gene) else str(gene)
+        if gene_text.upper() in high_genes and not bool(is_chip):
+            high_gene.append(int(pos))
+    if not (bool(base["detected"]) or is_v3 or high_gene):
         return []
     findings = [draw_finding(base)] if bool(base["detected"]) else []
-    findings += [obs_finding(r, "EML4-ALK variant 3") for _, r in at_base[is_v3].iterrows()]
-    findings += [obs_finding(r, "high-risk co-mutation") for _, r in
-                 at_base[high_gene].iterrows()]
+    findings += [obs_finding(obs.iloc[pos], "EML4-ALK variant 3") for pos in is_v3]
+    findings += [obs_finding(obs.iloc[pos], "high-risk co-mutation") for pos in high_gene]
     return [make_alert(B2, "WARNING", findings, [
         "High-risk baseline profile: keep the shorter (about 4-weekly) draw interval until "
         "clearance.",
@@ -630,7 +661,7 @@ def rule_e1(ctx: LineContext) -> list[Alert]:
         return []
     if first_clear > ctx.rules.clearance_by_week * 7:
         return []
-    cleared = seq[seq["day"] == first_clear].iloc[0]
+    cleared = seq.iloc[_first_position(seq, first_clear)]
     findings = [draw_finding(ctx.reference, "baseline"), draw_finding(cleared, "clearance")]
     latest = seq.iloc[-1]
     if latest["sample_id"] != cleared["sample_id"]:
@@ -640,18 +671,26 @@ def rule_e1(ctx: LineContext) -> list[Alert]:
     ], evidence=[f"cleared at {_weeks(first_clear)}"])]
 
 
-def _early_window(ctx: LineContext, seq: pd.DataFrame) -> pd.Series:
+def _first_position(seq: pd.DataFrame, day: float) -> int:
+    """Position of the first row of ``seq`` on ``day`` (a day known to be there)."""
+    return int(np.flatnonzero(seq["day"].to_numpy(float) == day)[0])
+
+
+# Numpy over the line's draws rather than pandas Series: these run for every line and the
+# pandas overhead dominated the cohort evaluation (#11 item 2); same comparisons, NaN false.
+def _early_window(ctx: LineContext, seq: pd.DataFrame) -> np.ndarray:
     rules = ctx.rules
-    return (seq["day"] >= rules.early_window_start_week * 7) & (
-        seq["day"] <= rules.early_window_end_week * 7
+    days = seq["day"].to_numpy(float)
+    return (days >= rules.early_window_start_week * 7) & (
+        days <= rules.early_window_end_week * 7
     )
 
 
-def _insufficient(ctx: LineContext, seq: pd.DataFrame) -> pd.Series:
+def _insufficient(ctx: LineContext, seq: pd.DataFrame) -> np.ndarray:
     """Detected with a decrease from baseline below ``partial_decrease`` (or an increase)."""
-    exact = seq["fold_from_baseline_kind"] == FOLD_VALUE
-    return seq["detected"].astype(bool) & exact & (
-        seq["decrease_from_baseline"] < ctx.rules.partial_decrease
+    exact = seq["fold_from_baseline_kind"].to_numpy() == FOLD_VALUE
+    return seq["detected"].astype(bool).to_numpy() & exact & (
+        seq["decrease_from_baseline"].to_numpy(float) < ctx.rules.partial_decrease
     )
 
 
@@ -666,8 +705,8 @@ def rule_e2_e3(ctx: LineContext) -> list[Alert]:
     rules = ctx.rules
     days = seq["day"].to_numpy(float)
     before_clear = np.isnan(first_clear) | (days < first_clear)
-    window = _early_window(ctx, seq).to_numpy() & before_clear
-    insufficient = _insufficient(ctx, seq).to_numpy() & before_clear
+    window = _early_window(ctx, seq) & before_clear
+    insufficient = _insufficient(ctx, seq) & before_clear
     alerts: list[Alert] = []
 
     # E3 confirmed: an insufficient draw in weeks 3-10 confirmed by the next draw.
@@ -765,12 +804,13 @@ def rule_p1_p2(ctx: LineContext) -> list[Alert]:
     seq, first_clear = _early_state(ctx)
     if np.isnan(first_clear):
         return []
-    after = seq[seq["day"] > first_clear]
-    if not len(after):
+    later = seq["day"].to_numpy(float) > first_clear
+    if not later.any():
         return []
+    after = seq[later]
     detected = after["detected"].to_numpy(bool)
     confirmed = confirmed_pairs(after["day"].to_numpy(float), detected, ctx.rules)
-    cleared_row = seq[seq["day"] == first_clear].iloc[0]
+    cleared_row = seq.iloc[_first_position(seq, first_clear)]
     if confirmed.any():
         i = int(np.flatnonzero(confirmed)[0])
         pair = [after.iloc[i - 1], after.iloc[i]]
@@ -887,14 +927,51 @@ def new_detections(ctx: LineContext, mask: pd.Series) -> pd.DataFrame:
     return chosen[~chosen["marker_key"].isin(at_base)]
 
 
-def _marker_series(ctx: LineContext, key: str) -> pd.DataFrame:
-    """One row per on-treatment draw of the line with this marker's call (or none)."""
-    treated = ctx.treated[["sample_id", "collection_date", "day", "lod_vaf", "median_depth"]]
-    calls = ctx.observations[ctx.observations["marker_key"] == key]
-    calls = calls[["sample_id", "vaf", "alt_reads", "depth", "detected"]]
-    out = treated.merge(calls.drop_duplicates("sample_id"), on="sample_id", how="left")
-    out["detected"] = out["detected"].astype("boolean").fillna(False).astype(bool)
-    return out
+@dataclass(frozen=True)
+class _MarkerSeries:
+    """One marker over the line's on-treatment draws: one element per draw (``ctx.treated``).
+
+    Arrays, not a merged frame: R1/R4/R5 build one per new marker, and the pandas merge
+    cost 7 ms each on the cohort (#11 item 2). A draw without a call of the marker has
+    ``detected`` False and NaN reads/VAF.
+    """
+
+    detected: np.ndarray  # bool
+    day: np.ndarray  # days on the line, float
+    vaf: np.ndarray  # fraction 0-1, NaN when no call
+    alt_reads: np.ndarray  # reads, NaN when no call or unknown
+    depth: np.ndarray  # reads, NaN when no call or unknown
+    lod_vaf: np.ndarray  # the draw's LoD, fraction 0-1
+
+
+def _numeric(values: np.ndarray) -> np.ndarray:
+    """``values`` as float64, unparsable entries NaN (``pd.to_numeric(errors="coerce")``)."""
+    return pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce").to_numpy(
+        dtype=float, na_value=np.nan)
+
+
+def _marker_series(ctx: LineContext, key: str) -> _MarkerSeries:
+    """The marker's first call in each on-treatment draw of the line (or none)."""
+    obs = ctx.observations
+    rows = np.flatnonzero(obs["marker_key"].to_numpy() == key)
+    first: dict[Any, int] = {}
+    for row, sample in zip(rows, obs["sample_id"].to_numpy()[rows], strict=True):
+        first.setdefault(sample, int(row))
+    treated = ctx.treated
+    at = np.array([first.get(s, -1) for s in treated["sample_id"].to_numpy()], dtype=np.int64)
+    hit = at >= 0
+    picked = at[hit]
+
+    def pick(column: str) -> np.ndarray:
+        out = np.full(len(at), np.nan)
+        out[hit] = _numeric(obs[column].to_numpy()[picked])
+        return out
+
+    detected = np.zeros(len(at), dtype=bool)
+    detected[hit] = obs["detected"].to_numpy()[picked].astype(bool)
+    return _MarkerSeries(detected=detected, day=treated["day"].to_numpy(float),
+                         vaf=pick("vaf"), alt_reads=pick("alt_reads"), depth=pick("depth"),
+                         lod_vaf=treated["lod_vaf"].to_numpy(float))
 
 
 def mutation_alerts(ctx: LineContext, info: RuleInfo, new: pd.DataFrame,
@@ -903,32 +980,25 @@ def mutation_alerts(ctx: LineContext, info: RuleInfo, new: pd.DataFrame,
     alerts = []
     for key, group in new.groupby("marker_key", sort=True):
         series = _marker_series(ctx, str(key))
-        det = series["detected"].to_numpy(bool)
-        days = series["day"].to_numpy(float)
+        det, days, vaf = series.detected, series.day, series.vaf
         confirmed = confirmed_pairs(days, det, rules)
-        vaf = series["vaf"].to_numpy(float)
-        alt = pd.to_numeric(series["alt_reads"], errors="coerce").to_numpy(float)
-        dep = pd.to_numeric(series["depth"], errors="coerce").to_numpy(float)
-        rising = np.zeros(len(series), dtype=bool)
-        for i in np.flatnonzero(det[1:] & det[:-1]) + 1:  # pairs of detections only
-            if not vaf[i] > vaf[i - 1]:
-                continue
-            counts = np.array([alt[i - 1], dep[i - 1], alt[i], dep[i]])
-            if np.isfinite(counts).all() and counts[1] > 0 and counts[3] > 0:
-                p = fisher_exact([[counts[0], counts[1] - counts[0]],
-                                  [counts[2], counts[3] - counts[2]]])[1]
-                rising[i] = p < rules.significance_alpha
-            else:
-                rising[i] = True
+        rising = np.zeros(len(det), dtype=bool)
+        pairs = np.flatnonzero(det[1:] & det[:-1]) + 1  # pairs of detections only
+        pairs = pairs[vaf[pairs] > vaf[pairs - 1]]
+        if len(pairs):
+            # A rise counts when Fisher's exact test on the read counts supports it, or
+            # when the reads are unknown (p NaN): kinetics' test, the same p-values.
+            p = fisher_pvalues(series.alt_reads[pairs - 1], series.depth[pairs - 1],
+                               series.alt_reads[pairs], series.depth[pairs])
+            rising[pairs] = np.isnan(p) | (p < rules.significance_alpha)
         last = int(np.flatnonzero(det)[-1])
-        later = series.iloc[last + 1:]
         last_vaf = vaf[last]
         # Marker-level Q1: a later negative only counts when its LoD is at or below the
         # VAF at which the mutation was seen.
-        cleared_later = later[(~later["detected"]) & (
-            np.isnan(last_vaf) | (later["lod_vaf"] <= last_vaf))]
+        cleared_later = (~det[last + 1:]) & (
+            np.isnan(last_vaf) | (series.lod_vaf[last + 1:] <= last_vaf))
         escalate = confirmed.any() or (rising_escalates and rising.any())
-        if not escalate and len(cleared_later):
+        if not escalate and cleared_later.any():
             continue
         rows = group.sort_values("collection_date")
         findings = [obs_finding(r) for _, r in rows.iterrows()]
@@ -944,6 +1014,12 @@ def mutation_alerts(ctx: LineContext, info: RuleInfo, new: pd.DataFrame,
                        confirmed=bool(confirmed.any()))
         alerts.append(attach_therapy_options(alert, ctx, [alteration]))
     return alerts
+
+
+@line_gate
+def new_alk_resistance(obs: pd.DataFrame) -> pd.Series:
+    """Gate of R1 and R2: an on-treatment ALK resistance call (they judge only new ones)."""
+    return new_candidates(obs, obs["category"] == "alk_resistance")
 
 
 def rule_r1(ctx: LineContext) -> list[Alert]:
@@ -1007,6 +1083,12 @@ def _met_tier(ctx: LineContext, row: pd.Series) -> tuple[str | None, str]:
     return None, ""
 
 
+@line_gate
+def new_met(obs: pd.DataFrame) -> pd.Series:
+    """Gate of R3: an on-treatment MET call (R3 grades only new ones)."""
+    return new_candidates(obs, met_mask(obs))
+
+
 def rule_r3(ctx: LineContext) -> list[Alert]:
     """R3: MET amplification (by assay copy-number kind) or MET fusion."""
     obs = ctx.observations
@@ -1050,6 +1132,12 @@ def met_mask(obs: pd.DataFrame) -> pd.Series:
         (partner == "MET") & obs["variant_type"].isin(["fusion", "sv"]))
 
 
+@line_gate
+def new_mapk(obs: pd.DataFrame) -> pd.Series:
+    """Gate of R4: an on-treatment MAPK call (R4 judges only new ones)."""
+    return new_candidates(obs, mapk_mask(obs))
+
+
 def rule_r4(ctx: LineContext) -> list[Alert]:
     """R4: new KRAS/NRAS G12/G13/Q61 or MAP2K1 activating mutation (FAILURE confirmed)."""
     obs = ctx.observations
@@ -1061,15 +1149,22 @@ def rule_r4(ctx: LineContext) -> list[Alert]:
 def rule_q1(ctx: LineContext) -> list[Alert]:
     """Q1: list the line's non-informative negatives (data quality; no tier effect)."""
     treated = ctx.treated
-    bad = treated[~treated["informative"].astype(bool)]
-    if not len(bad):
+    informative = treated["informative"].astype(bool).to_numpy()
+    if informative.all():  # the usual case: no frame built (#11 item 2)
         return []
+    bad = treated[~informative]
     findings = [draw_finding(r, f"LoD above the last detected level "
                                 f"{r['prev_detected_level']:.4g}") for _, r in bad.iterrows()]
     return [make_alert(Q1, "INFO", findings, [
         "Non-informative negative: repeat with a more sensitive assay or more input; this "
         "draw does not count as clearance.",
     ])]
+
+
+@line_gate
+def chip_seen(obs: pd.DataFrame) -> pd.Series:
+    """Gate of Q2: a detected CHIP call."""
+    return obs["is_chip"] & obs["detected"]
 
 
 def rule_q2(ctx: LineContext) -> list[Alert]:

@@ -13,6 +13,7 @@ boolean-mask path gave, so the rules' results are unchanged byte for byte.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -36,7 +37,8 @@ class CohortLines:
         when there are none.
     """
 
-    def __init__(self, draws: pd.DataFrame, observations: pd.DataFrame | None) -> None:
+    def __init__(self, draws: pd.DataFrame, observations: pd.DataFrame | None,
+                 gates: Mapping[str, Callable[[pd.DataFrame], Any]] | None = None) -> None:
         codes = draws.groupby(_KEY, sort=False).ngroup().to_numpy()
         # Stable: the rows of each line keep their order (baseline first, then by date).
         order = np.argsort(codes, kind="stable")
@@ -63,6 +65,40 @@ class CohortLines:
         self._levels = _cohort_levels(self.draws, self._codes, n)
         self.observations, self._obs_bounds = _line_observations(
             observations, self.draws, self._codes, n)
+        gated = self._gate_frame()
+        self._gates = {name: self._any_per_line(gated, fn) for name, fn in (gates or {}).items()}
+
+    def _line_of_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The line (group number) of observation rows (positions in ``observations``)."""
+        return np.searchsorted(self._obs_bounds, rows, side="right") - 1
+
+    def _gate_frame(self) -> pd.DataFrame | None:
+        """The line observations plus ``new_since_baseline``, the frame gates read.
+
+        ``new_since_baseline``: the row's marker was not detected at the line's baseline
+        draw (the first baseline row), the test ``new_detections`` applies, for the cohort.
+        """
+        obs = self.observations
+        if obs is None:
+            return None
+        line = self._line_of_rows(np.arange(len(obs)))
+        base_pos = self._baseline_pos[line]
+        base_sample = np.where(base_pos >= 0,
+                               self.draws["sample_id"].to_numpy()[np.maximum(base_pos, 0)],
+                               None)
+        at_base = ((obs["sample_id"].to_numpy() == base_sample) & (base_pos >= 0)
+                   & obs["detected"].to_numpy(dtype=bool))
+        keys = pd.MultiIndex.from_arrays([line, obs["marker_key"].to_numpy()])
+        return obs.assign(new_since_baseline=~keys.isin(keys[at_base]))
+
+    def _any_per_line(self, obs: pd.DataFrame | None,
+                      gate: Callable[[pd.DataFrame], Any]) -> np.ndarray:
+        """Per line: does any of its observations meet ``gate`` (one vectorized pass)."""
+        n = len(self._obs_bounds) - 1
+        if obs is None:
+            return np.zeros(n, dtype=bool)
+        rows = np.flatnonzero(np.asarray(gate(obs), dtype=bool))
+        return np.bincount(self._line_of_rows(rows), minlength=n)[:n] > 0
 
     def line(self, patient: str, line: int) -> LineParts | None:
         """The line's slices, or None when the line has no draw."""
@@ -116,6 +152,10 @@ class LineParts:
         # 2.x still takes ``copy``; pandas-stubs already dropped it for pandas 3).
         return frame.set_axis(pd.RangeIndex(stop - start), axis=0,
                               copy=False)  # type: ignore[call-arg]
+
+    def meets(self, gate: str) -> bool:
+        """True when some observation of the line meets the line gate ``gate``."""
+        return bool(self._cohort._gates[gate][self._group])
 
     @property
     def levels(self) -> list[DrawLevel]:

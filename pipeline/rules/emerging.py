@@ -17,9 +17,11 @@ from pipeline.rules.catalogue import (
     P4,
     LineContext,
     confirmed_pairs,
+    line_gate,
     make_alert,
     mapk_mask,
     met_mask,
+    new_candidates,
     new_detections,
     obs_finding,
     row_mask,
@@ -41,6 +43,12 @@ def emerging_mask(obs: pd.DataFrame) -> pd.Series:
     return (obs["variant_type"].isin(_LEVEL_TYPES) & ~obs["is_chip"].astype(bool)
             & ~category.isin(_OWNED_BY_OTHER_RULES) & (genes != "RB1")
             & ~mapk_mask(obs) & ~met_mask(obs))
+
+
+@line_gate
+def new_emerging(obs: pd.DataFrame) -> pd.Series:
+    """Gate of P4: an on-treatment call P4 follows (P4 judges only new ones)."""
+    return new_candidates(obs, emerging_mask(obs))
 
 
 def clone_series(ctx: LineContext, keys: list[str]) -> pd.DataFrame:

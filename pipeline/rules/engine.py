@@ -29,6 +29,7 @@ from pipeline.kinetics import (
 from pipeline.rules.catalogue import (
     C1,
     C2_CAVEAT,
+    LINE_GATES,
     ROW_MASKS,
     KnowledgeBaseLike,
     LineContext,
@@ -116,7 +117,7 @@ def evaluate_cohort(
     latest_line = kin.lines.sort_values(["patient_id", "start_date", "line"]).groupby(
         "patient_id").tail(1).set_index("patient_id")
     # Every line's frames as slices of cohort frames, computed once (#11 item 2).
-    cohort = CohortLines(kin.draws, obs if len(obs) else None)
+    cohort = CohortLines(kin.draws, obs if len(obs) else None, LINE_GATES)
     obs_by = _ObservationsBySample(obs)
     config_version = settings.version_label()  # hashes the settings: once, not per patient
     kept_by = dict(tuple(kept.groupby("patient_id", sort=False)))
@@ -154,7 +155,10 @@ def _assess(patient: str, as_of: date, line: pd.Series | None,
             intent=str(line.get("intent", "palliative")),
         )
         parts = cohort.line(patient, int(line["line"]))
-        draws = None if parts is None else parts.draws
+        # A line with no draw attributed to it (e.g. the only draw came before the baseline
+        # window) has empty frames. The patient's unlined draws are not the line's: they
+        # lack its kinetics (day, role, level) and once crashed the engine.
+        draws = cohort.draws.iloc[0:0] if parts is None else parts.draws
         if therapy.end_date is not None and therapy.end_date < as_of:
             caveats.append(f"Line {therapy.line} ({therapy.drug}) ended on "
                            f"{therapy.end_date}; later draws are not attributed to it.")
@@ -176,6 +180,8 @@ def _assess(patient: str, as_of: date, line: pd.Series | None,
     for rule in RULES:
         if therapy is None and rule.needs_therapy_line:
             continue  # no line started by as_of: resistance, data-quality and CHIP rules only
+        if rule.gate is not None and parts is not None and not parts.meets(rule.gate):
+            continue  # no observation of the line can make this rule alert (#11 item 2)
         alerts.extend(rule.evaluate(ctx))
     context: list[Alert] = []
     if _response_assessed(ctx):
@@ -268,10 +274,11 @@ def _response_assessed(ctx: LineContext) -> bool:
     The provisional reference itself does not count.
     """
     seq = ctx.evaluable
-    seq = seq[seq["day"] >= ctx.rules.early_window_start_week * 7]
+    # Numpy over the line's draws (no filtered frames): runs for every patient (#11 item 2).
+    assessed = seq["day"].to_numpy(float) >= ctx.rules.early_window_start_week * 7
     if ctx.provisional:
-        seq = seq[seq["sample_id"] != ctx.reference["sample_id"]]
-    return bool(len(seq))
+        assessed &= seq["sample_id"].to_numpy() != ctx.reference["sample_id"]
+    return bool(assessed.any())
 
 
 def _levels(draws: pd.DataFrame) -> list[DrawLevel]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline.assessment import Alert
@@ -19,8 +20,10 @@ from pipeline.rules.catalogue import (
     R0,
     LineContext,
     attach_therapy_options,
+    line_gate,
     make_alert,
     obs_finding,
+    row_mask,
 )
 
 _TIER = {"R": "FAILURE", "I": "WARNING"}
@@ -35,26 +38,41 @@ def _activity(ctx: LineContext, kb_id: Any) -> dict[str, str] | None:
     return result
 
 
+@line_gate
+@row_mask
+def resistance_seen(obs: pd.DataFrame) -> pd.Series:
+    """The calls R0 judges (and its gate): detected non-CHIP ALK resistance or bypass."""
+    category = obs["category"].astype("object").fillna("")
+    return (obs["detected"] & category.isin(["alk_resistance", "bypass"])
+            & ~obs["is_chip"].astype(bool))
+
+
 def rule_r0(ctx: LineContext) -> list[Alert]:
     """R0: ALK resistance / bypass detected on the line, judged against the current drug."""
     if ctx.therapy is None:
         return []
     obs = ctx.observations
-    category = obs["category"].astype("object").fillna("")
-    chosen = obs[obs["detected"] & category.isin(["alk_resistance", "bypass"])
-                 & ~obs["is_chip"].astype(bool)]
+    chosen = np.flatnonzero(np.asarray(resistance_seen(obs), dtype=bool))
     if not len(chosen):
         return []
     base = ctx.baseline
     base_id = None if base is None else str(base["sample_id"])
     alerts: list[tuple[int, Alert]] = []
-    for _key, rows in chosen.sort_values(["collection_date", "sample_id"]).groupby(
-            "marker_key", sort=True):
-        first = rows.iloc[0]
+    # Rows by marker, each marker's calls by date then sample (a stable sort, as pandas'
+    # sort_values + groupby gave), over positions: a frame sort per line cost 2 ms (#11).
+    keys, dates, samples = (obs[c].to_numpy()[chosen]
+                            for c in ("marker_key", "collection_date", "sample_id"))
+    order = sorted(range(len(chosen)), key=lambda i: (keys[i], dates[i], samples[i]))
+    by_marker: dict[Any, list[int]] = {}
+    for i in order:
+        by_marker.setdefault(keys[i], []).append(i)
+    for members in by_marker.values():
+        rows = [obs.iloc[int(chosen[i])] for i in members]
+        first = rows[0]
         cell = _activity(ctx, first.get("kb_id"))
         gene, alteration = str(first["gene"]), str(first["alteration"])
         label = f"{gene} {alteration}"
-        at_baseline = base_id is not None and base_id in set(rows["sample_id"])
+        at_baseline = base_id is not None and base_id in {samples[i] for i in members}
         when = "at the baseline draw" if at_baseline else "on this line"
         if cell is not None and cell["activity"] in _TIER:
             tier = _TIER[cell["activity"]]
@@ -77,7 +95,7 @@ def rule_r0(ctx: LineContext) -> list[Alert]:
         else:
             continue
         findings = [obs_finding(r, "present at baseline" if r["sample_id"] == base_id
-                                else None) for _, r in rows.iterrows()]
+                                else None) for r in rows]
         alert = make_alert(R0, tier, findings, actions, evidence=evidence, confirmed=None)
         alert = attach_therapy_options(alert, ctx, [(gene, alteration)])
         if not verified:

@@ -26,6 +26,13 @@ class RegisteredRule:
 
     evaluate: RuleFunction
     infos: tuple[c.RuleInfo, ...]
+    #: Name of a line gate (:data:`pipeline.rules.catalogue.LINE_GATES`): the rule returns
+    #: no alert on a line where no observation meets it (#11 item 2).
+    gate: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.gate is not None and self.gate not in c.LINE_GATES:
+            raise ValueError(f"unknown line gate {self.gate!r}")
 
     @property
     def needs_therapy_line(self) -> bool:
@@ -41,17 +48,17 @@ RULES: tuple[RegisteredRule, ...] = (
     RegisteredRule(c.rule_e4, (c.E4,)),
     RegisteredRule(c.rule_p1_p2, (c.P1, c.P2)),
     RegisteredRule(c.rule_p3, (c.P3,)),
-    RegisteredRule(emerging.rule_p4, (c.P4,)),
-    RegisteredRule(preexisting.rule_r0, (c.R0,)),
-    RegisteredRule(c.rule_r1, (c.R1,)),
-    RegisteredRule(c.rule_r2, (c.R2,)),
-    RegisteredRule(c.rule_r3, (c.R3,)),
-    RegisteredRule(c.rule_r4, (c.R4,)),
-    RegisteredRule(bypass.rule_r5, (c.R5,)),
-    RegisteredRule(bypass.rule_r6, (c.R6,)),
+    RegisteredRule(emerging.rule_p4, (c.P4,), gate="new_emerging"),
+    RegisteredRule(preexisting.rule_r0, (c.R0,), gate="resistance_seen"),
+    RegisteredRule(c.rule_r1, (c.R1,), gate="new_alk_resistance"),
+    RegisteredRule(c.rule_r2, (c.R2,), gate="new_alk_resistance"),
+    RegisteredRule(c.rule_r3, (c.R3,), gate="new_met"),
+    RegisteredRule(c.rule_r4, (c.R4,), gate="new_mapk"),
+    RegisteredRule(bypass.rule_r5, (c.R5,), gate="new_other_bypass"),
+    RegisteredRule(bypass.rule_r6, (c.R6,), gate="rb1_seen"),
     RegisteredRule(surveillance.rule_s1, (c.S1,)),
     RegisteredRule(c.rule_q1, (c.Q1,)),
-    RegisteredRule(c.rule_q2, (c.Q2,)),
+    RegisteredRule(c.rule_q2, (c.Q2,), gate="chip_seen"),
 )
 
 #: Rules computed by the engine itself, not by a registered function.

@@ -89,7 +89,7 @@ def cohort(tmp_path_factory, settings):
         store.dispose()
     rejected = {r.sample_id: r.error for r in report.rejected}
     assessments = evaluate_cohort(*frames, settings, kb, as_of="2023-01-01")
-    return {a.patient_id: a for a in assessments}, rejected
+    return {a.patient_id: a for a in assessments}, rejected, (frames, settings, kb)
 
 
 def _need_draws(rejected: dict[str, str], *sample_ids: str) -> None:
@@ -130,7 +130,7 @@ def test_g301_l1196m_is_judged_against_alectinib(cohort):
 
 
 def test_g116_150_fold_rise_asks_for_an_urgent_confirmatory_draw(cohort):
-    assessments, rejected = cohort
+    assessments, rejected, _inputs = cohort
     _need_draws(rejected, "G116_0", "G116_262", "G116_579")
     a = assessments["G116"]
     urgent = [x for x in a.alerts
@@ -139,7 +139,7 @@ def test_g116_150_fold_rise_asks_for_an_urgent_confirmatory_draw(cohort):
 
 
 def test_g70_baseline_braf_v600e_is_judged(cohort):
-    assessments, rejected = cohort
+    assessments, rejected, _inputs = cohort
     _need_draws(rejected, "G70_0")
     a = assessments["G70"]
     assert any(f.gene == "BRAF" for x in _alert(a, "R0") for f in x.findings)
@@ -168,5 +168,24 @@ def test_g18_fusion_cleared_but_tumour_dna_persists(cohort):
 
 def test_no_draw_of_the_real_tables_is_lost(cohort):
     # #9 item 4: 13 of 60 draws used to be rejected for one untyped row each.
-    _assessments, rejected = cohort
+    _assessments, rejected, _inputs = cohort
     assert rejected == {}
+
+
+def test_every_date_of_the_real_history_evaluates(cohort):
+    # Defect: as of a date between G325's line start and its first draw (2020-06-01), the
+    # line had no draw of its own and the whole cohort's evaluation crashed ("internal
+    # error"). Every draw date and line start, and the day before each, must evaluate.
+    frames, settings, kb = cohort[2]
+    _obs, samples, therapies = frames
+    dates = {pd.Timestamp(d) for d in [*samples["collection_date"], *therapies["start_date"]]}
+    for day in sorted(dates | {d - timedelta(days=1) for d in dates}):
+        assessments = evaluate_cohort(*frames, settings, kb, as_of=day.date())
+        known = {p for p, when in [*zip(samples["patient_id"], samples["collection_date"]),
+                                   *zip(therapies["patient_id"], therapies["start_date"])]
+                 if pd.Timestamp(when) <= day}
+        assert {a.patient_id for a in assessments} == known, day
+    (g325,) = [a for a in evaluate_cohort(*frames, settings, kb, as_of="2020-06-01")
+               if a.patient_id == "G325"]
+    assert g325.status == "NOT_EVALUABLE" and g325.baseline_sample_id is None
+    assert "no draw on this line" in g325.headline

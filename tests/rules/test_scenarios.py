@@ -57,6 +57,18 @@ def test_b1_no_baseline_draw_in_window(settings):
     assert alert(a, "B1").draws_used == ["P1-d+035"]
 
 
+def test_b1_line_with_no_draw_of_its_own(settings):
+    # Defect found by tests/rules/test_line_gates.py: the only draw came before the baseline
+    # window, so no draw belongs to the line; the engine used the patient's unlined draws
+    # as the line's and crashed reading their (absent) kinetics.
+    t = Timeline().therapy("P1", "alectinib", START)
+    t.draw("P1", -15, fusion(0.04))
+    a = run(t, settings, as_of=START + timedelta(days=90))
+    assert a.status == "NOT_EVALUABLE" and a.baseline_sample_id is None
+    assert alert(a, "B1").draws_used == [] and "C1" in ids(a)
+    assert a.next_draw_due == START + timedelta(weeks=3)
+
+
 def test_b1_boundary_detected_baseline_is_evaluable(settings):
     t = Timeline().therapy("P1", "alectinib", START)
     t.draw("P1", -14, fusion(0.04))
