@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +64,8 @@ class EvaluationResult:
     previous_status: str | None
     #: When the store was read for this evaluation (clears work-queue marks up to then).
     read_at: datetime | None = None
+    #: ``assessment.contract_json()``, made once: what was stored and what ``--json`` prints.
+    payload: dict[str, object] = field(default_factory=dict)
 
 
 def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
@@ -93,18 +95,21 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
                                strict=False))
     pk_by_sample = dict(zip(samples["sample_id"], samples["sample_pk"], strict=False))
     care_teams = store.care_teams(ids)
+    # The contract JSON is made once: the stored payload is the one printed (one truth).
+    payloads = [a.contract_json() for a in assessments]
+    stored_ids: list[int | None] = [None] * len(assessments)
+    if persist:
+        stored_ids = list(store.save_assessments(
+            [(payload, [int(pk_by_sample[s]) for s in a.draws_used if s in pk_by_sample])
+             for a, payload in zip(assessments, payloads, strict=True)],
+            evaluated_at=now_utc()))
     results = []
-    evaluated_at = now_utc()
-    for assessment in assessments:
-        assessment_id = None
-        if persist:
-            pks = [int(pk_by_sample[s]) for s in assessment.draws_used if s in pk_by_sample]
-            assessment_id = store.save_assessment(assessment.contract_json(), sample_pks=pks,
-                                                  evaluated_at=evaluated_at)
+    for assessment, payload, assessment_id in zip(assessments, payloads, stored_ids,
+                                                      strict=True):
         results.append(EvaluationResult(assessment, assessment_id,
                                         care_teams.get(assessment.patient_id),
                                         previous_status.get(assessment.patient_id),
-                                        read_at))
+                                        read_at, payload))
         steps.advance()
     steps.finish()
     return results

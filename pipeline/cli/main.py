@@ -244,7 +244,7 @@ def evaluate(
         results = evaluate_patients(store, settings, kb, [patient] if patient else None,
                                     as_of_date, progress=progress)
     if as_json:
-        _print_json([r.assessment.contract_json() for r in results])
+        _print_json([r.payload for r in results])
         return
     for r in results:
         a = r.assessment

@@ -179,11 +179,11 @@ def test_every_date_of_the_real_history_evaluates(cohort):
     frames, settings, kb = cohort[2]
     _obs, samples, therapies = frames
     dates = {pd.Timestamp(d) for d in [*samples["collection_date"], *therapies["start_date"]]}
+    events = [*zip(samples["patient_id"], samples["collection_date"], strict=True),
+              *zip(therapies["patient_id"], therapies["start_date"], strict=True)]
     for day in sorted(dates | {d - timedelta(days=1) for d in dates}):
         assessments = evaluate_cohort(*frames, settings, kb, as_of=day.date())
-        known = {p for p, when in [*zip(samples["patient_id"], samples["collection_date"]),
-                                   *zip(therapies["patient_id"], therapies["start_date"])]
-                 if pd.Timestamp(when) <= day}
+        known = {p for p, when in events if pd.Timestamp(when) <= day}
         assert {a.patient_id for a in assessments} == known, day
     (g325,) = [a for a in evaluate_cohort(*frames, settings, kb, as_of="2020-06-01")
                if a.patient_id == "G325"]

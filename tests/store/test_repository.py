@@ -128,3 +128,22 @@ def test_assessment_roundtrip(store: Store) -> None:
     frame = store.assessments_frame("P1", latest_only=True)
     assert frame.iloc[0]["status"] == "WARNING"
     assert frame.iloc[0]["payload"]["therapy"]["drug"] == "alectinib"
+
+
+def test_assessments_saved_in_bulk_keep_their_order(store: Store) -> None:
+    # #11 item 2: a cohort's assessments are stored in one multi-row INSERT ... RETURNING;
+    # each returned id must be that of its own payload (the ids feed the alert ledger).
+    for n in range(1, 4):
+        store.ingest_sample(_prepared(f"S{n}", sha=str(n) * 64, patient=f"P{n}"))
+    payloads = [{"patient_id": f"P{n}", "as_of": "2025-04-01",
+                 "status": ("OPTIMAL", "WARNING", "FAILURE")[n - 1], "therapy": None,
+                 "alerts": [], "config_version": "c", "kb_version": "k",
+                 "pipeline_version": "0.1.0", "reevaluate_on": f"2025-04-0{n + 1}"}
+                for n in (3, 1, 2)]
+    ids = store.save_assessments([(p, [1]) for p in payloads])
+    assert len(set(ids)) == 3 and store.save_assessments([]) == []
+    frame = store.assessments_frame(latest_only=True).set_index("id")
+    for assessment_id, payload in zip(ids, payloads, strict=True):
+        row = frame.loc[assessment_id]
+        assert row["patient_id"] == payload["patient_id"] and row["payload"] == payload
+        assert row["status"] == payload["status"]
