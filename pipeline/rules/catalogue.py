@@ -805,8 +805,8 @@ def rule_p1_p2(ctx: LineContext) -> list[Alert]:
     if np.isnan(first_clear):
         return []
     later = seq["day"].to_numpy(float) > first_clear
-    if not later.any():
-        return []
+    if not (later & seq["detected"].to_numpy(bool)).any():
+        return []  # nothing re-detected after clearance: no P1/P2 (the usual case, #11)
     after = seq[later]
     detected = after["detected"].to_numpy(bool)
     confirmed = confirmed_pairs(after["day"].to_numpy(float), detected, ctx.rules)
