@@ -154,7 +154,23 @@ def _parse_date(value: str | None, option: str) -> date | None:
 
 
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """Print ``data`` as indented JSON, streamed in blocks (the text of ``json.dumps``).
+
+    A 10,000-patient ``evaluate --json`` is 125 MB of text: building it as one string
+    first cost 600 MB of peak memory (#11 item 2); blocks of chunks keep it small.
+    """
+    encoder = json.JSONEncoder(indent=2, default=str)
+    block: list[str] = []
+    for chunk in encoder.iterencode(data):
+        block.append(chunk)
+        if len(block) >= _JSON_BLOCK:
+            sys.stdout.write("".join(block))
+            block.clear()
+    block.append("\n")
+    sys.stdout.write("".join(block))
+
+
+_JSON_BLOCK = 65536  # chunks per write: few writes, bounded memory
 
 
 @app.command()

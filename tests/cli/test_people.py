@@ -219,3 +219,16 @@ def test_ambient_reporter_reaches_library_calls_without_a_parameter() -> None:
     with use(reporter):
         assert resolve(None) is reporter
     assert resolve(None) is NULL
+
+
+def test_json_output_is_streamed_in_blocks_with_the_text_of_json_dumps(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # #11 item 2: --json is written block by block (a 10,000-patient evaluate is 125 MB of
+    # text); the bytes must stay exactly those of json.dumps(indent=2, default=str).
+    from pipeline.cli import main
+
+    data = [{"patient_id": f"P{n}", "as_of": date(2026, 12, n + 1), "levels": [0.1, None],
+             "nested": {"vaf": 0.0123, "ok": True}} for n in range(5)]
+    monkeypatch.setattr(main, "_JSON_BLOCK", 3)  # many blocks, boundaries everywhere
+    main._print_json(data)
+    assert capsys.readouterr().out == json.dumps(data, indent=2, default=str) + "\n"
