@@ -49,20 +49,23 @@ def rule_r5(ctx: LineContext) -> list[Alert]:
     return mutation_alerts(ctx, R5, new, rising_escalates=False)
 
 
+def _seen_gene(obs: pd.DataFrame, gene: str) -> pd.Series:
+    """Detected non-CHIP calls of ``gene`` (upper-case symbol)."""
+    genes = obs["gene"].astype("object").fillna("").astype(str).str.upper()
+    return obs["detected"].astype(bool) & ~obs["is_chip"].astype(bool) & (genes == gene)
+
+
 @line_gate
 def rb1_seen(obs: pd.DataFrame) -> pd.Series:
     """Gate of R6: a detected non-CHIP RB1 call (R6 needs one, with TP53)."""
-    genes = obs["gene"].astype("object").fillna("").astype(str).str.upper()
-    return obs["detected"].astype(bool) & ~obs["is_chip"].astype(bool) & (genes == "RB1")
+    return _seen_gene(obs, "RB1")
 
 
 def rule_r6(ctx: LineContext) -> list[Alert]:
     """R6: RB1 loss with TP53 on the line (WARNING; FAILURE when RB1 is confirmed)."""
     obs = ctx.observations
-    genes = obs["gene"].astype("object").fillna("").astype(str).str.upper()
-    seen = obs["detected"].astype(bool) & ~obs["is_chip"].astype(bool)
-    rb1 = obs[seen & (genes == "RB1")]
-    tp53 = obs[seen & (genes == "TP53")]
+    rb1 = obs[rb1_seen(obs)]
+    tp53 = obs[_seen_gene(obs, "TP53")]
     if not len(rb1) or not len(tp53):
         return []
     treated = ctx.treated.drop_duplicates("sample_id")

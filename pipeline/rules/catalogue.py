@@ -199,10 +199,10 @@ def line_gate(fn: RowMask) -> RowMask:
 
 
 def new_candidates(obs: pd.DataFrame, mask: pd.Series) -> pd.Series:
-    """Rows :func:`new_detections` returns for ``mask``, for a gate.
+    """Detected on-treatment calls in ``mask`` whose marker was not detected at baseline.
 
-    Detected on-treatment calls whose marker was not detected at the baseline draw (column
-    ``new_since_baseline``, which the engine adds to the frame gates read).
+    Reads column ``new_since_baseline``, which the engine adds to the line observations
+    (``CohortLines``); the rows :func:`new_detections` returns, and what the gates test.
     """
     return (mask & obs["detected"].astype(bool) & (obs["role"] == "on_treatment")
             & obs["new_since_baseline"])
@@ -914,6 +914,9 @@ def rule_p3(ctx: LineContext) -> list[Alert]:
 def new_detections(ctx: LineContext, mask: pd.Series) -> pd.DataFrame:
     """On-treatment detections matching ``mask`` whose marker was not detected at baseline."""
     obs = ctx.observations
+    if "new_since_baseline" in obs.columns:  # the engine's line frames: computed once
+        return obs[new_candidates(obs, mask).to_numpy(dtype=bool)]
+    # A frame built outside the engine (or a patient's unlined draws): test it here.
     wanted = (np.asarray(mask, dtype=bool) & obs["detected"].to_numpy(dtype=bool)
               & (obs["role"].to_numpy() == "on_treatment"))
     if not wanted.any():  # the usual case: a cheap exit before any pandas work (#11 item 2)
@@ -1170,7 +1173,7 @@ def chip_seen(obs: pd.DataFrame) -> pd.Series:
 def rule_q2(ctx: LineContext) -> list[Alert]:
     """Q2: CHIP variants seen on the line (excluded from the ctDNA level)."""
     obs = ctx.observations
-    chip = obs[obs["is_chip"] & obs["detected"]]
+    chip = obs[chip_seen(obs)]
     if not len(chip):
         return []
     return [make_alert(Q2, "INFO", [obs_finding(r, "CHIP: excluded from the ctDNA level")

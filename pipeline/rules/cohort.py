@@ -65,22 +65,23 @@ class CohortLines:
         self._levels = _cohort_levels(self.draws, self._codes, n)
         self.observations, self._obs_bounds = _line_observations(
             observations, self.draws, self._codes, n)
-        gated = self._gate_frame()
-        self._gates = {name: self._any_per_line(gated, fn) for name, fn in (gates or {}).items()}
+        self._mark_new_since_baseline()
+        self._gates = {name: self._any_per_line(fn) for name, fn in (gates or {}).items()}
 
     def _line_of_rows(self, rows: np.ndarray) -> np.ndarray:
         """The line (group number) of observation rows (positions in ``observations``)."""
         return np.searchsorted(self._obs_bounds, rows, side="right") - 1
 
-    def _gate_frame(self) -> pd.DataFrame | None:
-        """The line observations plus ``new_since_baseline``, the frame gates read.
+    def _mark_new_since_baseline(self) -> None:
+        """Add column ``new_since_baseline`` to the line observations, for the whole cohort.
 
-        ``new_since_baseline``: the row's marker was not detected at the line's baseline
-        draw (the first baseline row), the test ``new_detections`` applies, for the cohort.
+        True when the row's marker was not detected at the line's baseline draw (the first
+        baseline row). The one computation of that test on the engine's path: the line gates
+        and ``catalogue.new_detections`` both read this column (#11 item 2).
         """
         obs = self.observations
         if obs is None:
-            return None
+            return
         line = self._line_of_rows(np.arange(len(obs)))
         base_pos = self._baseline_pos[line]
         base_sample = np.where(base_pos >= 0,
@@ -89,12 +90,12 @@ class CohortLines:
         at_base = ((obs["sample_id"].to_numpy() == base_sample) & (base_pos >= 0)
                    & obs["detected"].to_numpy(dtype=bool))
         keys = pd.MultiIndex.from_arrays([line, obs["marker_key"].to_numpy()])
-        return obs.assign(new_since_baseline=~keys.isin(keys[at_base]))
+        obs["new_since_baseline"] = ~keys.isin(keys[at_base])
 
-    def _any_per_line(self, obs: pd.DataFrame | None,
-                      gate: Callable[[pd.DataFrame], Any]) -> np.ndarray:
+    def _any_per_line(self, gate: Callable[[pd.DataFrame], Any]) -> np.ndarray:
         """Per line: does any of its observations meet ``gate`` (one vectorized pass)."""
         n = len(self._obs_bounds) - 1
+        obs = self.observations
         if obs is None:
             return np.zeros(n, dtype=bool)
         rows = np.flatnonzero(np.asarray(gate(obs), dtype=bool))
