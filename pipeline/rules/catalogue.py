@@ -28,7 +28,7 @@ import pandas as pd
 from pipeline.assessment import Alert, Finding, Therapy, TherapyOption
 from pipeline.config import RulesSettings, Settings
 from pipeline.kinetics import FOLD_LOWER, FOLD_VALUE, fisher_pvalues
-from pipeline.rules.cohort import LineParts
+from pipeline.rules.cohort import Columns, LineParts, RowLike
 
 #: How a rule is supported (#13 item 3): ``evidenced`` = directly shown in TKI-treated
 #: oncogene-driven NSCLC; ``analogy`` = borrowed from CML (ELN) or IO/chemo ctDNA data;
@@ -99,14 +99,14 @@ class LineContext:
         return self.settings.rules
 
     @cached_property
-    def baseline(self) -> pd.Series | None:
+    def baseline(self) -> RowLike | None:
         if self.parts is not None:
             return self.parts.baseline
         rows = self.draws[self.draws["role"] == "baseline"]
         return rows.iloc[0] if len(rows) else None
 
     @property
-    def reference(self) -> pd.Series:
+    def reference(self) -> RowLike:
         """The baseline draw, for rules that checked there is one (``baseline_detected``)."""
         base = self.baseline
         if base is None:
@@ -147,14 +147,69 @@ class LineContext:
 
     @cached_property
     def _first_clearance_day(self) -> float:
-        seq = self.evaluable
+        seq = self.evaluable_arrays
         # Positions, not a filtered frame: this runs for every line (#11 item 2).
-        cleared = np.flatnonzero(seq["censored"].astype(bool).to_numpy())
-        return float(seq["day"].to_numpy()[cleared[0]]) if len(cleared) else float("nan")
+        cleared = np.flatnonzero(np.asarray(seq["censored"]).astype(bool))
+        return float(np.asarray(seq["day"])[cleared[0]]) if len(cleared) else float("nan")
 
     def first_clearance_day(self) -> float:
         """Day of the first informative negative on the line (NaN when none)."""
         return self._first_clearance_day
+
+    # Columns and rows. With the engine's line parts they are array slices of the cohort
+    # frames (no pandas frame or Series built per line; #11 item 2): the same values.
+
+    @cached_property
+    def evaluable_arrays(self) -> Columns:
+        """The columns of :attr:`evaluable` as arrays."""
+        return self.parts.arrays("evaluable") if self.parts is not None \
+            else Columns.of(self.evaluable)
+
+    @cached_property
+    def treated_arrays(self) -> Columns:
+        """The columns of :attr:`treated` as arrays."""
+        return self.parts.arrays("treated") if self.parts is not None \
+            else Columns.of(self.treated)
+
+    @cached_property
+    def draw_arrays(self) -> Columns:
+        """The columns of :attr:`draws` as arrays."""
+        return self.parts.arrays("draws") if self.parts is not None else Columns.of(self.draws)
+
+    @cached_property
+    def observation_arrays(self) -> Columns:
+        """The columns of :attr:`observations` as arrays."""
+        if self.parts is not None and self.parts.observations is not None:
+            return self.parts.arrays("observations")
+        return Columns.of(self.observations)
+
+    # Rows for findings. With the engine's line parts they are read from cohort arrays, not
+    # built as pandas Series (0.1 ms each; #11 item 2): the same cells either way.
+
+    def evaluable_row(self, position: int) -> RowLike:
+        """Row ``position`` of :attr:`evaluable` (negative counts from the end)."""
+        if self.parts is not None:
+            return self.parts.evaluable_row(position)
+        return self.evaluable.iloc[position]
+
+    def treated_row(self, position: int) -> RowLike:
+        """Row ``position`` of :attr:`treated` (negative counts from the end)."""
+        if self.parts is not None:
+            return self.parts.treated_row(position)
+        return self.treated.iloc[position]
+
+    def observation_rows(self, selection: pd.DataFrame) -> list[RowLike]:
+        """The rows of ``selection`` (rows of :attr:`observations`, its labels), in order."""
+        if self.parts is not None and self.parts.observations is not None:
+            # The engine's line observations are indexed 0..n-1: labels are positions.
+            return [self.parts.observation_row(int(i)) for i in selection.index]
+        return [r for _, r in selection.iterrows()]
+
+    def observation_row(self, position: int) -> RowLike:
+        """Row ``position`` of :attr:`observations`."""
+        if self.parts is not None and self.parts.observations is not None:
+            return self.parts.observation_row(position)
+        return self.observations.iloc[position]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -224,7 +279,7 @@ def _int(value: Any) -> int | None:
     return None if value is None or pd.isna(value) else int(value)
 
 
-def draw_finding(row: pd.Series, note: str | None = None) -> Finding:
+def draw_finding(row: RowLike, note: str | None = None) -> Finding:
     """A draw-level finding: the ctDNA level (or its censoring bound), the LoD and the marker.
 
     #9 item 8: the finding names the gene and alteration whose VAF is the level (or says
@@ -262,7 +317,7 @@ def draw_finding(row: pd.Series, note: str | None = None) -> Finding:
     )
 
 
-def obs_finding(row: pd.Series, note: str | None = None) -> Finding:
+def obs_finding(row: RowLike, note: str | None = None) -> Finding:
     """A finding for one observed alteration in one draw."""
     return Finding(
         gene=row["gene"] if pd.notna(row["gene"]) else None,
@@ -639,17 +694,18 @@ def rule_b2(ctx: LineContext) -> list[Alert]:
     if not (bool(base["detected"]) or is_v3 or high_gene):
         return []
     findings = [draw_finding(base)] if bool(base["detected"]) else []
-    findings += [obs_finding(obs.iloc[pos], "EML4-ALK variant 3") for pos in is_v3]
-    findings += [obs_finding(obs.iloc[pos], "high-risk co-mutation") for pos in high_gene]
+    findings += [obs_finding(ctx.observation_row(pos), "EML4-ALK variant 3") for pos in is_v3]
+    findings += [obs_finding(ctx.observation_row(pos), "high-risk co-mutation")
+                 for pos in high_gene]
     return [make_alert(B2, "WARNING", findings, [
         "High-risk baseline profile: keep the shorter (about 4-weekly) draw interval until "
         "clearance.",
     ])]
 
 
-def _early_state(ctx: LineContext) -> tuple[pd.DataFrame, float]:
-    seq = ctx.evaluable
-    return seq, ctx.first_clearance_day()
+def _early_state(ctx: LineContext) -> tuple[Columns, float]:
+    """The line's evaluable draws (as arrays) and the day of first clearance (NaN: none)."""
+    return ctx.evaluable_arrays, ctx.first_clearance_day()
 
 
 def rule_e1(ctx: LineContext) -> list[Alert]:
@@ -657,13 +713,13 @@ def rule_e1(ctx: LineContext) -> list[Alert]:
     if not ctx.baseline_detected or ctx.provisional or ctx.surveillance:
         return []
     seq, first_clear = _early_state(ctx)
-    if not len(seq) or np.isnan(first_clear) or not bool(seq["censored"].iloc[-1]):
+    if not len(seq) or np.isnan(first_clear) or not bool(seq["censored"][-1]):
         return []
     if first_clear > ctx.rules.clearance_by_week * 7:
         return []
-    cleared = seq.iloc[_first_position(seq, first_clear)]
+    cleared = ctx.evaluable_row(_first_position(seq, first_clear))
     findings = [draw_finding(ctx.reference, "baseline"), draw_finding(cleared, "clearance")]
-    latest = seq.iloc[-1]
+    latest = ctx.evaluable_row(-1)
     if latest["sample_id"] != cleared["sample_id"]:
         findings.append(draw_finding(latest, "latest evaluable draw, still below LoD"))
     return [make_alert(E1, "INFO", findings, [
@@ -671,26 +727,26 @@ def rule_e1(ctx: LineContext) -> list[Alert]:
     ], evidence=[f"cleared at {_weeks(first_clear)}"])]
 
 
-def _first_position(seq: pd.DataFrame, day: float) -> int:
+def _first_position(seq: Columns, day: float) -> int:
     """Position of the first row of ``seq`` on ``day`` (a day known to be there)."""
-    return int(np.flatnonzero(seq["day"].to_numpy(float) == day)[0])
+    return int(np.flatnonzero(np.asarray(seq["day"], dtype=float) == day)[0])
 
 
 # Numpy over the line's draws rather than pandas Series: these run for every line and the
 # pandas overhead dominated the cohort evaluation (#11 item 2); same comparisons, NaN false.
-def _early_window(ctx: LineContext, seq: pd.DataFrame) -> np.ndarray:
+def _early_window(ctx: LineContext, seq: Columns) -> np.ndarray:
     rules = ctx.rules
-    days = seq["day"].to_numpy(float)
+    days = np.asarray(seq["day"], dtype=float)
     return (days >= rules.early_window_start_week * 7) & (
         days <= rules.early_window_end_week * 7
     )
 
 
-def _insufficient(ctx: LineContext, seq: pd.DataFrame) -> np.ndarray:
+def _insufficient(ctx: LineContext, seq: Columns) -> np.ndarray:
     """Detected with a decrease from baseline below ``partial_decrease`` (or an increase)."""
-    exact = seq["fold_from_baseline_kind"].to_numpy() == FOLD_VALUE
-    return seq["detected"].astype(bool).to_numpy() & exact & (
-        seq["decrease_from_baseline"].to_numpy(float) < ctx.rules.partial_decrease
+    exact = np.asarray(seq["fold_from_baseline_kind"]) == FOLD_VALUE
+    return np.asarray(seq["detected"]).astype(bool) & exact & (
+        np.asarray(seq["decrease_from_baseline"], dtype=float) < ctx.rules.partial_decrease
     )
 
 
@@ -703,7 +759,7 @@ def rule_e2_e3(ctx: LineContext) -> list[Alert]:
     if not len(seq):
         return []
     rules = ctx.rules
-    days = seq["day"].to_numpy(float)
+    days = np.asarray(seq["day"], dtype=float)
     before_clear = np.isnan(first_clear) | (days < first_clear)
     window = _early_window(ctx, seq) & before_clear
     insufficient = _insufficient(ctx, seq) & before_clear
@@ -715,7 +771,7 @@ def rule_e2_e3(ctx: LineContext) -> list[Alert]:
     base = ctx.reference  # E2/E3 run only with a detected baseline
     if confirmed.any():
         i = int(np.flatnonzero(confirmed)[0])
-        pair = [seq.iloc[i - 1], seq.iloc[i]]
+        pair = [ctx.evaluable_row(i - 1), ctx.evaluable_row(i)]
         findings = [draw_finding(base, "baseline")] + [
             draw_finding(r, f"decrease from baseline {r['decrease_from_baseline']:.0%}")
             for r in pair
@@ -727,7 +783,7 @@ def rule_e2_e3(ctx: LineContext) -> list[Alert]:
             f"({int(pair[1]['day'] - pair[0]['day'])} days apart)",
         ])]
 
-    latest = seq.iloc[-1]
+    latest = ctx.evaluable_row(-1)
     latest_day = float(latest["day"])
     applicable = (
         rules.early_window_start_week * 7 <= latest_day < rules.second_landmark_start_week * 7
@@ -765,25 +821,26 @@ def rule_e4(ctx: LineContext) -> list[Alert]:
     rules = ctx.rules
     if not len(seq) or not np.isnan(first_clear):
         return []
-    latest = seq.iloc[-1]
+    latest = ctx.evaluable_row(-1)
     landmark = rules.second_landmark_start_week * 7
     if float(latest["day"]) < landmark or not bool(latest["detected"]):
         return []
-    level = seq["ctdna_level"].to_numpy(float)
+    level = np.asarray(seq["ctdna_level"], dtype=float)
     prev = np.concatenate([[np.nan], level[:-1]])
     rise = (level > prev) & np.array(
         [_fisher_rise(p, rules.significance_alpha) for p in seq["fisher_p"]]
     )
-    days = seq["day"].to_numpy(float)
+    days = np.asarray(seq["day"], dtype=float)
     two = rise & np.concatenate([[False], rise[:-1]])
     # The second rise is confirmed whenever the next draw comes (#9 item 3).
     escalate = two & (days >= landmark)
-    at_landmark = seq[(seq["day"] >= landmark)
-                      & (seq["day"] <= rules.second_landmark_end_week * 7)]
-    findings = [draw_finding(r) for _, r in at_landmark.iterrows()] or [draw_finding(latest)]
+    at_landmark = np.flatnonzero((days >= landmark)
+                                 & (days <= rules.second_landmark_end_week * 7))
+    findings = ([draw_finding(ctx.evaluable_row(int(i))) for i in at_landmark]
+                or [draw_finding(latest)])
     if escalate.any():
         i = int(np.flatnonzero(escalate)[0])
-        rows = [seq.iloc[i - 2], seq.iloc[i - 1], seq.iloc[i]]
+        rows = [ctx.evaluable_row(i - 2), ctx.evaluable_row(i - 1), ctx.evaluable_row(i)]
         return [make_alert(E4, "FAILURE", [draw_finding(r) for r in rows], [
             "Re-genotype plasma (or tissue) for resistance mechanisms.",
         ], confirmed=True, evidence=[
@@ -804,16 +861,18 @@ def rule_p1_p2(ctx: LineContext) -> list[Alert]:
     seq, first_clear = _early_state(ctx)
     if np.isnan(first_clear):
         return []
-    later = seq["day"].to_numpy(float) > first_clear
-    if not (later & seq["detected"].to_numpy(bool)).any():
+    days = np.asarray(seq["day"], dtype=float)
+    detected = np.asarray(seq["detected"], dtype=bool)
+    later = days > first_clear
+    if not (later & detected).any():
         return []  # nothing re-detected after clearance: no P1/P2 (the usual case, #11)
-    after = seq[later]
-    detected = after["detected"].to_numpy(bool)
-    confirmed = confirmed_pairs(after["day"].to_numpy(float), detected, ctx.rules)
-    cleared_row = seq.iloc[_first_position(seq, first_clear)]
+    after = np.flatnonzero(later)  # positions in seq of the draws after clearance
+    detected = detected[after]
+    confirmed = confirmed_pairs(days[after], detected, ctx.rules)
+    cleared_row = ctx.evaluable_row(_first_position(seq, first_clear))
     if confirmed.any():
         i = int(np.flatnonzero(confirmed)[0])
-        pair = [after.iloc[i - 1], after.iloc[i]]
+        pair = [ctx.evaluable_row(int(after[i - 1])), ctx.evaluable_row(int(after[i]))]
         log_rise = all(
             r["fold_from_nadir_kind"] in (FOLD_VALUE, FOLD_LOWER)
             and r["fold_from_nadir"] >= ctx.rules.rise_from_nadir_fold for r in pair
@@ -826,7 +885,7 @@ def rule_p1_p2(ctx: LineContext) -> list[Alert]:
             f"re-detected on {pair[0]['sample_id']} and {pair[1]['sample_id']}"
             + (f"; >= {ctx.rules.rise_from_nadir_fold:g}x above the nadir" if log_rise else ""),
         ])]
-    latest = after.iloc[-1]
+    latest = ctx.evaluable_row(int(after[-1]))
     if not bool(latest["detected"]):
         return []
     note = None
@@ -841,7 +900,7 @@ def rule_p1_p2(ctx: LineContext) -> list[Alert]:
                        confirmed=False, evidence=[urgent] if urgent else None)]
 
 
-def urgent_rise(ctx: LineContext, row: pd.Series) -> str:
+def urgent_rise(ctx: LineContext, row: RowLike) -> str:
     """Why one draw needs an urgent confirmatory draw (#9 item 3), or "".
 
     A single draw >= ``rise_from_nadir_fold`` above the nadir (exact or a lower bound) or
@@ -877,16 +936,16 @@ def rule_p3(ctx: LineContext) -> list[Alert]:
     if not len(seq) or not np.isnan(first_clear):
         return []
     rules = ctx.rules
-    exact = (seq["fold_from_nadir_kind"] == FOLD_VALUE).to_numpy()
-    fold = seq["fold_from_nadir"].to_numpy(float)
-    days = seq["day"].to_numpy(float)
+    exact = np.asarray(seq["fold_from_nadir_kind"]) == FOLD_VALUE
+    fold = np.asarray(seq["fold_from_nadir"], dtype=float)
+    days = np.asarray(seq["day"], dtype=float)
     fail = confirmed_pairs(days, exact & (fold >= rules.rise_from_nadir_fold), rules)
     warn = confirmed_pairs(days, exact & (fold >= rules.never_cleared_warning_fold), rules)
 
     def findings_for(i: int) -> list[Finding]:
-        rows = [seq.iloc[i - 1], seq.iloc[i]]
+        rows = [ctx.evaluable_row(i - 1), ctx.evaluable_row(i)]
         nadir = rows[0]["nadir_before_sample_id"]
-        out = [draw_finding(r) for _, r in seq[seq["sample_id"] == nadir].iterrows()]
+        out = [draw_finding(r) for r in _draws_of_sample(ctx, seq, nadir)]
         return out + [draw_finding(r, f"{r['fold_from_nadir']:.3g}x the nadir, Fisher p="
                                       f"{r['fisher_p']:.3g}") for r in rows]
 
@@ -899,16 +958,23 @@ def rule_p3(ctx: LineContext) -> list[Alert]:
         return [make_alert(P3, "WARNING", findings_for(len(seq) - 1), [
             "Rising ctDNA: draw about every 4 weeks; consider imaging.",
         ], confirmed=True)]
-    latest = seq.iloc[-1]
+    latest = ctx.evaluable_row(-1)
     urgent = urgent_rise(ctx, latest)
     if urgent:
         nadir = latest["nadir_before_sample_id"]
-        rows = [r for _, r in seq[seq["sample_id"] == nadir].iterrows()] + [latest]
+        rows = [*_draws_of_sample(ctx, seq, nadir), latest]
         return [make_alert(P3, "WARNING", [draw_finding(r) for r in rows], [
             f"URGENT: {urgent}; draw a confirmatory sample now. Confirmed on the next "
             "draw, this is FAILURE (early-switch review).",
         ], confirmed=False, evidence=[urgent])]
     return []
+
+
+def _draws_of_sample(ctx: LineContext, seq: Columns,
+                     sample_id: Any) -> list[RowLike]:
+    """The rows of ``seq`` (``ctx.evaluable``) of draw ``sample_id``, in order."""
+    return [ctx.evaluable_row(int(i))
+            for i in np.flatnonzero(np.asarray(seq["sample_id"]) == sample_id)]
 
 
 def new_detections(ctx: LineContext, mask: pd.Series) -> pd.DataFrame:
@@ -960,8 +1026,8 @@ def _marker_series(ctx: LineContext, key: str) -> _MarkerSeries:
     first: dict[Any, int] = {}
     for row, sample in zip(rows, obs["sample_id"].to_numpy()[rows], strict=True):
         first.setdefault(sample, int(row))
-    treated = ctx.treated
-    at = np.array([first.get(s, -1) for s in treated["sample_id"].to_numpy()], dtype=np.int64)
+    treated = ctx.treated_arrays
+    at = np.array([first.get(s, -1) for s in treated["sample_id"]], dtype=np.int64)
     hit = at >= 0
     picked = at[hit]
 
@@ -972,9 +1038,9 @@ def _marker_series(ctx: LineContext, key: str) -> _MarkerSeries:
 
     detected = np.zeros(len(at), dtype=bool)
     detected[hit] = obs["detected"].to_numpy()[picked].astype(bool)
-    return _MarkerSeries(detected=detected, day=treated["day"].to_numpy(float),
+    return _MarkerSeries(detected=detected, day=np.asarray(treated["day"], dtype=float),
                          vaf=pick("vaf"), alt_reads=pick("alt_reads"), depth=pick("depth"),
-                         lod_vaf=treated["lod_vaf"].to_numpy(float))
+                         lod_vaf=np.asarray(treated["lod_vaf"], dtype=float))
 
 
 def mutation_alerts(ctx: LineContext, info: RuleInfo, new: pd.DataFrame,
@@ -988,7 +1054,10 @@ def mutation_alerts(ctx: LineContext, info: RuleInfo, new: pd.DataFrame,
         rising = np.zeros(len(det), dtype=bool)
         pairs = np.flatnonzero(det[1:] & det[:-1]) + 1  # pairs of detections only
         pairs = pairs[vaf[pairs] > vaf[pairs - 1]]
-        if len(pairs):
+        # A rise only escalates an unconfirmed call of a rule that escalates on rises: the
+        # test (about 2 ms a call, scipy's per-call cost) is skipped when it cannot change
+        # the alert (#11 item 2).
+        if len(pairs) and rising_escalates and not confirmed.any():
             # A rise counts when Fisher's exact test on the read counts supports it, or
             # when the reads are unknown (p NaN): kinetics' test, the same p-values.
             p = fisher_pvalues(series.alt_reads[pairs - 1], series.depth[pairs - 1],
@@ -1004,7 +1073,7 @@ def mutation_alerts(ctx: LineContext, info: RuleInfo, new: pd.DataFrame,
         if not escalate and cleared_later.any():
             continue
         rows = group.sort_values("collection_date")
-        findings = [obs_finding(r) for _, r in rows.iterrows()]
+        findings = [obs_finding(r) for r in ctx.observation_rows(rows)]
         alteration = (str(rows["gene"].iloc[0]), str(rows["alteration"].iloc[0]))
         tier = "FAILURE" if escalate else "WARNING"
         why = ("confirmed on 2 consecutive draws" if confirmed.any() else
@@ -1056,7 +1125,7 @@ def rule_r2(ctx: LineContext) -> list[Alert]:
     return [attach_therapy_options(alert, ctx, alterations)]
 
 
-def _met_tier(ctx: LineContext, row: pd.Series) -> tuple[str | None, str]:
+def _met_tier(ctx: LineContext, row: RowLike) -> tuple[str | None, str]:
     rules = ctx.rules
     if row["variant_type"] in ("fusion", "sv"):
         return "FAILURE", "MET fusion"
@@ -1151,13 +1220,12 @@ def rule_r4(ctx: LineContext) -> list[Alert]:
 
 def rule_q1(ctx: LineContext) -> list[Alert]:
     """Q1: list the line's non-informative negatives (data quality; no tier effect)."""
-    treated = ctx.treated
-    informative = treated["informative"].astype(bool).to_numpy()
+    informative = np.asarray(ctx.treated_arrays["informative"]).astype(bool)
     if informative.all():  # the usual case: no frame built (#11 item 2)
         return []
-    bad = treated[~informative]
+    bad = [ctx.treated_row(int(i)) for i in np.flatnonzero(~informative)]
     findings = [draw_finding(r, f"LoD above the last detected level "
-                                f"{r['prev_detected_level']:.4g}") for _, r in bad.iterrows()]
+                                f"{r['prev_detected_level']:.4g}") for r in bad]
     return [make_alert(Q1, "INFO", findings, [
         "Non-informative negative: repeat with a more sensitive assay or more input; this "
         "draw does not count as clearance.",

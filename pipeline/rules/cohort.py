@@ -13,16 +13,21 @@ boolean-mask path gave, so the rules' results are unchanged byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_extension_array_dtype
 
 from pipeline.assessment import DrawLevel
 
 _KEY = ["patient_id", "line"]
+
+#: A row the rules read cells from: a :class:`Row` of the engine's cohort arrays, or a
+#: pandas Series (a frame built outside the engine). Both give the same cells.
+RowLike: TypeAlias = "Row | pd.Series"
 
 
 class CohortLines:
@@ -67,6 +72,12 @@ class CohortLines:
             observations, self.draws, self._codes, n)
         self._mark_new_since_baseline()
         self._gates = {name: self._any_per_line(fn) for name, fn in (gates or {}).items()}
+        # Row access without pandas Series (#11 item 2): arrays built on first use.
+        self.draw_columns = FrameColumns(self.draws)
+        self.evaluable_columns = FrameColumns(self.evaluable)
+        self.treated_columns = FrameColumns(self.treated)
+        self.observation_columns = (None if self.observations is None
+                                    else FrameColumns(self.observations))
 
     def _line_of_rows(self, rows: np.ndarray) -> np.ndarray:
         """The line (group number) of observation rows (positions in ``observations``)."""
@@ -134,10 +145,46 @@ class LineParts:
         return self._slice(self._cohort.evaluable, self._cohort._evaluable_bounds)
 
     @cached_property
-    def baseline(self) -> pd.Series | None:
+    def baseline(self) -> Row | None:
         """The line's first baseline row (a provisional reference included), or None."""
         pos = self._cohort._baseline_pos[self._group]
-        return None if pos < 0 else self._cohort.draws.iloc[pos]
+        return None if pos < 0 else self._cohort.draw_columns.row(int(pos))
+
+    def evaluable_row(self, position: int) -> Row:
+        """Row ``position`` of :attr:`evaluable` (negative counts from the end)."""
+        return self._row(self._cohort.evaluable_columns, self._cohort._evaluable_bounds,
+                         position)
+
+    def treated_row(self, position: int) -> Row:
+        """Row ``position`` of :attr:`treated` (negative counts from the end)."""
+        return self._row(self._cohort.treated_columns, self._cohort._treated_bounds, position)
+
+    def observation_row(self, position: int) -> Row:
+        """Row ``position`` of :attr:`observations` (which must exist)."""
+        columns = self._cohort.observation_columns
+        assert columns is not None, "a line without observations has no observation rows"
+        return self._row(columns, self._cohort._obs_bounds, position)
+
+    def arrays(self, frame: str) -> Columns:
+        """The columns of the line's ``frame`` (``draws``, ``treated``, ``evaluable`` or
+        ``observations``) as array slices: no pandas frame built (#11 item 2)."""
+        cohort = self._cohort
+        columns, bounds = {
+            "draws": (cohort.draw_columns, cohort._draw_bounds),
+            "treated": (cohort.treated_columns, cohort._treated_bounds),
+            "evaluable": (cohort.evaluable_columns, cohort._evaluable_bounds),
+            "observations": (cohort.observation_columns, cohort._obs_bounds),
+        }[frame]
+        assert columns is not None, "a line without observations has no observation columns"
+        start, stop = int(bounds[self._group]), int(bounds[self._group + 1])
+        return Columns(lambda name: columns.array(name)[start:stop], stop - start)
+
+    def _row(self, columns: FrameColumns, bounds: np.ndarray, position: int) -> Row:
+        start, stop = int(bounds[self._group]), int(bounds[self._group + 1])
+        at = (stop if position < 0 else start) + position
+        if not start <= at < stop:
+            raise IndexError(f"row {position} of a line with {stop - start} rows")
+        return columns.row(at)
 
     @cached_property
     def observations(self) -> pd.DataFrame | None:
@@ -162,6 +209,96 @@ class LineParts:
     def levels(self) -> list[DrawLevel]:
         """The line's per-draw levels (a fresh list; the DrawLevel objects are shared)."""
         return list(self._cohort._levels[self._group])
+
+
+class Columns:
+    """A frame's columns as arrays (``columns[name]``, see :func:`column_values`) and its
+    row count (``len``): what the rules read per line, without building the frame."""
+
+    __slots__ = ("_get", "_length")
+
+    def __init__(self, get: Callable[[str], Any], length: int) -> None:
+        self._get = get
+        self._length = length
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> Columns:
+        """The columns of a frame built outside the engine."""
+        return cls(lambda name: column_values(frame[name]), len(frame))
+
+    def __getitem__(self, name: str) -> Any:
+        return self._get(name)
+
+    def __len__(self) -> int:
+        return self._length
+
+
+def column_values(series: pd.Series) -> Any:
+    """A column's values, indexed as ``frame.iloc[i][column]`` gives them.
+
+    Datetime and extension columns: their array yields Timestamps / pd.NA, as a row Series
+    holds them; numpy columns: the ndarray (numpy scalars, as a row holds them).
+    """
+    dtype = series.dtype
+    if dtype.kind in "mM" or is_extension_array_dtype(dtype):
+        return series.array
+    return series.to_numpy()
+
+
+class FrameColumns:
+    """One cohort frame's columns as arrays, each built on first use, for row access.
+
+    ``frame.iloc[i]`` builds a pandas Series (about 0.1 ms) and each of its cells costs a
+    few microseconds more; the rules read a handful of rows per line to write findings, so
+    on a 10,000-patient cohort that was a large share of the evaluation (#11 item 2). A
+    :class:`Row` reads the same cells from these arrays.
+    """
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.names = frozenset(map(str, frame.columns))
+        self._arrays: dict[str, Any] = {}
+
+    def array(self, column: str) -> Any:
+        """The column's values, indexed as ``frame.iloc[i][column]`` gives them."""
+        values = self._arrays.get(column)
+        if values is None:
+            values = self._arrays[column] = column_values(self.frame[column])
+        return values
+
+    def row(self, position: int) -> Row:
+        """Row at ``position`` (0-based, non-negative) of the frame."""
+        return Row(self, position)
+
+
+class Row(Mapping[str, Any]):
+    """One row of a cohort frame: the cells ``frame.iloc[position]`` holds, read lazily.
+
+    A read-only mapping with the Series methods the rules use (``row[column]``,
+    ``row.get(column, default)``).
+    """
+
+    __slots__ = ("_columns", "_position")
+
+    def __init__(self, columns: FrameColumns, position: int) -> None:
+        self._columns = columns
+        self._position = position
+
+    def __getitem__(self, column: str) -> Any:
+        if column not in self._columns.names:
+            raise KeyError(column)
+        return self._columns.array(column)[self._position]
+
+    def get(self, column: str, default: Any = None) -> Any:
+        if column not in self._columns.names:
+            return default
+        return self._columns.array(column)[self._position]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(map(str, self._columns.frame.columns))
+
+    def __len__(self) -> int:
+        return len(self._columns.names)
 
 
 def _bounds(codes: np.ndarray, n: int) -> np.ndarray:

@@ -273,11 +273,11 @@ def _response_assessed(ctx: LineContext) -> bool:
 
     The provisional reference itself does not count.
     """
-    seq = ctx.evaluable
+    seq = ctx.evaluable_arrays
     # Numpy over the line's draws (no filtered frames): runs for every patient (#11 item 2).
-    assessed = seq["day"].to_numpy(float) >= ctx.rules.early_window_start_week * 7
+    assessed = np.asarray(seq["day"], dtype=float) >= ctx.rules.early_window_start_week * 7
     if ctx.provisional:
-        assessed &= seq["sample_id"].to_numpy() != ctx.reference["sample_id"]
+        assessed &= np.asarray(seq["sample_id"]) != ctx.reference["sample_id"]
     return bool(assessed.any())
 
 
@@ -356,7 +356,7 @@ def _status(ctx: LineContext, alerts: list[Alert]) -> tuple[str, str]:
     if ctx.surveillance:
         if warnings:
             return "WARNING", ", ".join(dict.fromkeys(a.rule_id for a in warnings))
-        if len(ctx.treated):
+        if len(ctx.treated_arrays):
             return "OPTIMAL", "ctDNA negative on surveillance (curative/adjuvant line, S1)"
         return "NOT_EVALUABLE", "surveillance line without an on-treatment draw yet"
     if not ctx.baseline_detected or ctx.therapy is None:
@@ -372,8 +372,8 @@ def _status(ctx: LineContext, alerts: list[Alert]) -> tuple[str, str]:
         return "WARNING", ", ".join(dict.fromkeys(a.rule_id for a in warnings)) + provisional
     if any(a.rule_id == "E1" for a in alerts):
         return "OPTIMAL", "molecular clearance by week 10 (E1)"
-    seq = ctx.evaluable
-    if len(seq) and bool(seq["censored"].iloc[-1]):
+    seq = ctx.evaluable_arrays
+    if len(seq) and bool(seq["censored"][-1]):
         return "OPTIMAL", (f"cleared (first informative negative on day "
                            f"{ctx.first_clearance_day():.0f}"
                            + (", after the week-" f"{ctx.rules.clearance_by_week:g} landmark "
@@ -394,8 +394,8 @@ def _next_draw_due(ctx: LineContext, alerts: list[Alert], status: str) -> date |
         return None
     cadence = ctx.settings.cadence
     start = therapy.start_date
-    days = ctx.treated["day"].to_numpy(float)
-    last = max([start, *[pd.Timestamp(d).date() for d in ctx.draws["collection_date"]]])
+    days = np.asarray(ctx.treated_arrays["day"], dtype=float)
+    last = max([start, *[pd.Timestamp(d).date() for d in ctx.draw_arrays["collection_date"]]])
     if not (days >= cadence.first_draw_weeks[0] * 7).any():
         due = start + timedelta(weeks=cadence.first_draw_weeks[0])
     elif not (days >= cadence.second_draw_weeks[0] * 7).any():
@@ -413,7 +413,7 @@ def _draw_window_end(ctx: LineContext, due: date) -> date:
     cadence = ctx.settings.cadence
     therapy = ctx.therapy
     assert therapy is not None
-    days = ctx.treated["day"].to_numpy(float)
+    days = np.asarray(ctx.treated_arrays["day"], dtype=float)
     if not (days >= cadence.first_draw_weeks[0] * 7).any():
         latest = therapy.start_date + timedelta(weeks=cadence.first_draw_weeks[1])
     elif not (days >= cadence.second_draw_weeks[0] * 7).any():

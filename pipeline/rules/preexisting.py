@@ -67,7 +67,7 @@ def rule_r0(ctx: LineContext) -> list[Alert]:
     for i in order:
         by_marker.setdefault(keys[i], []).append(i)
     for members in by_marker.values():
-        rows = [obs.iloc[int(chosen[i])] for i in members]
+        rows = [ctx.observation_row(int(chosen[i])) for i in members]
         first = rows[0]
         cell = _activity(ctx, first.get("kb_id"))
         gene, alteration = str(first["gene"]), str(first["alteration"])
