@@ -292,6 +292,26 @@ def _pooled_reads(
     return pooled.drop(columns="unknown")
 
 
+def _joined_labels(rows: pd.DataFrame, keys: list[str]) -> list[str]:
+    """Per group of ``keys`` (in order of first appearance): its distinct ``label`` values in
+    row order, joined by ", ".
+
+    The same text as ``groupby(keys, sort=False)["label"].agg(lambda x: ", ".join(
+    dict.fromkeys(x)))``, without a Python call per group (45,000 draws: 1 s; #11 item 2).
+    """
+    if not len(rows):
+        return []
+    group = rows.groupby(keys, sort=False).ngroup().to_numpy()
+    labels = rows["label"].to_numpy()
+    first = ~pd.DataFrame({"g": group, "label": labels}).duplicated().to_numpy()
+    group, labels = group[first], labels[first]
+    order = np.argsort(group, kind="stable")  # groups numbered by first appearance
+    group, labels = group[order], labels[order].tolist()
+    bounds = np.searchsorted(group, np.arange(group[-1] + 2))
+    return [", ".join(labels[a:b]) for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(),
+                                                   strict=True)]
+
+
 def fisher_pvalues(alt1: np.ndarray, depth1: np.ndarray, alt2: np.ndarray,
                    depth2: np.ndarray) -> np.ndarray:
     """Two-sided Fisher exact p-values for alt/ref read counts of pairs of draws.
@@ -391,8 +411,8 @@ def compute_kinetics(
     per_draw = tracked_obs.groupby([*_KEY, "sample_id"], as_index=False, sort=False).agg(
         marker_level=("vaf", "max"), n_markers_detected=("marker_key", "nunique"),
         level_gene=("gene", "first"), level_alteration=("alteration", "first"),
-        level_markers=("label", lambda x: ", ".join(dict.fromkeys(x))),
     )
+    per_draw["level_markers"] = _joined_labels(tracked_obs, [*_KEY, "sample_id"])
     draws = draws.merge(per_draw, on=[*_KEY, "sample_id"], how="left")
     draws["n_markers_detected"] = draws["n_markers_detected"].fillna(0).astype("int64")
     draws = _draw_level(draws)

@@ -48,3 +48,39 @@ def test_kinetics_pvalues_use_one_call_for_distinct_tables_and_nan_for_unknown()
     assert np.isnan(got[2]) and np.isnan(got[3])
     assert got[0] == got[1] == fisher_exact([[1, 999], [30, 870]])[1]
     assert got[4] == fisher_exact([[7, 493], [9, 491]])[1]
+
+
+def test_deep_tables_equal_scipy_exactly():
+    # Pooled read counts reach tens of thousands of reads: the log-gamma guide of the
+    # search (pipeline.fisher._search) must still lead to scipy's very p-values.
+    rng = np.random.default_rng(29)
+    n = 800
+    d1, d2 = rng.integers(1, 60000, n), rng.integers(1, 60000, n)
+    a1 = (d1 * rng.random(n) * rng.choice([0.0001, 0.002, 0.02, 0.3], n)).astype(int)
+    a2 = (d2 * rng.random(n) * rng.choice([0.0001, 0.002, 0.02, 0.3], n)).astype(int)
+    # and tables next to their mode (near-ties with the threshold)
+    a2[:100] = np.round(a1[:100] * d2[:100] / d1[:100]).astype(int) + rng.integers(-1, 2, 100)
+    a2 = np.clip(a2, 0, d2)
+    got = fisher_two_sided(a1, d1, a2, d2)
+    assert np.array_equal(got, _scipy(a1, d1, a2, d2))
+
+
+def test_log_gamma_guide_is_far_more_accurate_than_its_margin():
+    # The guide decides a comparison only when it clears the threshold by _MARGIN
+    # (relative); its own error must stay far below that, up to very deep tables.
+    from scipy.stats import hypergeom
+
+    from pipeline.fisher import _MARGIN, _TINY, _approx_pmf
+
+    rng = np.random.default_rng(7)
+    n = 50000
+    total = rng.integers(2, 400000, n)
+    succ = (total * rng.random(n)).astype(np.int64)
+    draws = (total * rng.random(n)).astype(np.int64)
+    lo, hi = np.maximum(draws - (total - succ), 0), np.minimum(succ, draws)
+    k = lo + ((hi - lo) * rng.random(n)).astype(np.int64)
+    exact = hypergeom.pmf(k, total, succ, draws)
+    normal = exact > _TINY
+    error = np.abs(_approx_pmf(k, total, succ, draws)[normal] - exact[normal]) / exact[normal]
+    assert normal.sum() > 10000
+    assert error.max() < _MARGIN / 100
