@@ -15,7 +15,8 @@ from typing import Annotated, Any
 import typer
 
 from pipeline.cli import main
-from pipeline.cli.main import ConfigOption, DbOption, _print_json, edge
+from pipeline.cli.jsonout import print_json
+from pipeline.cli.main import ConfigOption, DbOption, edge
 from pipeline.errors import NotFoundError
 
 #: ``ctdna alerts`` columns (plain and rich output), in order.
@@ -118,7 +119,7 @@ def ack(
     finally:
         store.dispose()
     if as_json:
-        _print_json(_json_row(dict(result.state, open=False, age_hours=None)))
+        print_json(_json_row(dict(result.state, open=False, age_hours=None)))
         return
     state = result.state
     typer.echo(f"alert {result.ref} {state['state']}: acknowledged by "
@@ -160,7 +161,7 @@ def alerts_command(
     finally:
         store.dispose()
     if as_json:
-        _print_json([_json_row(r) for r in rows])
+        print_json([_json_row(r) for r in rows])
         return
     _print_table(rows)
 

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from pipeline.cli.main import ConfigOption, DbOption, _parse_date, _print_json, edge
+from pipeline.cli.jsonout import print_json
+from pipeline.cli.main import ConfigOption, DbOption, _parse_date, edge
 
 app: typer.Typer = typer.Typer(
     name="kb", help="Review the knowledge base: show, audit, diff (issue #13).",
@@ -42,7 +43,7 @@ def show(
     _settings, kb = _kb(config)
     data = show_entry(kb, alteration)
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     typer.echo(f"{data['kb_id']}  [{data['category']}]  label {data['evidence_label']}  "
                f"(KB {data['kb_version']})")
@@ -79,7 +80,7 @@ def audit(
     years = max_age_years or settings.knowledge.audit_max_source_age_years
     result = run_audit(kb, years)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     typer.echo(f"knowledge base {result['kb_version']}: "
                + ", ".join(f"{k} {v}" for k, v in result["counts"].items()))
@@ -123,7 +124,7 @@ def diff(
         result["reevaluation"] = reevaluation_dry_run(store, settings, kb_old, kb_new,
                                                       _parse_date(as_of, "--as-of"))
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     data = result["data"]
     typer.echo(f"{data['old_version']} -> {data['new_version']}: "

@@ -8,9 +8,7 @@ traceback. Heavy imports (Prefect, matplotlib) happen inside the commands that n
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from collections.abc import Callable
 from datetime import date
 from functools import wraps
@@ -19,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from pipeline.cli.jsonout import print_json
 from pipeline.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
@@ -153,24 +152,6 @@ def _parse_date(value: str | None, option: str) -> date | None:
         raise InputError(f"{value!r} is not a date (YYYY-MM-DD)", field=option) from None
 
 
-def _print_json(data: Any) -> None:
-    """Print ``data`` as indented JSON, streamed in blocks (the text of ``json.dumps``).
-
-    A 10,000-patient ``evaluate --json`` is 125 MB of text: building it as one string
-    first cost 600 MB of peak memory (#11 item 2); blocks of chunks keep it small.
-    """
-    encoder = json.JSONEncoder(indent=2, default=str)
-    block: list[str] = []
-    for chunk in encoder.iterencode(data):
-        block.append(chunk)
-        if len(block) >= _JSON_BLOCK:
-            sys.stdout.write("".join(block))
-            block.clear()
-    block.append("\n")
-    sys.stdout.write("".join(block))
-
-
-_JSON_BLOCK = 65536  # chunks per write: few writes, bounded memory
 
 
 @app.command()
@@ -199,7 +180,7 @@ def ingest(
             report.merge(ingest_manifest(manifest, store, settings, kb, amend=amend,
                                          progress=progress))
     if as_json:
-        _print_json(report.to_json())
+        print_json(report.to_json())
     else:
         typer.echo(f"ingested {len(report.ingested)}, amended {len(report.amended)}, "
                    f"unchanged {len(report.unchanged)}, rejected {len(report.rejected)}"
@@ -229,7 +210,7 @@ def observations(
     store = Store(db or load_settings(config).database_url)
     records = observations_records(store, patient)
     if as_json:
-        _print_json(records)
+        print_json(records)
         return
     for r in records:
         vaf = "n/a" if r["vaf"] is None else f"{100 * r['vaf']:.3f}%"
@@ -260,7 +241,7 @@ def evaluate(
         results = evaluate_patients(store, settings, kb, [patient] if patient else None,
                                     as_of_date, progress=progress)
     if as_json:
-        _print_json([r.payload for r in results])
+        print_json([r.payload for r in results])
         return
     for r in results:
         a = r.assessment
@@ -345,7 +326,7 @@ def run(
     if new:
         notice_new_store(url, by_default)
     if as_json:
-        _print_json(summary.model_dump(mode="json"))
+        print_json(summary.model_dump(mode="json"))
     else:
         typer.echo(summary.describe())
     # Exit codes that tell the truth (issue #10 item 3; docs/deployment.md): 2 when an input

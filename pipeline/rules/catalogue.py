@@ -259,8 +259,11 @@ def new_candidates(obs: pd.DataFrame, mask: pd.Series) -> pd.Series:
     Reads column ``new_since_baseline``, which the engine adds to the line observations
     (``CohortLines``); the rows :func:`new_detections` returns, and what the gates test.
     """
-    return (mask & obs["detected"].astype(bool) & (obs["role"] == "on_treatment")
-            & obs["new_since_baseline"])
+    # numpy, not pandas operators: this runs on every gated line's frame (#11 item 2)
+    values = (np.asarray(mask, dtype=bool) & obs["detected"].to_numpy().astype(bool)
+              & (obs["role"].to_numpy() == "on_treatment")
+              & obs["new_since_baseline"].to_numpy(dtype=bool))
+    return pd.Series(values, index=obs.index)
 
 
 def _date(value: Any) -> date:
@@ -673,16 +676,16 @@ def rule_b2(ctx: LineContext) -> list[Alert]:
     base = ctx.baseline
     if base is None or ctx.provisional:
         return []
-    obs = ctx.observations
+    obs = ctx.observation_arrays
     # Plain numpy over the line's rows, then Python over the few baseline calls: B2 runs on
     # every line with a baseline, and pandas masks here cost 5 ms per patient (#11 item 2).
-    at_base = np.flatnonzero((obs["sample_id"].to_numpy() == base["sample_id"])
-                             & obs["detected"].to_numpy(dtype=bool))
+    at_base = np.flatnonzero((np.asarray(obs["sample_id"]) == base["sample_id"])
+                             & np.asarray(obs["detected"], dtype=bool))
     pattern = re.compile(ctx.rules.high_risk_fusion_variant_pattern)
     high_genes = set(ctx.rules.high_risk_baseline_genes)
     is_v3: list[int] = []
     high_gene: list[int] = []
-    columns = [obs[c].to_numpy() for c in ("category", "alteration", "gene", "is_chip")]
+    columns = [np.asarray(obs[c]) for c in ("category", "alteration", "gene", "is_chip")]
     for pos in at_base:
         category, alteration, gene, is_chip = (column[pos] for column in columns)
         if isinstance(category, str) and category == "driver" and pattern.search(
@@ -1015,16 +1018,18 @@ class _MarkerSeries:
 
 def _numeric(values: np.ndarray) -> np.ndarray:
     """``values`` as float64, unparsable entries NaN (``pd.to_numeric(errors="coerce")``)."""
+    if values.dtype.kind in "fiub":  # already numbers: the same floats, no pandas pass
+        return values.astype(float)
     return pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce").to_numpy(
         dtype=float, na_value=np.nan)
 
 
 def _marker_series(ctx: LineContext, key: str) -> _MarkerSeries:
     """The marker's first call in each on-treatment draw of the line (or none)."""
-    obs = ctx.observations
-    rows = np.flatnonzero(obs["marker_key"].to_numpy() == key)
+    obs = ctx.observation_arrays
+    rows = np.flatnonzero(np.asarray(obs["marker_key"]) == key)
     first: dict[Any, int] = {}
-    for row, sample in zip(rows, obs["sample_id"].to_numpy()[rows], strict=True):
+    for row, sample in zip(rows, np.asarray(obs["sample_id"])[rows], strict=True):
         first.setdefault(sample, int(row))
     treated = ctx.treated_arrays
     at = np.array([first.get(s, -1) for s in treated["sample_id"]], dtype=np.int64)
@@ -1033,11 +1038,11 @@ def _marker_series(ctx: LineContext, key: str) -> _MarkerSeries:
 
     def pick(column: str) -> np.ndarray:
         out = np.full(len(at), np.nan)
-        out[hit] = _numeric(obs[column].to_numpy()[picked])
+        out[hit] = _numeric(np.asarray(obs[column])[picked])
         return out
 
     detected = np.zeros(len(at), dtype=bool)
-    detected[hit] = obs["detected"].to_numpy()[picked].astype(bool)
+    detected[hit] = np.asarray(obs["detected"])[picked].astype(bool)
     return _MarkerSeries(detected=detected, day=np.asarray(treated["day"], dtype=float),
                          vaf=pick("vaf"), alt_reads=pick("alt_reads"), depth=pick("depth"),
                          lod_vaf=np.asarray(treated["lod_vaf"], dtype=float))
@@ -1047,7 +1052,11 @@ def mutation_alerts(ctx: LineContext, info: RuleInfo, new: pd.DataFrame,
                      rising_escalates: bool) -> list[Alert]:
     rules = ctx.rules
     alerts = []
-    for key, group in new.groupby("marker_key", sort=True):
+    keys = new["marker_key"].to_numpy()
+    dates = new["collection_date"].to_numpy()
+    # Per marker, in key order (groupby's): positions, not grouped frames (#11 item 2).
+    for key in sorted(k for k in pd.unique(keys) if not pd.isna(k)):
+        members = np.flatnonzero(keys == key)
         series = _marker_series(ctx, str(key))
         det, days, vaf = series.detected, series.day, series.vaf
         confirmed = confirmed_pairs(days, det, rules)
@@ -1072,7 +1081,9 @@ def mutation_alerts(ctx: LineContext, info: RuleInfo, new: pd.DataFrame,
         escalate = confirmed.any() or (rising_escalates and rising.any())
         if not escalate and cleared_later.any():
             continue
-        rows = group.sort_values("collection_date")
+        # The marker's calls by date: numpy's quicksort on the same values, the order
+        # DataFrame.sort_values("collection_date") gave.
+        rows = new.iloc[members[np.argsort(dates[members], kind="quicksort")]]
         findings = [obs_finding(r) for r in ctx.observation_rows(rows)]
         alteration = (str(rows["gene"].iloc[0]), str(rows["alteration"].iloc[0]))
         tier = "FAILURE" if escalate else "WARNING"

@@ -9,7 +9,7 @@ import pty
 import select
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 
 import pytest
@@ -221,14 +221,35 @@ def test_ambient_reporter_reaches_library_calls_without_a_parameter() -> None:
     assert resolve(None) is NULL
 
 
-def test_json_output_is_streamed_in_blocks_with_the_text_of_json_dumps(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    # #11 item 2: --json is written block by block (a 10,000-patient evaluate is 125 MB of
-    # text); the bytes must stay exactly those of json.dumps(indent=2, default=str).
-    from pipeline.cli import main
+def test_json_output_is_the_document_of_json_dumps_written_per_element(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # #11 item 2: --json is written element by element by orjson (a 10,000-patient
+    # evaluate is 125 MB of text). The document is json.dumps(indent=2, default=str)'s:
+    # the same text for ASCII data with ordinary floats, the same values otherwise.
+    from dataclasses import dataclass
+    from datetime import datetime
+
+    import numpy as np
+
+    from pipeline.cli.jsonout import print_json
 
     data = [{"patient_id": f"P{n}", "as_of": date(2026, 12, n + 1), "levels": [0.1, None],
-             "nested": {"vaf": 0.0123, "ok": True}} for n in range(5)]
-    monkeypatch.setattr(main, "_JSON_BLOCK", 3)  # many blocks, boundaries everywhere
-    main._print_json(data)
+             "nested": {"vaf": 0.0123, "ok": True, "empty": [], "none": {}}}
+            for n in range(5)]
+    print_json(data)
     assert capsys.readouterr().out == json.dumps(data, indent=2, default=str) + "\n"
+    for single in ([], {}, {"a": 1}, [1], "text", 3):
+        print_json(single)
+        assert capsys.readouterr().out == json.dumps(single, indent=2) + "\n"
+
+    @dataclass
+    class Thing:
+        x: int
+
+    odd = {"when": datetime(2026, 12, 4, 9, 30, tzinfo=UTC), "np": np.float64(0.25),
+           "count": np.int64(7), "thing": Thing(1), "tiny": 5e-05, "arrow": "0.4 \u2192 1.2 %",
+           "line\nbreak": "tab\t\"quoted\"", 1: "int key"}
+    print_json([odd])
+    out = capsys.readouterr().out
+    assert json.loads(out) == json.loads(json.dumps([odd], default=str))
+    assert "\u2192" in out  # UTF-8, not an escape
