@@ -87,7 +87,7 @@ class LineContext:
     settings: Settings
     kb: KnowledgeBaseLike | None
     therapy: Therapy | None
-    line: pd.Series | None  # row of Kinetics.lines
+    line: RowLike | None  # row of Kinetics.lines
     draws: pd.DataFrame  # Kinetics.draws rows of the line (baseline first)
     observations: pd.DataFrame  # observations of those draws, with day, role, marker_key
     caveats: list[str] = field(default_factory=list)
@@ -198,12 +198,11 @@ class LineContext:
             return self.parts.treated_row(position)
         return self.treated.iloc[position]
 
-    def observation_rows(self, selection: pd.DataFrame) -> list[RowLike]:
-        """The rows of ``selection`` (rows of :attr:`observations`, its labels), in order."""
+    def observation_rows_at(self, positions: Any) -> list[RowLike]:
+        """The rows of :attr:`observations` at ``positions``, in that order."""
         if self.parts is not None and self.parts.observations is not None:
-            # The engine's line observations are indexed 0..n-1: labels are positions.
-            return [self.parts.observation_row(int(i)) for i in selection.index]
-        return [r for _, r in selection.iterrows()]
+            return [self.parts.observation_row(int(i)) for i in positions]
+        return [self.observations.iloc[int(i)] for i in positions]
 
     def observation_row(self, position: int) -> RowLike:
         """Row ``position`` of :attr:`observations`."""
@@ -980,23 +979,27 @@ def _draws_of_sample(ctx: LineContext, seq: Columns,
             for i in np.flatnonzero(np.asarray(seq["sample_id"]) == sample_id)]
 
 
-def new_detections(ctx: LineContext, mask: pd.Series) -> pd.DataFrame:
-    """On-treatment detections matching ``mask`` whose marker was not detected at baseline."""
+def new_detections(ctx: LineContext, mask: pd.Series) -> np.ndarray:
+    """On-treatment detections matching ``mask`` whose marker was not detected at baseline.
+
+    Returns their positions in ``ctx.observations`` (rows: ``ctx.observation_rows_at``;
+    columns: ``ctx.observation_arrays``): no frame is cut per line (#11 item 2).
+    """
     obs = ctx.observations
     if "new_since_baseline" in obs.columns:  # the engine's line frames: computed once
-        return obs[new_candidates(obs, mask).to_numpy(dtype=bool)]
+        return np.flatnonzero(new_candidates(obs, mask).to_numpy(dtype=bool))
     # A frame built outside the engine (or a patient's unlined draws): test it here.
     wanted = (np.asarray(mask, dtype=bool) & obs["detected"].to_numpy(dtype=bool)
               & (obs["role"].to_numpy() == "on_treatment"))
     if not wanted.any():  # the usual case: a cheap exit before any pandas work (#11 item 2)
-        return obs.iloc[0:0]
+        return np.flatnonzero(wanted)
     base = ctx.baseline
+    keys = obs["marker_key"].to_numpy()
     at_base = set()
     if base is not None:
-        at_base = set(obs[(obs["sample_id"] == base["sample_id"]) & obs["detected"]]
-                      ["marker_key"])
-    chosen = obs[mask & obs["detected"] & (obs["role"] == "on_treatment")]
-    return chosen[~chosen["marker_key"].isin(at_base)]
+        at_base = set(keys[(obs["sample_id"].to_numpy() == base["sample_id"])
+                           & obs["detected"].to_numpy(dtype=bool)])
+    return np.flatnonzero(wanted & ~pd.Series(keys).isin(at_base).to_numpy())
 
 
 @dataclass(frozen=True)
@@ -1048,12 +1051,14 @@ def _marker_series(ctx: LineContext, key: str) -> _MarkerSeries:
                          lod_vaf=np.asarray(treated["lod_vaf"], dtype=float))
 
 
-def mutation_alerts(ctx: LineContext, info: RuleInfo, new: pd.DataFrame,
+def mutation_alerts(ctx: LineContext, info: RuleInfo, new: np.ndarray,
                      rising_escalates: bool) -> list[Alert]:
+    """One alert per new marker (``new``: positions from :func:`new_detections`)."""
     rules = ctx.rules
     alerts = []
-    keys = new["marker_key"].to_numpy()
-    dates = new["collection_date"].to_numpy()
+    arrays = ctx.observation_arrays
+    keys = np.asarray(arrays["marker_key"])[new]
+    dates = np.asarray(arrays["collection_date"])[new]
     # Per marker, in key order (groupby's): positions, not grouped frames (#11 item 2).
     for key in sorted(k for k in pd.unique(keys) if not pd.isna(k)):
         members = np.flatnonzero(keys == key)
@@ -1083,9 +1088,10 @@ def mutation_alerts(ctx: LineContext, info: RuleInfo, new: pd.DataFrame,
             continue
         # The marker's calls by date: numpy's quicksort on the same values, the order
         # DataFrame.sort_values("collection_date") gave.
-        rows = new.iloc[members[np.argsort(dates[members], kind="quicksort")]]
-        findings = [obs_finding(r) for r in ctx.observation_rows(rows)]
-        alteration = (str(rows["gene"].iloc[0]), str(rows["alteration"].iloc[0]))
+        rows = ctx.observation_rows_at(new[members[np.argsort(dates[members],
+                                                               kind="quicksort")]])
+        findings = [obs_finding(r) for r in rows]
+        alteration = (str(rows[0]["gene"]), str(rows[0]["alteration"]))
         tier = "FAILURE" if escalate else "WARNING"
         why = ("confirmed on 2 consecutive draws" if confirmed.any() else
                "VAF rising (Fisher exact test on read counts)" if escalate else
@@ -1115,9 +1121,21 @@ def rule_r1(ctx: LineContext) -> list[Alert]:
 def rule_r2(ctx: LineContext) -> list[Alert]:
     """R2: >= 2 distinct ALK resistance mutations in one draw (at least one new)."""
     obs = ctx.observations
+    arrays = ctx.observation_arrays
+    keys = np.asarray(arrays["marker_key"])
+    new_keys = set(keys[new_detections(ctx, obs["category"] == "alk_resistance")])
+    # The usual case first, on arrays: no draw holds two ALK calls with a new one (#11).
+    on_alk = np.flatnonzero((np.asarray(arrays["category"]) == "alk_resistance")
+                            & np.asarray(arrays["detected"]).astype(bool)
+                            & (np.asarray(arrays["role"]) == "on_treatment"))
+    per_draw: dict[Any, set[Any]] = {}
+    for sample, key in zip(np.asarray(arrays["sample_id"])[on_alk], keys[on_alk],
+                           strict=True):
+        per_draw.setdefault(sample, set()).add(key)
+    if not any(len(k) >= 2 and k & new_keys for k in per_draw.values()):
+        return []
     alk = obs[(obs["category"] == "alk_resistance") & obs["detected"]
               & (obs["role"] == "on_treatment")]
-    new_keys = set(new_detections(ctx, obs["category"] == "alk_resistance")["marker_key"])
     counts = alk.groupby("sample_id")["marker_key"].nunique()
     multi = [s for s in counts[counts >= 2].index
              if new_keys & set(alk[alk["sample_id"] == s]["marker_key"])]
@@ -1176,7 +1194,7 @@ def rule_r3(ctx: LineContext) -> list[Alert]:
     """R3: MET amplification (by assay copy-number kind) or MET fusion."""
     obs = ctx.observations
     new = new_detections(ctx, met_mask(obs))
-    graded = [(row, *_met_tier(ctx, row)) for _, row in new.iterrows()]
+    graded = [(row, *_met_tier(ctx, row)) for row in ctx.observation_rows_at(new)]
     graded = [g for g in graded if g[1] is not None]
     if not graded:
         return []

@@ -76,7 +76,10 @@ def rule_p4(ctx: LineContext) -> list[Alert]:
     if not len(new):
         return []
     rules = ctx.rules
-    series = clone_series(ctx, sorted(set(new["marker_key"])))
+    arrays = ctx.observation_arrays
+    new_keys = np.asarray(arrays["marker_key"])[new]
+    new_dates = np.asarray(arrays["collection_date"])[new]
+    series = clone_series(ctx, sorted(set(new_keys)))
     alerts: list[tuple[int, float, Alert]] = []
     for key, s in series.groupby("marker_key", sort=True):
         det = s["detected"].to_numpy(bool)
@@ -100,10 +103,12 @@ def rule_p4(ctx: LineContext) -> list[Alert]:
                    else f"first seen at >= {rules.emerging_single_draw_vaf:.1%}")
         else:
             continue
-        rows = new[new["marker_key"] == key].sort_values("collection_date")
+        members = np.flatnonzero(new_keys == key)
+        # by date: numpy's quicksort on the same values, sort_values' order
+        rows = ctx.observation_rows_at(new[members[np.argsort(new_dates[members],
+                                                               kind="quicksort")]])
         path = " -> ".join(f"{v:.2%}" for v in vaf[hits] if v == v)
-        findings = [obs_finding(r, "new since baseline (emerging clone)")
-                    for _, r in rows.iterrows()]
+        findings = [obs_finding(r, "new since baseline (emerging clone)") for r in rows]
         label = f"{findings[0].gene or ''} {findings[0].alteration or ''}".strip()
         actions = [f"Emerging clone {label} ({path}): loss of response even if the baseline "
                    "markers stay cleared; consider imaging and re-genotyping."]
