@@ -13,8 +13,6 @@ equality on random and edge-case tables), so no decision or printed p-value chan
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from scipy.special import gammaln
 from scipy.stats import hypergeom
@@ -57,7 +55,8 @@ def fisher_two_sided(alt1: np.ndarray, depth1: np.ndarray, alt2: np.ndarray,
     pexact = hypergeom.pmf(x, m_, k_, n_)
     # The mode's probability only decides "is the observed table the mode" (within 1e-14):
     # computed exactly only where the log-gamma guide cannot tell (#11 item 2).
-    pmode = _approx_pmf(mode, m_, k_, n_)
+    with np.errstate(under="ignore"):
+        pmode = np.exp(_approx_log_pmf(mode, m_, k_, n_))
     unsure = np.flatnonzero(~((pmode > pexact * (1 + _MARGIN)) & (pexact > _TINY)))
     pmode[unsure] = hypergeom.pmf(mode[unsure], m_[unsure], k_[unsure], n_[unsure])
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -104,71 +103,46 @@ def _upper_tail(x: np.ndarray, m_: np.ndarray, k_: np.ndarray, n_: np.ndarray,
     return p
 
 
-#: The log-gamma guide (:func:`_approx_pmf`) is accurate to about 1e-9 relative on these
-#: tables; a comparison with a threshold is taken from it only when it clears the
-#: threshold by this relative margin (1000 times that error), and only in the normal range.
+#: The log-gamma guide (:func:`_approx_log_pmf`) is accurate to about 1e-9 relative on
+#: these tables (tests/rules/test_fisher.py); a comparison with a threshold is taken from it
+#: only when it clears the threshold by this relative margin (1000 times that error) in the
+#: normal range, or when it is so small that Boost's pmf underflows to exactly 0.
 _MARGIN = 1e-6
 _TINY = 1e-250
+_LOG_ZERO = -800.0  # exp(-800) ~ 1e-348, far below the smallest double (4.9e-324)
 
 
 def _pmf_sign(k: np.ndarray, m_: np.ndarray, n_: np.ndarray, draws: np.ndarray,
               threshold: np.ndarray) -> np.ndarray:
     """The sign of ``hypergeom.pmf(k, ...) - threshold`` (-1, 0, 1), element-wise.
 
-    Taken from the log-gamma guide where it is beyond doubt (see ``_MARGIN``), from
-    scipy's pmf elsewhere: the very comparison scipy's algorithm makes, at a fraction of
-    its cost (scipy's Boost pmf is about 20 microseconds a table; #11 item 2).
+    Exactly the comparison scipy's algorithm makes (0 also for a NaN, as its search treats
+    one), taken from the log-gamma guide where that is beyond doubt and from scipy's pmf
+    elsewhere: the Boost pmf costs about 20 microseconds a table (#11 item 2).
     """
-    approx = _approx_pmf(k, m_, n_, draws)
-    normal = (approx > _TINY) & (threshold > _TINY)
+    log_approx = _approx_log_pmf(k, m_, n_, draws)
+    with np.errstate(under="ignore"):
+        approx = np.exp(log_approx)
+    positive = threshold > _TINY
+    zero = threshold == 0
+    up = (positive & (approx > threshold * (1 + _MARGIN))) | (zero & (approx > _TINY))
+    down = positive & (approx < threshold * (1 - _MARGIN))
+    equal = zero & (log_approx < _LOG_ZERO)  # Boost's pmf is 0 there, as is the threshold
     sign = np.zeros(len(approx), dtype=np.int8)
-    sign[normal & (approx > threshold * (1 + _MARGIN))] = 1
-    sign[normal & (approx < threshold * (1 - _MARGIN))] = -1
-    unsure = np.flatnonzero(sign == 0)
+    sign[up] = 1
+    sign[down] = -1
+    unsure = np.flatnonzero(~(up | down | equal))
     if len(unsure):
-        exact = hypergeom.pmf(k[unsure], m_[unsure], n_[unsure], draws[unsure])
-        sign[unsure] = np.sign(exact - threshold[unsure]).astype(np.int8)
+        diff = hypergeom.pmf(k[unsure], m_[unsure], n_[unsure], draws[unsure]) \
+            - threshold[unsure]
+        sign[unsure] = np.where(np.isnan(diff), 0, np.sign(diff)).astype(np.int8)
     return sign
 
 
-def _search(m_: np.ndarray, n_: np.ndarray, draws: np.ndarray, threshold: np.ndarray,
-            direction: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """scipy's binary search for ``fun = direction * pmf`` against ``direction * threshold``.
-
-    ``fun`` is monotone (non-decreasing) on ``[lo, hi]``. The search first runs on the
-    log-gamma guide; its answer ``i`` is kept when ``fun`` itself brackets the target
-    strictly inside the range, ``fun(i) < target < fun(i + 1)`` with ``lo <= i < hi``:
-    then ``i`` is the only such index, no step of the binary search can hit the target
-    exactly, and :func:`_binary_search` of ``fun`` returns ``i`` too. Any other element is
-    searched on scipy's pmf as before (#11 item 2).
-    """
-    target = direction * threshold
-
-    def exact(v: np.ndarray, sel: np.ndarray) -> np.ndarray:
-        return direction * hypergeom.pmf(v, m_[sel], n_[sel], draws[sel])
-
-    def guide(v: np.ndarray, sel: np.ndarray) -> np.ndarray:
-        return direction * _approx_pmf(v, m_[sel], n_[sel], draws[sel])
-
-    guess = _binary_search(guide, target, lo, hi)
-    ok = (guess >= lo) & (guess < hi)
-    inside = np.flatnonzero(ok)
-    if len(inside):
-        at = guess[inside]
-        args = (m_[inside], n_[inside], draws[inside], threshold[inside])
-        # direction * (pmf - threshold) < 0 at i and > 0 at i + 1
-        ok[inside] = ((direction * _pmf_sign(at, *args) < 0)
-                      & (direction * _pmf_sign(at + 1, *args) > 0))
-    redo = np.flatnonzero(~ok)
-    if len(redo):
-        guess[redo] = _binary_search(lambda v, sel: exact(v, redo[sel]), target[redo],
-                                     lo[redo], hi[redo])
-    return guess
-
-
-def _approx_pmf(k: np.ndarray, m_: np.ndarray, n_: np.ndarray, draws: np.ndarray
-                ) -> np.ndarray:
-    """Hypergeometric pmf from log-gamma: a guide for comparisons, never a result."""
+def _approx_log_pmf(k: np.ndarray, m_: np.ndarray, n_: np.ndarray, draws: np.ndarray
+                    ) -> np.ndarray:
+    """Log of the hypergeometric pmf from log-gamma (-inf outside the support): a guide for
+    comparisons, never a result."""
     k = np.asarray(k, dtype=np.int64)
     inside = (k >= np.maximum(draws - (m_ - n_), 0)) & (k <= np.minimum(n_, draws))
     kk = np.where(inside, k, 0).astype(float)
@@ -177,16 +151,23 @@ def _approx_pmf(k: np.ndarray, m_: np.ndarray, n_: np.ndarray, draws: np.ndarray
         log_pmf = (gammaln(n + 1) - gammaln(kk + 1) - gammaln(n - kk + 1)
                    + gammaln(m - n + 1) - gammaln(d - kk + 1) - gammaln(m - n - d + kk + 1)
                    - gammaln(m + 1) + gammaln(d + 1) + gammaln(m - d + 1))
-        return np.where(inside, np.exp(log_pmf), 0.0)
+    return np.where(inside, log_pmf, -np.inf)
 
 
-def _binary_search(fun: Callable[[np.ndarray, np.ndarray], np.ndarray], target: np.ndarray,
-                   lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """scipy's ``_binary_search_for_binom_tst`` stepped for every element together.
+def _search(m_: np.ndarray, n_: np.ndarray, draws: np.ndarray, threshold: np.ndarray,
+            direction: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """scipy's ``_binary_search_for_binom_tst`` of ``fun = direction * pmf`` against
+    ``direction * threshold``, stepped for every element together.
 
     Returns ``i`` in ``[lo - 1, hi]`` with ``fun(i) <= target < fun(i + 1)``, exactly as the
-    scalar version (including its early return when ``fun(mid) == target`` or is NaN).
+    scalar version, including its early return when ``fun(mid) == target`` (or is NaN):
+    the search only ever compares ``fun`` with the target, and :func:`_pmf_sign` gives
+    those comparisons exactly (#11 item 2).
     """
+    def compare(v: np.ndarray, sel: np.ndarray) -> np.ndarray:
+        """sign(fun(v) - target) for the elements ``sel``"""
+        return direction * _pmf_sign(v, m_[sel], n_[sel], draws[sel], threshold[sel])
+
     lo = lo.astype(np.int64).copy()
     hi = hi.astype(np.int64).copy()
     result = np.zeros(len(lo), dtype=np.int64)
@@ -196,9 +177,8 @@ def _binary_search(fun: Callable[[np.ndarray, np.ndarray], np.ndarray], target: 
         if not len(active):
             break
         mid = lo[active] + (hi[active] - lo[active]) // 2
-        val = fun(mid, active)
-        below = val < target[active]
-        above = val > target[active]
+        sign = compare(mid, active)
+        below, above = sign < 0, sign > 0
         hit = ~below & ~above
         lo[active[below]] = mid[below] + 1
         hi[active[above]] = mid[above] - 1
@@ -206,6 +186,6 @@ def _binary_search(fun: Callable[[np.ndarray, np.ndarray], np.ndarray], target: 
         done[active[hit]] = True
     rest = np.flatnonzero(~done)
     if len(rest):
-        at_lo = fun(lo[rest], rest) <= target[rest]
+        at_lo = compare(lo[rest], rest) <= 0
         result[rest] = np.where(at_lo, lo[rest], lo[rest] - 1)
     return result

@@ -61,6 +61,10 @@ def test_deep_tables_equal_scipy_exactly():
     # and tables next to their mode (near-ties with the threshold)
     a2[:100] = np.round(a1[:100] * d2[:100] / d1[:100]).astype(int) + rng.integers(-1, 2, 100)
     a2 = np.clip(a2, 0, d2)
+    # and tables whose probabilities underflow to 0 (p-values of 0 and denormals)
+    a1[100:120], d1[100:120] = 0, 50000
+    a2[100:120] = rng.integers(20000, 50001, 20)
+    d2[100:120] = 50000
     got = fisher_two_sided(a1, d1, a2, d2)
     assert np.array_equal(got, _scipy(a1, d1, a2, d2))
 
@@ -70,7 +74,7 @@ def test_log_gamma_guide_is_far_more_accurate_than_its_margin():
     # (relative); its own error must stay far below that, up to very deep tables.
     from scipy.stats import hypergeom
 
-    from pipeline.fisher import _MARGIN, _TINY, _approx_pmf
+    from pipeline.fisher import _LOG_ZERO, _MARGIN, _TINY, _approx_log_pmf
 
     rng = np.random.default_rng(7)
     n = 50000
@@ -80,7 +84,12 @@ def test_log_gamma_guide_is_far_more_accurate_than_its_margin():
     lo, hi = np.maximum(draws - (total - succ), 0), np.minimum(succ, draws)
     k = lo + ((hi - lo) * rng.random(n)).astype(np.int64)
     exact = hypergeom.pmf(k, total, succ, draws)
+    log_guide = _approx_log_pmf(k, total, succ, draws)
     normal = exact > _TINY
-    error = np.abs(_approx_pmf(k, total, succ, draws)[normal] - exact[normal]) / exact[normal]
+    error = np.abs(np.exp(log_guide[normal]) - exact[normal]) / exact[normal]
     assert normal.sum() > 10000
     assert error.max() < _MARGIN / 100
+    # Where the guide says "far below the smallest double", scipy's pmf is exactly 0.
+    underflow = log_guide < _LOG_ZERO
+    assert underflow.sum() > 1000
+    assert (exact[underflow] == 0).all()
