@@ -393,7 +393,8 @@ def compute_kinetics(
     obs = obs.drop(columns=[c for c in context if c in obs.columns]).copy()
     obs["vaf"] = pd.to_numeric(obs["vaf"], errors="coerce").astype("float64")
     obs["detected"] = obs["detected"].astype(bool)
-    obs["marker_key"] = marker_keys(obs) if len(obs) else pd.Series(dtype="object")
+    if "marker_key" not in obs.columns:  # the engine passes the keys it computed (#11)
+        obs["marker_key"] = marker_keys(obs) if len(obs) else pd.Series(dtype="object")
 
     draws = assign_draws(smp, lines, rules)
     markers = tracked_markers(draws, obs, rules)

@@ -44,8 +44,7 @@ def new_other_bypass(obs: pd.DataFrame) -> pd.Series:
 
 def rule_r5(ctx: LineContext) -> list[Alert]:
     """R5: a new bypass alteration outside MET/MAPK (WARNING; FAILURE when confirmed)."""
-    obs = ctx.observations
-    new = new_detections(ctx, other_bypass_mask(obs))
+    new = new_detections(ctx, ctx.mask(other_bypass_mask))
     return mutation_alerts(ctx, R5, new, rising_escalates=False)
 
 

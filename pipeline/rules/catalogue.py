@@ -88,8 +88,10 @@ class LineContext:
     kb: KnowledgeBaseLike | None
     therapy: Therapy | None
     line: RowLike | None  # row of Kinetics.lines
-    draws: pd.DataFrame  # Kinetics.draws rows of the line (baseline first)
-    observations: pd.DataFrame  # observations of those draws, with day, role, marker_key
+    #: Kinetics.draws rows of the line (baseline first); None: the line's ``parts``.
+    given_draws: pd.DataFrame | None
+    #: Observations of those draws with day, role, marker_key; None: the line's ``parts``.
+    given_observations: pd.DataFrame | None
     caveats: list[str] = field(default_factory=list)
     #: The line's precomputed slices of the cohort frames (#11 item 2); None = compute here.
     parts: LineParts | None = None
@@ -97,6 +99,29 @@ class LineContext:
     @property
     def rules(self) -> RulesSettings:
         return self.settings.rules
+
+    # The line's frames, cut from the cohort frames only when a rule reads them: most
+    # rules read arrays and rows (below), and a frame slice costs 0.1-0.2 ms (#11 item 2).
+
+    @cached_property
+    def draws(self) -> pd.DataFrame:
+        """Kinetics.draws rows of the line (baseline first)."""
+        if self.given_draws is not None:
+            return self.given_draws
+        assert self.parts is not None, "a line context needs draws or parts"
+        draws: pd.DataFrame = self.parts.draws
+        return draws
+
+    @cached_property
+    def observations(self) -> pd.DataFrame:
+        """Observations of the line's draws, with day, role and marker_key."""
+        if self.given_observations is not None:
+            return self.given_observations
+        assert self.parts is not None and self.parts.has_observations, \
+            "a line context needs observations or parts with observations"
+        observations = self.parts.observations
+        assert observations is not None  # has_observations
+        return observations
 
     @cached_property
     def baseline(self) -> RowLike | None:
@@ -179,7 +204,7 @@ class LineContext:
     @cached_property
     def observation_arrays(self) -> Columns:
         """The columns of :attr:`observations` as arrays."""
-        if self.parts is not None and self.parts.observations is not None:
+        if self.parts is not None and self.parts.has_observations:
             return self.parts.arrays("observations")
         return Columns.of(self.observations)
 
@@ -198,15 +223,23 @@ class LineContext:
             return self.parts.treated_row(position)
         return self.treated.iloc[position]
 
+    def mask(self, mask: RowMask) -> np.ndarray:
+        """A row mask (:func:`row_mask`) over :attr:`observations`, as a bool array: the
+        engine's cohort column when there is one, no line frame cut (#11 item 2)."""
+        column = MASK_COLUMNS.get(mask)
+        if column is not None and self.parts is not None and self.parts.has_observations:
+            return np.asarray(self.observation_arrays[column], dtype=bool)
+        return np.asarray(mask(self.observations), dtype=bool)
+
     def observation_rows_at(self, positions: Any) -> list[RowLike]:
         """The rows of :attr:`observations` at ``positions``, in that order."""
-        if self.parts is not None and self.parts.observations is not None:
+        if self.parts is not None and self.parts.has_observations:
             return [self.parts.observation_row(int(i)) for i in positions]
         return [self.observations.iloc[int(i)] for i in positions]
 
     def observation_row(self, position: int) -> RowLike:
         """Row ``position`` of :attr:`observations`."""
-        if self.parts is not None and self.parts.observations is not None:
+        if self.parts is not None and self.parts.has_observations:
             return self.parts.observation_row(position)
         return self.observations.iloc[position]
 
@@ -237,7 +270,12 @@ def row_mask(fn: RowMask) -> RowMask:
         return fn(obs)
 
     ROW_MASKS[column] = fn
+    MASK_COLUMNS[cached] = column
     return cached
+
+
+#: The engine's cohort column of each registered row mask (:meth:`LineContext.mask`).
+MASK_COLUMNS: dict[Callable[..., Any], str] = {}
 
 
 #: Line gates (#11 item 2): per-observation conditions, keyed by name. A rule that declares
@@ -258,11 +296,15 @@ def new_candidates(obs: pd.DataFrame, mask: pd.Series) -> pd.Series:
     Reads column ``new_since_baseline``, which the engine adds to the line observations
     (``CohortLines``); the rows :func:`new_detections` returns, and what the gates test.
     """
-    # numpy, not pandas operators: this runs on every gated line's frame (#11 item 2)
-    values = (np.asarray(mask, dtype=bool) & obs["detected"].to_numpy().astype(bool)
-              & (obs["role"].to_numpy() == "on_treatment")
-              & obs["new_since_baseline"].to_numpy(dtype=bool))
-    return pd.Series(values, index=obs.index)
+    return pd.Series(_new_since_baseline(obs, mask), index=obs.index)
+
+
+def _new_since_baseline(obs: pd.DataFrame | Columns, mask: Any) -> np.ndarray:
+    """:func:`new_candidates` as a bool array, on a frame or on line arrays (numpy, not
+    pandas operators: this runs on every gated line; #11 item 2)."""
+    return (np.asarray(mask, dtype=bool) & np.asarray(obs["detected"]).astype(bool)
+            & (np.asarray(obs["role"]) == "on_treatment")
+            & np.asarray(obs["new_since_baseline"], dtype=bool))
 
 
 def _date(value: Any) -> date:
@@ -979,15 +1021,19 @@ def _draws_of_sample(ctx: LineContext, seq: Columns,
             for i in np.flatnonzero(np.asarray(seq["sample_id"]) == sample_id)]
 
 
-def new_detections(ctx: LineContext, mask: pd.Series) -> np.ndarray:
+def new_detections(ctx: LineContext, mask: np.ndarray) -> np.ndarray:
     """On-treatment detections matching ``mask`` whose marker was not detected at baseline.
+
+    ``mask``: bool per row of ``ctx.observations`` (``ctx.mask(...)``, ``_category_is``).
 
     Returns their positions in ``ctx.observations`` (rows: ``ctx.observation_rows_at``;
     columns: ``ctx.observation_arrays``): no frame is cut per line (#11 item 2).
     """
+    if ctx.parts is not None and ctx.parts.has_observations:  # the engine's line arrays
+        return np.flatnonzero(_new_since_baseline(ctx.observation_arrays, mask))
     obs = ctx.observations
-    if "new_since_baseline" in obs.columns:  # the engine's line frames: computed once
-        return np.flatnonzero(new_candidates(obs, mask).to_numpy(dtype=bool))
+    if "new_since_baseline" in obs.columns:  # a frame of the engine's: computed once
+        return np.flatnonzero(_new_since_baseline(obs, mask))
     # A frame built outside the engine (or a patient's unlined draws): test it here.
     wanted = (np.asarray(mask, dtype=bool) & obs["detected"].to_numpy(dtype=bool)
               & (obs["role"].to_numpy() == "on_treatment"))
@@ -1113,17 +1159,20 @@ def new_alk_resistance(obs: pd.DataFrame) -> pd.Series:
 
 def rule_r1(ctx: LineContext) -> list[Alert]:
     """R1: new ALK kinase-domain resistance mutation (WARNING; FAILURE confirmed/rising)."""
-    obs = ctx.observations
-    new = new_detections(ctx, obs["category"] == "alk_resistance")
+    new = new_detections(ctx, _category_is(ctx, "alk_resistance"))
     return mutation_alerts(ctx, R1, new, rising_escalates=True)
+
+
+def _category_is(ctx: LineContext, category: str) -> np.ndarray:
+    """The line's observations of ``category`` (knowledge-base category), as a bool array."""
+    return np.asarray(ctx.observation_arrays["category"]) == category
 
 
 def rule_r2(ctx: LineContext) -> list[Alert]:
     """R2: >= 2 distinct ALK resistance mutations in one draw (at least one new)."""
-    obs = ctx.observations
     arrays = ctx.observation_arrays
     keys = np.asarray(arrays["marker_key"])
-    new_keys = set(keys[new_detections(ctx, obs["category"] == "alk_resistance")])
+    new_keys = set(keys[new_detections(ctx, _category_is(ctx, "alk_resistance"))])
     # The usual case first, on arrays: no draw holds two ALK calls with a new one (#11).
     on_alk = np.flatnonzero((np.asarray(arrays["category"]) == "alk_resistance")
                             & np.asarray(arrays["detected"]).astype(bool)
@@ -1134,6 +1183,7 @@ def rule_r2(ctx: LineContext) -> list[Alert]:
         per_draw.setdefault(sample, set()).add(key)
     if not any(len(k) >= 2 and k & new_keys for k in per_draw.values()):
         return []
+    obs = ctx.observations
     alk = obs[(obs["category"] == "alk_resistance") & obs["detected"]
               & (obs["role"] == "on_treatment")]
     counts = alk.groupby("sample_id")["marker_key"].nunique()
@@ -1192,8 +1242,7 @@ def new_met(obs: pd.DataFrame) -> pd.Series:
 
 def rule_r3(ctx: LineContext) -> list[Alert]:
     """R3: MET amplification (by assay copy-number kind) or MET fusion."""
-    obs = ctx.observations
-    new = new_detections(ctx, met_mask(obs))
+    new = new_detections(ctx, ctx.mask(met_mask))
     graded = [(row, *_met_tier(ctx, row)) for row in ctx.observation_rows_at(new)]
     graded = [g for g in graded if g[1] is not None]
     if not graded:
@@ -1241,9 +1290,7 @@ def new_mapk(obs: pd.DataFrame) -> pd.Series:
 
 def rule_r4(ctx: LineContext) -> list[Alert]:
     """R4: new KRAS/NRAS G12/G13/Q61 or MAP2K1 activating mutation (FAILURE confirmed)."""
-    obs = ctx.observations
-    mask = mapk_mask(obs)
-    new = new_detections(ctx, mask)
+    new = new_detections(ctx, ctx.mask(mapk_mask))
     return mutation_alerts(ctx, R4, new, rising_escalates=False)
 
 

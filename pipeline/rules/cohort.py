@@ -201,6 +201,13 @@ class LineParts:
         return frame.set_axis(pd.RangeIndex(stop - start), axis=0,
                               copy=False)  # type: ignore[call-arg]
 
+    @property
+    def has_observations(self) -> bool:
+        """True when the line has observations (without cutting its frame)."""
+        cohort = self._cohort
+        return (cohort.observations is not None
+                and cohort._obs_bounds[self._group] != cohort._obs_bounds[self._group + 1])
+
     def meets(self, gate: str) -> bool:
         """True when some observation of the line meets the line gate ``gate``."""
         return bool(self._cohort._gates[gate][self._group])

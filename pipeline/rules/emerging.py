@@ -71,8 +71,7 @@ def rule_p4(ctx: LineContext) -> list[Alert]:
     """P4: a new clone confirmed or rising (WARNING); confirmed and rising (FAILURE)."""
     if ctx.surveillance:
         return []  # S1 judges every positive draw on a curative/adjuvant line
-    obs = ctx.observations
-    new = new_detections(ctx, emerging_mask(obs))
+    new = new_detections(ctx, ctx.mask(emerging_mask))
     if not len(new):
         return []
     rules = ctx.rules

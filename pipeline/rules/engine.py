@@ -91,10 +91,13 @@ def evaluate_cohort(
                                 field="patient_id")
     if kb is not None and hasattr(kb, "mark_chip"):  # KB chip_genes = the one list (#13)
         observations = kb.mark_chip(observations)
-    kin = compute_kinetics(observations, samples, therapies, settings.rules, as_of=cutoff)
+    # Marker keys once for the cohort: kinetics and the rules read the same column (#11).
+    keys = marker_keys(observations) if len(observations) else pd.Series(dtype="object")
+    kin = compute_kinetics(observations.assign(marker_key=keys), samples, therapies,
+                           settings.rules, as_of=cutoff)
 
     obs = observations.copy()
-    obs["marker_key"] = marker_keys(obs) if len(obs) else pd.Series(dtype="object")
+    obs["marker_key"] = keys
     obs["is_chip"] = is_chip(obs, settings.rules) if len(obs) else pd.Series(dtype=bool)
     obs["alteration_name"] = (alteration_names(obs) if len(obs)
                               else pd.Series(dtype="object"))
@@ -161,7 +164,7 @@ def _assess(patient: str, as_of: date, line: RowLike | None,
         # A line with no draw attributed to it (e.g. the only draw came before the baseline
         # window) has empty frames. The patient's unlined draws are not the line's: they
         # lack its kinetics (day, role, level) and once crashed the engine.
-        draws = cohort.draws.iloc[0:0] if parts is None else parts.draws
+        draws = cohort.draws.iloc[0:0] if parts is None else None  # None: parts.draws
         if therapy.end_date is not None and therapy.end_date < as_of:
             caveats.append(f"Line {therapy.line} ({therapy.drug}) ended on "
                            f"{therapy.end_date}; later draws are not attributed to it.")
@@ -169,13 +172,11 @@ def _assess(patient: str, as_of: date, line: RowLike | None,
             caveats.append("ctDNA level mixes tumour fraction and marker VAF across draws; "
                            "fold changes between them are approximate.")
     else:
-        draws = None
-    if draws is None:
         draws = _unlined_draws(kept_by.get(patient))
-        obs = obs_by.for_draws(patient, draws)
-    else:
-        sliced = None if parts is None else parts.observations
-        obs = sliced if sliced is not None else obs_by.for_draws(patient, draws)
+    obs: pd.DataFrame | None = None  # None: the line's own observations (parts)
+    if parts is None or not parts.has_observations:
+        obs = obs_by.for_draws(patient, parts.draws if parts is not None
+                               else _given(draws))
     ctx = LineContext(patient, as_of, settings, kb, therapy, line, draws, obs, caveats,
                       parts=parts)
 
@@ -210,13 +211,14 @@ def _assess(patient: str, as_of: date, line: RowLike | None,
     if therapy is None:
         caveats.append("No line of therapy started on or before the evaluation date.")
     base = ctx.baseline
-    levels = [] if line is None else parts.levels if parts is not None else _levels(draws)
+    levels = ([] if line is None else parts.levels if parts is not None
+              else _levels(_given(draws)))
     return Assessment(
         patient_id=patient, as_of=as_of, therapy=therapy, status=status,
         alerts=alerts, config_version=config_version,
         kb_version=str(kb.version) if kb is not None else "none",
         pipeline_version=pipeline.__version__,
-        draws_used=list(dict.fromkeys(draws["sample_id"])),
+        draws_used=list(dict.fromkeys(ctx.draw_arrays["sample_id"])),
         baseline_sample_id=None if base is None else str(base["sample_id"]),
         nadir=None if line is None or pd.isna(line["nadir"]) else float(line["nadir"]),
         next_draw_due=due,
@@ -234,6 +236,12 @@ def _assess(patient: str, as_of: date, line: RowLike | None,
             None if overdue is None else as_of + timedelta(days=1),
         ]),
     )
+
+
+def _given(frame: pd.DataFrame | None) -> pd.DataFrame:
+    """A frame the engine set (not left to the line's parts)."""
+    assert frame is not None, "the engine sets the draws of a line without parts"
+    return frame
 
 
 def _reevaluate_on(as_of: date, dates: list[date | None]) -> date | None:

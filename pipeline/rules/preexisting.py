@@ -51,8 +51,7 @@ def rule_r0(ctx: LineContext) -> list[Alert]:
     """R0: ALK resistance / bypass detected on the line, judged against the current drug."""
     if ctx.therapy is None:
         return []
-    obs = ctx.observations
-    chosen = np.flatnonzero(np.asarray(resistance_seen(obs), dtype=bool))
+    chosen = np.flatnonzero(ctx.mask(resistance_seen))
     if not len(chosen):
         return []
     base = ctx.baseline
@@ -60,7 +59,8 @@ def rule_r0(ctx: LineContext) -> list[Alert]:
     alerts: list[tuple[int, Alert]] = []
     # Rows by marker, each marker's calls by date then sample (a stable sort, as pandas'
     # sort_values + groupby gave), over positions: a frame sort per line cost 2 ms (#11).
-    keys, dates, samples = (obs[c].to_numpy()[chosen]
+    arrays = ctx.observation_arrays
+    keys, dates, samples = (np.asarray(arrays[c])[chosen]
                             for c in ("marker_key", "collection_date", "sample_id"))
     order = sorted(range(len(chosen)), key=lambda i: (keys[i], dates[i], samples[i]))
     by_marker: dict[Any, list[int]] = {}
