@@ -20,6 +20,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 from pandas.api.types import is_extension_array_dtype
+from pydantic import TypeAdapter
 
 from pipeline.assessment import DrawLevel
 
@@ -337,27 +338,41 @@ def _cohort_levels(draws: pd.DataFrame, codes: np.ndarray, n: int) -> list[list[
     rows = frame[keep]
     rows = rows[~rows.duplicated(["_g", "sample_id"]).to_numpy()]
     out: list[list[DrawLevel]] = [[] for _ in range(n)]
-    columns = ["_g", "sample_id", "collection_date", "day", "role", "provisional", "detected",
-               "ctdna_level", "upper_bound", "level_unit", "level_source", "level_markers",
-               "informative"]
-    for r in zip(*(rows[c].tolist() for c in columns), strict=True):
-        out[r[0]].append(_draw_level(r[1:]))
+    if not len(rows):
+        return out
+    # Column-wise conversions, then one validation call for all the rows (#11 item 2:
+    # a per-row conversion and model call cost 12 microseconds x 120,000 draws).
+    fields = {
+        "sample_id": rows["sample_id"].astype(str).tolist(),
+        "collection_date": pd.to_datetime(rows["collection_date"]).dt.date.tolist(),
+        "day": rows["day"].astype("int64").tolist(),
+        "role": rows["role"].tolist(),
+        "provisional_reference": rows["provisional"].astype(bool).tolist(),
+        "detected": rows["detected"].astype(bool).tolist(),
+        "level": _floats_or_none(rows["ctdna_level"]),
+        "upper_bound": _floats_or_none(rows["upper_bound"]),
+        "unit": rows["level_unit"].astype(str).tolist(),
+        "source": rows["level_source"].astype(str).tolist(),
+        "markers": [None if m is None or pd.isna(m) else str(m)
+                    for m in rows["level_markers"].tolist()],
+        "informative": rows["informative"].astype(bool).tolist(),
+    }
+    names = list(fields)
+    levels = _DRAW_LEVELS.validate_python(
+        [dict(zip(names, values, strict=True)) for values in zip(*fields.values(),
+                                                                   strict=True)])
+    for group, level in zip(rows["_g"].tolist(), levels, strict=True):
+        out[group].append(level)
     return out
 
 
-def _draw_level(r: tuple[Any, ...]) -> DrawLevel:
-    (sample_id, collected, day, role, provisional, detected, level, upper, unit, source,
-     markers, informative) = r
-    return DrawLevel(
-        sample_id=str(sample_id), collection_date=pd.Timestamp(collected).date(),
-        day=int(day), role=role, provisional_reference=bool(provisional),
-        detected=bool(detected),
-        level=None if pd.isna(level) else float(level),
-        upper_bound=None if pd.isna(upper) else float(upper),
-        unit=str(unit), source=str(source),
-        markers=None if markers is None or pd.isna(markers) else str(markers),
-        informative=bool(informative),
-    )
+_DRAW_LEVELS = TypeAdapter(list[DrawLevel])
+
+
+def _floats_or_none(column: pd.Series) -> list[float | None]:
+    """float per value, None where missing (NaN)."""
+    values = pd.to_numeric(column, errors="coerce").astype("float64").tolist()
+    return [None if v != v else v for v in values]
 
 
 def _line_observations(obs: pd.DataFrame | None, draws: pd.DataFrame, codes: np.ndarray,
