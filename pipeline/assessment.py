@@ -137,10 +137,32 @@ class Assessment(_Model):
 
 
 def _rounded(value: object, digits: int = 3) -> object:
-    if isinstance(value, float):
-        return float(f"{value:.{digits}g}")
-    if isinstance(value, dict):
-        return {k: _rounded(v, digits) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v, digits) for v in value]
-    return value
+    """``value`` with every float rounded to ``digits`` significant digits.
+
+    Dispatch on exact types, and leaves (strings, ints, booleans, None: most of a dumped
+    assessment) copied without a call: 3.5 million nodes for 10,000 patients (#11 item 2).
+    """
+    spec = f".{digits}g"
+
+    def walk(item: object) -> object:
+        kind = type(item)
+        if kind is float:
+            return float(format(item, spec))
+        if kind is dict:
+            assert isinstance(item, dict)
+            return {k: v if type(v) in _LEAVES else walk(v) for k, v in item.items()}
+        if kind is list:
+            assert isinstance(item, list)
+            return [v if type(v) in _LEAVES else walk(v) for v in item]
+        if isinstance(item, float):  # subclasses, as before
+            return float(format(item, spec))
+        if isinstance(item, dict):
+            return {k: walk(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(value)
+
+
+_LEAVES = frozenset({str, int, bool, type(None)})

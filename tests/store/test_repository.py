@@ -140,7 +140,9 @@ def test_assessments_saved_in_bulk_keep_their_order(store: Store) -> None:
                  "alerts": [], "config_version": "c", "kb_version": "k",
                  "pipeline_version": "0.1.0", "reevaluate_on": f"2025-04-0{n + 1}"}
                 for n in (3, 1, 2)]
+    earlier = store.save_assessments([(dict(payloads[1], status="OPTIMAL"), [1])])
     ids = store.save_assessments([(p, [1]) for p in payloads])
+    assert min(ids) > earlier[0]  # new rows, not the one stored before
     assert len(set(ids)) == 3 and store.save_assessments([]) == []
     frame = store.assessments_frame(latest_only=True).set_index("id")
     for assessment_id, payload in zip(ids, payloads, strict=True):
