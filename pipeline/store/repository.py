@@ -104,6 +104,15 @@ def plain_value(value: Any) -> Any:
     return value
 
 
+def _json_text(value: Any) -> str:
+    """Text of a JSON column: orjson, 5-10 times faster than ``json.dumps`` on the 10,000
+    payloads of a cohort evaluation (#11 item 2); read back with ``json.loads`` as before
+    (the same values; non-ASCII stored as UTF-8, not ``\\u`` escapes)."""
+    import orjson
+
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+
+
 class Store:
     """Access to the longitudinal store.
 
@@ -126,7 +135,8 @@ class Store:
             # hide_parameters: database errors must not carry patient or sample IDs into
             # logs, Prefect states or the ops email (issue #10 item 7).
             self.engine: Engine = sa.create_engine(self.url, future=True, pool_pre_ping=True,
-                                                   hide_parameters=True)
+                                                   hide_parameters=True,
+                                                   json_serializer=_json_text)
         except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
             # Never echo the URL as given: it may carry a password (issue #10 item 7).
             raise StoreError(f"invalid database URL {masked_url(self.url)} "
