@@ -77,7 +77,7 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
     The stored row records the exact sample rows (versions) the rules read, the config and
     knowledge-base versions, so that any alert can be explained and reproduced later.
     """
-    from pipeline.rules import evaluate_cohort
+    from pipeline.evaluation import evaluate_from_store
 
     ids = patient_ids if patient_ids is not None else store.patient_ids()
     if not ids:
@@ -85,31 +85,24 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
     read_at = now_utc()
     steps = resolve(progress)
     steps.start("evaluate", len(ids))  # the rules run on the whole cohort at once
-    observations = store.observations_frame(ids)
-    samples = store.samples_frame(ids)
-    therapies = store.therapies_frame(ids)
-    assessments = evaluate_cohort(observations, samples, therapies, settings, kb,
-                                  as_of=as_of or date.today(), patient_ids=ids)
+    # Whole-cohort frames, in patient shards on several processes for a large cohort (#11).
+    evaluated = evaluate_from_store(store, settings, kb, list(ids), as_of or date.today())
     previous = store.assessments_frame(latest_only=True)
     previous_status = dict(zip(previous.get("patient_id", []), previous.get("status", []),
                                strict=False))
-    pk_by_sample = dict(zip(samples["sample_id"], samples["sample_pk"], strict=False))
     care_teams = store.care_teams(ids)
     # The contract JSON is made once: the stored payload is the one printed (one truth).
-    payloads = [a.contract_json() for a in assessments]
-    stored_ids: list[int | None] = [None] * len(assessments)
+    stored_ids: list[int | None] = [None] * len(evaluated)
     if persist:
         stored_ids = list(store.save_assessments(
-            [(payload, [int(pk_by_sample[s]) for s in a.draws_used if s in pk_by_sample])
-             for a, payload in zip(assessments, payloads, strict=True)],
-            evaluated_at=now_utc()))
+            [(e.payload, e.sample_pks) for e in evaluated], evaluated_at=now_utc()))
     results = []
-    for assessment, payload, assessment_id in zip(assessments, payloads, stored_ids,
-                                                      strict=True):
+    for e, assessment_id in zip(evaluated, stored_ids, strict=True):
+        assessment = e.assessment
         results.append(EvaluationResult(assessment, assessment_id,
                                         care_teams.get(assessment.patient_id),
                                         previous_status.get(assessment.patient_id),
-                                        read_at, payload))
+                                        read_at, e.payload))
         steps.advance()
     steps.finish()
     return results
