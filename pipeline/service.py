@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # loaded where used: `ctdna observations` needs no pandas (#1
     from pipeline.alerts.escalation import EscalationReport
     from pipeline.assessment import Assessment
     from pipeline.config import Settings
+    from pipeline.evaluation import Evaluated
     from pipeline.knowledge import KnowledgeBase
     from pipeline.report.batch import ReportsOutcome
     from pipeline.report.render import CohortRow
@@ -58,14 +59,23 @@ def require_patient(store: Store, patient_id: str) -> None:
 class EvaluationResult:
     """One patient's assessment, where it is stored, and what came before it."""
 
-    assessment: Assessment
+    evaluated: Evaluated
     assessment_id: int | None
     care_team: str | None
     previous_status: str | None
     #: When the store was read for this evaluation (clears work-queue marks up to then).
     read_at: datetime | None = None
-    #: ``assessment.contract_json()``, made once: what was stored and what ``--json`` prints.
-    payload: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def assessment(self) -> Assessment:
+        """The patient's assessment (built on first use for a worker's shard)."""
+        return self.evaluated.assessment
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """``assessment.contract_json()``, made once: what was stored and what ``--json``
+        prints."""
+        return self.evaluated.payload
 
 
 def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
@@ -98,11 +108,9 @@ def evaluate_patients(store: Store, settings: Settings, kb: KnowledgeBase,
             [(e.payload, e.sample_pks) for e in evaluated], evaluated_at=now_utc()))
     results = []
     for e, assessment_id in zip(evaluated, stored_ids, strict=True):
-        assessment = e.assessment
-        results.append(EvaluationResult(assessment, assessment_id,
-                                        care_teams.get(assessment.patient_id),
-                                        previous_status.get(assessment.patient_id),
-                                        read_at, e.payload))
+        patient = str(e.payload["patient_id"])
+        results.append(EvaluationResult(e, assessment_id, care_teams.get(patient),
+                                        previous_status.get(patient), read_at))
         steps.advance()
     steps.finish()
     return results
