@@ -391,8 +391,8 @@ class RunSettings(_Strict):
         "a temporary local cluster per run")
     evaluate_processes: int = Field(
         2, ge=1, le=64, description="Processes that evaluate a large cohort in patient "
-        "shards (each at least 2,000 patients; pipeline/evaluation.py); 1: in the command's "
-        "own process")
+        "shards (each at least 2,000 patients, never more than the processors available; "
+        "pipeline/evaluation.py); 1: in the command's own process")
 
     @model_validator(mode="after")
     def _address_needs_dask(self) -> RunSettings:

@@ -18,6 +18,7 @@ in-memory store, is evaluated here, where a process start-up would cost more tha
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -90,9 +91,14 @@ def evaluate_from_store(store: Store, settings: Settings, kb: KnowledgeBase,
     return out
 
 
-def _shards(ids: list[str], processes: int, shareable: bool) -> list[list[str]]:
-    """``ids`` cut into contiguous shards of at least :data:`MIN_SHARD_PATIENTS`."""
-    count = min(processes, len(ids) // MIN_SHARD_PATIENTS) if shareable else 1
+def _shards(ids: list[str], processes: int, shareable: bool,
+            cpus: int | None = None) -> list[list[str]]:
+    """``ids`` cut into contiguous shards of at least :data:`MIN_SHARD_PATIENTS`, never
+    more than the processors this process may use (``cpus``; default: counted here)."""
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count() or 1
+    count = min(processes, cpus, len(ids) // MIN_SHARD_PATIENTS) if shareable else 1
     if count <= 1:
         return [ids]
     size = -(-len(ids) // count)  # ceiling: the last shard is the smallest

@@ -46,6 +46,9 @@ def test_shards_on_worker_processes_give_the_one_process_assessments(
 
     one = evaluation.evaluate_from_store(store, _with_processes(settings, 3), kb, ids, as_of)
     monkeypatch.setattr(evaluation, "MIN_SHARD_PATIENTS", 10)  # 40 patients: 3 shards
+    monkeypatch.setattr(evaluation.os, "cpu_count", lambda: 3)  # as many as shards
+    if hasattr(evaluation.os, "sched_getaffinity"):
+        monkeypatch.setattr(evaluation.os, "sched_getaffinity", lambda pid: {0, 1, 2})
     assert len(evaluation._shards(sorted(ids), 3, True)) == 3
     sharded = evaluation.evaluate_from_store(store, _with_processes(settings, 3), kb, ids,
                                              as_of)
@@ -60,8 +63,9 @@ def test_shards_on_worker_processes_give_the_one_process_assessments(
 
 def test_small_cohorts_and_in_memory_stores_stay_in_one_process() -> None:
     ids = [f"P{n:05d}" for n in range(5000)]
-    assert evaluation._shards(ids, 2, True) == [ids[:2500], ids[2500:]]
-    assert evaluation._shards(ids[:3999], 2, True) == [ids[:3999]]  # < 2 x 2,000
-    assert evaluation._shards(ids, 1, True) == [ids]
-    assert evaluation._shards(ids, 2, False) == [ids]
+    assert evaluation._shards(ids, 2, True, cpus=2) == [ids[:2500], ids[2500:]]
+    assert evaluation._shards(ids[:3999], 2, True, cpus=2) == [ids[:3999]]  # < 2 x 2,000
+    assert evaluation._shards(ids, 1, True, cpus=2) == [ids]
+    assert evaluation._shards(ids, 2, False, cpus=2) == [ids]
+    assert evaluation._shards(ids, 2, True, cpus=1) == [ids]  # one processor: one process
     assert not evaluation._shareable(Store("sqlite://"))
