@@ -83,10 +83,32 @@ class PreparedSample:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")  # first: the pragmas below may wait
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    _journal_wal(cursor)
     cursor.close()
+
+
+def _journal_wal(cursor: Any, wait_seconds: float = 30.0) -> None:
+    """Switch the file to WAL journaling, waiting out another process's lock.
+
+    On a fresh file that another process is creating the schema in, the switch can fail
+    with "database is locked" at once: SQLite does not call the busy handler for it. Two
+    processes opening one new store at the same time then failed one time in five
+    (tests/store/test_migrations.py, seen in CI); retried here, within the busy timeout.
+    """
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def plain_value(value: Any) -> Any:
