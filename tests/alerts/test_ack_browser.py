@@ -33,6 +33,7 @@ def driver(tmp_path):
 def test_clinician_acknowledges_in_a_browser(driver, tmp_path, smtp_server, clock,
                                              ack_server_factory) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
     try:
@@ -49,6 +50,11 @@ def test_clinician_acknowledges_in_a_browser(driver, tmp_path, smtp_server, cloc
         if SCREENSHOT:
             driver.save_screenshot(SCREENSHOT)
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        # click() returns once the form is submitted, not once the answer page has loaded
+        # (seen failing in clean-clone CI under load): wait for it, up to 20 s.
+        WebDriverWait(driver, 20).until(
+            lambda d: d.title == f"Alert {ref} acknowledged",
+            message=f"no acknowledgement page; title {driver.title!r}")
         assert driver.title == f"Alert {ref} acknowledged"
         assert "Acknowledged by Dr. D. Example" in driver.find_element(By.TAG_NAME,
                                                                         "body").text
