@@ -109,8 +109,7 @@ class LineContext:
         if self.given_draws is not None:
             return self.given_draws
         assert self.parts is not None, "a line context needs draws or parts"
-        draws: pd.DataFrame = self.parts.draws
-        return draws
+        return self.parts.draws
 
     @cached_property
     def observations(self) -> pd.DataFrame:
@@ -184,64 +183,70 @@ class LineContext:
     # Columns and rows. With the engine's line parts they are array slices of the cohort
     # frames (no pandas frame or Series built per line; #11 item 2): the same values.
 
+    def from_parts(self, frame: str) -> bool:
+        """The line's parts serve ``frame`` (a line without calls has no observations)."""
+        return self.parts is not None and (frame != "observations"
+                                           or self.parts.has_observations)
+
+    def _arrays(self, frame: str) -> Columns:
+        if self.from_parts(frame):
+            assert self.parts is not None
+            return self.parts.arrays(frame)
+        return Columns.of(getattr(self, frame))
+
+    def _row(self, frame: str, position: int) -> RowLike:
+        if self.from_parts(frame):
+            assert self.parts is not None
+            return self.parts.row(frame, position)
+        rows: pd.DataFrame = getattr(self, frame)
+        return rows.iloc[position]
+
     @cached_property
     def evaluable_arrays(self) -> Columns:
         """The columns of :attr:`evaluable` as arrays."""
-        return self.parts.arrays("evaluable") if self.parts is not None \
-            else Columns.of(self.evaluable)
+        return self._arrays("evaluable")
 
     @cached_property
     def treated_arrays(self) -> Columns:
         """The columns of :attr:`treated` as arrays."""
-        return self.parts.arrays("treated") if self.parts is not None \
-            else Columns.of(self.treated)
+        return self._arrays("treated")
 
     @cached_property
     def draw_arrays(self) -> Columns:
         """The columns of :attr:`draws` as arrays."""
-        return self.parts.arrays("draws") if self.parts is not None else Columns.of(self.draws)
+        return self._arrays("draws")
 
     @cached_property
     def observation_arrays(self) -> Columns:
         """The columns of :attr:`observations` as arrays."""
-        if self.parts is not None and self.parts.has_observations:
-            return self.parts.arrays("observations")
-        return Columns.of(self.observations)
+        return self._arrays("observations")
 
     # Rows for findings. With the engine's line parts they are read from cohort arrays, not
     # built as pandas Series (0.1 ms each; #11 item 2): the same cells either way.
 
     def evaluable_row(self, position: int) -> RowLike:
         """Row ``position`` of :attr:`evaluable` (negative counts from the end)."""
-        if self.parts is not None:
-            return self.parts.evaluable_row(position)
-        return self.evaluable.iloc[position]
+        return self._row("evaluable", position)
 
     def treated_row(self, position: int) -> RowLike:
         """Row ``position`` of :attr:`treated` (negative counts from the end)."""
-        if self.parts is not None:
-            return self.parts.treated_row(position)
-        return self.treated.iloc[position]
+        return self._row("treated", position)
 
     def mask(self, mask: RowMask) -> np.ndarray:
         """A row mask (:func:`row_mask`) over :attr:`observations`, as a bool array: the
         engine's cohort column when there is one, no line frame cut (#11 item 2)."""
         column = MASK_COLUMNS.get(mask)
-        if column is not None and self.parts is not None and self.parts.has_observations:
+        if column is not None and self.from_parts("observations"):
             return np.asarray(self.observation_arrays[column], dtype=bool)
         return np.asarray(mask(self.observations), dtype=bool)
 
     def observation_rows_at(self, positions: Any) -> list[RowLike]:
         """The rows of :attr:`observations` at ``positions``, in that order."""
-        if self.parts is not None and self.parts.has_observations:
-            return [self.parts.observation_row(int(i)) for i in positions]
-        return [self.observations.iloc[int(i)] for i in positions]
+        return [self._row("observations", int(i)) for i in positions]
 
     def observation_row(self, position: int) -> RowLike:
         """Row ``position`` of :attr:`observations`."""
-        if self.parts is not None and self.parts.has_observations:
-            return self.parts.observation_row(position)
-        return self.observations.iloc[position]
+        return self._row("observations", position)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1029,11 +1034,9 @@ def new_detections(ctx: LineContext, mask: np.ndarray) -> np.ndarray:
     Returns their positions in ``ctx.observations`` (rows: ``ctx.observation_rows_at``;
     columns: ``ctx.observation_arrays``): no frame is cut per line (#11 item 2).
     """
-    if ctx.parts is not None and ctx.parts.has_observations:  # the engine's line arrays
+    if ctx.from_parts("observations"):  # the engine's line arrays: computed once
         return np.flatnonzero(_new_since_baseline(ctx.observation_arrays, mask))
     obs = ctx.observations
-    if "new_since_baseline" in obs.columns:  # a frame of the engine's: computed once
-        return np.flatnonzero(_new_since_baseline(obs, mask))
     # A frame built outside the engine (or a patient's unlined draws): test it here.
     wanted = (np.asarray(mask, dtype=bool) & obs["detected"].to_numpy(dtype=bool)
               & (obs["role"].to_numpy() == "on_treatment"))
@@ -1097,17 +1100,26 @@ def _marker_series(ctx: LineContext, key: str) -> _MarkerSeries:
                          lod_vaf=np.asarray(treated["lod_vaf"], dtype=float))
 
 
+def marker_rows_by_date(ctx: LineContext, new: np.ndarray, key: Any) -> list[RowLike]:
+    """The rows at ``new`` (positions in ``ctx.observations``) of marker ``key``, by date.
+
+    numpy's quicksort on the collection dates: the order ``DataFrame.sort_values(
+    "collection_date")`` gave the per-marker frames before (#11 item 2).
+    """
+    arrays = ctx.observation_arrays
+    members = new[np.asarray(arrays["marker_key"])[new] == key]
+    dates = np.asarray(arrays["collection_date"])[members]
+    return ctx.observation_rows_at(members[np.argsort(dates, kind="quicksort")])
+
+
 def mutation_alerts(ctx: LineContext, info: RuleInfo, new: np.ndarray,
                      rising_escalates: bool) -> list[Alert]:
     """One alert per new marker (``new``: positions from :func:`new_detections`)."""
     rules = ctx.rules
     alerts = []
-    arrays = ctx.observation_arrays
-    keys = np.asarray(arrays["marker_key"])[new]
-    dates = np.asarray(arrays["collection_date"])[new]
+    keys = np.asarray(ctx.observation_arrays["marker_key"])[new]
     # Per marker, in key order (groupby's): positions, not grouped frames (#11 item 2).
     for key in sorted(k for k in pd.unique(keys) if not pd.isna(k)):
-        members = np.flatnonzero(keys == key)
         series = _marker_series(ctx, str(key))
         det, days, vaf = series.detected, series.day, series.vaf
         confirmed = confirmed_pairs(days, det, rules)
@@ -1132,10 +1144,7 @@ def mutation_alerts(ctx: LineContext, info: RuleInfo, new: np.ndarray,
         escalate = confirmed.any() or (rising_escalates and rising.any())
         if not escalate and cleared_later.any():
             continue
-        # The marker's calls by date: numpy's quicksort on the same values, the order
-        # DataFrame.sort_values("collection_date") gave.
-        rows = ctx.observation_rows_at(new[members[np.argsort(dates[members],
-                                                               kind="quicksort")]])
+        rows = marker_rows_by_date(ctx, new, key)
         findings = [obs_finding(r) for r in rows]
         alteration = (str(rows[0]["gene"]), str(rows[0]["alteration"]))
         tier = "FAILURE" if escalate else "WARNING"

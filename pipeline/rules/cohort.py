@@ -151,24 +151,22 @@ class LineParts:
         pos = self._cohort._baseline_pos[self._group]
         return None if pos < 0 else self._cohort.draw_columns.row(int(pos))
 
-    def evaluable_row(self, position: int) -> Row:
-        """Row ``position`` of :attr:`evaluable` (negative counts from the end)."""
-        return self._row(self._cohort.evaluable_columns, self._cohort._evaluable_bounds,
-                         position)
-
-    def treated_row(self, position: int) -> Row:
-        """Row ``position`` of :attr:`treated` (negative counts from the end)."""
-        return self._row(self._cohort.treated_columns, self._cohort._treated_bounds, position)
-
-    def observation_row(self, position: int) -> Row:
-        """Row ``position`` of :attr:`observations` (which must exist)."""
-        columns = self._cohort.observation_columns
-        assert columns is not None, "a line without observations has no observation rows"
-        return self._row(columns, self._cohort._obs_bounds, position)
-
     def arrays(self, frame: str) -> Columns:
         """The columns of the line's ``frame`` (``draws``, ``treated``, ``evaluable`` or
         ``observations``) as array slices: no pandas frame built (#11 item 2)."""
+        columns, start, stop = self._rows_of(frame)
+        return Columns(lambda name: columns.array(name)[start:stop], stop - start)
+
+    def row(self, frame: str, position: int) -> Row:
+        """Row ``position`` of the line's ``frame`` (negative counts from the end)."""
+        columns, start, stop = self._rows_of(frame)
+        at = (stop if position < 0 else start) + position
+        if not start <= at < stop:
+            raise IndexError(f"row {position} of a line with {stop - start} {frame} rows")
+        return columns.row(at)
+
+    def _rows_of(self, frame: str) -> tuple[FrameColumns, int, int]:
+        """The cohort arrays of ``frame`` and the line's row range in them."""
         cohort = self._cohort
         columns, bounds = {
             "draws": (cohort.draw_columns, cohort._draw_bounds),
@@ -176,16 +174,8 @@ class LineParts:
             "evaluable": (cohort.evaluable_columns, cohort._evaluable_bounds),
             "observations": (cohort.observation_columns, cohort._obs_bounds),
         }[frame]
-        assert columns is not None, "a line without observations has no observation columns"
-        start, stop = int(bounds[self._group]), int(bounds[self._group + 1])
-        return Columns(lambda name: columns.array(name)[start:stop], stop - start)
-
-    def _row(self, columns: FrameColumns, bounds: np.ndarray, position: int) -> Row:
-        start, stop = int(bounds[self._group]), int(bounds[self._group + 1])
-        at = (stop if position < 0 else start) + position
-        if not start <= at < stop:
-            raise IndexError(f"row {position} of a line with {stop - start} rows")
-        return columns.row(at)
+        assert columns is not None, "a line without observations has no observation rows"
+        return columns, int(bounds[self._group]), int(bounds[self._group + 1])
 
     @cached_property
     def observations(self) -> pd.DataFrame | None:

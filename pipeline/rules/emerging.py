@@ -20,6 +20,7 @@ from pipeline.rules.catalogue import (
     line_gate,
     make_alert,
     mapk_mask,
+    marker_rows_by_date,
     met_mask,
     new_candidates,
     new_detections,
@@ -75,10 +76,7 @@ def rule_p4(ctx: LineContext) -> list[Alert]:
     if not len(new):
         return []
     rules = ctx.rules
-    arrays = ctx.observation_arrays
-    new_keys = np.asarray(arrays["marker_key"])[new]
-    new_dates = np.asarray(arrays["collection_date"])[new]
-    series = clone_series(ctx, sorted(set(new_keys)))
+    series = clone_series(ctx, sorted(set(np.asarray(ctx.observation_arrays["marker_key"])[new])))
     alerts: list[tuple[int, float, Alert]] = []
     for key, s in series.groupby("marker_key", sort=True):
         det = s["detected"].to_numpy(bool)
@@ -102,10 +100,7 @@ def rule_p4(ctx: LineContext) -> list[Alert]:
                    else f"first seen at >= {rules.emerging_single_draw_vaf:.1%}")
         else:
             continue
-        members = np.flatnonzero(new_keys == key)
-        # by date: numpy's quicksort on the same values, sort_values' order
-        rows = ctx.observation_rows_at(new[members[np.argsort(new_dates[members],
-                                                               kind="quicksort")]])
+        rows = marker_rows_by_date(ctx, new, key)
         path = " -> ".join(f"{v:.2%}" for v in vaf[hits] if v == v)
         findings = [obs_finding(r, "new since baseline (emerging clone)") for r in rows]
         label = f"{findings[0].gene or ''} {findings[0].alteration or ''}".strip()

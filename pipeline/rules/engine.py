@@ -35,7 +35,7 @@ from pipeline.rules.catalogue import (
     LineContext,
     make_alert,
 )
-from pipeline.rules.cohort import CohortLines, FrameColumns, RowLike
+from pipeline.rules.cohort import CohortLines, FrameColumns, LineParts, RowLike
 from pipeline.rules.headline import make_headline
 from pipeline.rules.registry import MECHANISM_RULES, RULES, STATUS_RULES
 
@@ -153,6 +153,7 @@ def _assess(patient: str, as_of: date, line: RowLike | None,
             config_version: str, future_event: date | None = None) -> Assessment:
     therapy = None
     parts = None
+    draws: pd.DataFrame | None = None  # None: the line's own draws (parts)
     caveats: list[str] = []
     if line is not None:
         therapy = Therapy(
@@ -164,7 +165,8 @@ def _assess(patient: str, as_of: date, line: RowLike | None,
         # A line with no draw attributed to it (e.g. the only draw came before the baseline
         # window) has empty frames. The patient's unlined draws are not the line's: they
         # lack its kinetics (day, role, level) and once crashed the engine.
-        draws = cohort.draws.iloc[0:0] if parts is None else None  # None: parts.draws
+        if parts is None:
+            draws = cohort.draws.iloc[0:0]
         if therapy.end_date is not None and therapy.end_date < as_of:
             caveats.append(f"Line {therapy.line} ({therapy.drug}) ended on "
                            f"{therapy.end_date}; later draws are not attributed to it.")
@@ -173,12 +175,8 @@ def _assess(patient: str, as_of: date, line: RowLike | None,
                            "fold changes between them are approximate.")
     else:
         draws = _unlined_draws(kept_by.get(patient))
-    obs: pd.DataFrame | None = None  # None: the line's own observations (parts)
-    if parts is None or not parts.has_observations:
-        obs = obs_by.for_draws(patient, parts.draws if parts is not None
-                               else _given(draws))
-    ctx = LineContext(patient, as_of, settings, kb, therapy, line, draws, obs, caveats,
-                      parts=parts)
+    ctx = LineContext(patient, as_of, settings, kb, therapy, line, draws,
+                      obs_by.given(patient, parts, draws), caveats, parts=parts)
 
     alerts: list[Alert] = []
     for rule in RULES:
@@ -211,8 +209,7 @@ def _assess(patient: str, as_of: date, line: RowLike | None,
     if therapy is None:
         caveats.append("No line of therapy started on or before the evaluation date.")
     base = ctx.baseline
-    levels = ([] if line is None else parts.levels if parts is not None
-              else _levels(_given(draws)))
+    levels = [] if line is None else parts.levels if parts is not None else _levels(ctx.draws)
     return Assessment(
         patient_id=patient, as_of=as_of, therapy=therapy, status=status,
         alerts=alerts, config_version=config_version,
@@ -236,12 +233,6 @@ def _assess(patient: str, as_of: date, line: RowLike | None,
             None if overdue is None else as_of + timedelta(days=1),
         ]),
     )
-
-
-def _given(frame: pd.DataFrame | None) -> pd.DataFrame:
-    """A frame the engine set (not left to the line's parts)."""
-    assert frame is not None, "the engine sets the draws of a line without parts"
-    return frame
 
 
 def _reevaluate_on(as_of: date, dates: list[date | None]) -> date | None:
@@ -350,6 +341,17 @@ class _ObservationsBySample:
     def __init__(self, obs: pd.DataFrame) -> None:
         self._obs = obs
         self._by_patient: dict[str, pd.DataFrame] | None = None
+
+    def given(self, patient: str, parts: LineParts | None,
+              draws: pd.DataFrame | None) -> pd.DataFrame | None:
+        """The observations a line context is given: the patient's calls on ``draws`` (a
+        line without parts, unlined draws) or on the draws of a line without calls; None
+        when the line's parts hold them."""
+        if draws is not None:
+            return self.for_draws(patient, draws)
+        if parts is not None and not parts.has_observations:
+            return self.for_draws(patient, parts.draws)
+        return None
 
     def for_draws(self, patient: str, draws: pd.DataFrame) -> pd.DataFrame:
         if self._by_patient is None:

@@ -83,13 +83,18 @@ class PreparedSample:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")  # first: the pragmas below may wait
+    # first: the pragmas below may wait
+    cursor.execute(f"PRAGMA busy_timeout={int(_SQLITE_BUSY_SECONDS * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     _journal_wal(cursor)
     cursor.close()
 
 
-def _journal_wal(cursor: Any, wait_seconds: float = 30.0) -> None:
+#: How long an SQLite connection waits for another process's lock (busy timeout, WAL switch).
+_SQLITE_BUSY_SECONDS = 30.0
+
+
+def _journal_wal(cursor: Any, wait_seconds: float = _SQLITE_BUSY_SECONDS) -> None:
     """Switch the file to WAL journaling, waiting out another process's lock.
 
     On a fresh file that another process is creating the schema in, the switch can fail
