@@ -10,6 +10,7 @@ always declared there.
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -78,20 +79,41 @@ def conform_calls(frame: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         The frame with every column of :data:`CALL_COLUMNS`, in contract order first.
     """
-    out = frame.copy()
+    # Built column by column into a new frame (no copy of the input, no re-index): a
+    # 200,000-record VCF spent 0.2 s here copying and re-converting columns that already
+    # had their contract dtype (issue #11 item 1).
+    n = len(frame)
+    data: dict[str, Any] = {}
     for column, dtype in CALL_COLUMNS.items():
-        if column not in out.columns:
-            out[column] = pd.Series([None] * len(out), dtype="object")
-        if dtype == "float64":
-            out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
+        if column not in frame.columns:
+            data[column] = np.full(n, None, dtype=object)
+            continue
+        values = frame[column]
+        if dtype == "object":
+            data[column] = _object_or_none(values)
+        elif str(values.dtype) == dtype:
+            data[column] = values.array
+        elif dtype == "float64":
+            data[column] = pd.to_numeric(values, errors="coerce").astype("float64").array
         elif dtype == "Int64":
-            out[column] = pd.to_numeric(out[column], errors="coerce").astype("Int64")
-        elif dtype == "int64":
-            out[column] = pd.to_numeric(out[column], errors="coerce").fillna(0).astype("int64")
-        else:
-            out[column] = out[column].astype("object").mask(out[column].isna(), None)
-    extra = [c for c in out.columns if c not in CALL_COLUMNS]
-    return out[list(CALL_COLUMNS) + extra].reset_index(drop=True)
+            data[column] = pd.to_numeric(values, errors="coerce").astype("Int64").array
+        else:  # int64
+            data[column] = pd.to_numeric(values, errors="coerce").fillna(0).astype(
+                "int64").array
+    for column in frame.columns:
+        if column not in CALL_COLUMNS:
+            data[column] = frame[column].array
+    return pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
+
+
+def _object_or_none(values: pd.Series) -> np.ndarray:
+    """An object array with every missing value (NaN, NaT, pd.NA, None) as None."""
+    out = values.to_numpy(dtype=object)
+    missing = pd.isna(out)
+    if missing.any():
+        out = out.copy()  # never write into the caller's frame
+        out[missing] = None
+    return out
 
 
 def group_positions(keys: pd.Series | np.ndarray) -> dict[Hashable, np.ndarray]:

@@ -215,10 +215,9 @@ def _exceeds(count: np.ndarray, depth: np.ndarray) -> np.ndarray:
     return count > depth + np.maximum(AD_DP_ABS_TOLERANCE, AD_DP_REL_TOLERANCE * depth)
 
 
-def _nullable(values: np.ndarray, present: np.ndarray) -> np.ndarray:
-    out = np.full(len(values), None, dtype=object)
-    out[present] = values[present].tolist()
-    return out
+def _nullable(values: np.ndarray, present: np.ndarray) -> pd.arrays.IntegerArray:
+    """Counts as the contract's nullable ``Int64`` (missing where not ``present``)."""
+    return pd.arrays.IntegerArray(values.astype(np.int64), ~present)
 
 
 def _assemble(table: np.ndarray, values: dict[str, np.ndarray], vaf: np.ndarray,
@@ -233,7 +232,7 @@ def _assemble(table: np.ndarray, values: dict[str, np.ndarray], vaf: np.ndarray,
     return {
         "record_index": record_index.astype(np.int64),
         "chrom": table[:, 0],
-        "pos": table[:, 1].astype(np.int64),
+        "pos": pd.arrays.IntegerArray(table[:, 1].astype(np.int64), np.zeros(n, dtype=bool)),
         "ref": ref,
         "alt": alt,
         "variant_type": vtype.astype(object),

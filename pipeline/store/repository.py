@@ -351,18 +351,26 @@ class Store:
 
     @staticmethod
     def _observation_rows(frame: pd.DataFrame, sample_pk: int | np.ndarray
-                          ) -> list[tuple[Any, ...]]:
-        """Plain-Python rows (:data:`OBSERVATION_INSERT_COLUMNS` order) for one bulk
-        insert, built column-wise (issue #11: a per-value Python loop cost seconds on a
-        200,000-record VCF)."""
+                          ) -> ObservationRows:
+        """Plain-Python rows for one bulk insert, built column-wise (issue #11: a per-value
+        Python loop cost seconds on a 200,000-record VCF); a nullable column that is empty
+        in every row is left out of the statement (NULL all the same)."""
         import numpy as np
 
         if frame.empty:
-            return []
+            return ObservationRows((), [])
         data = frame.reindex(columns=list(OBSERVATION_COLUMNS))
-        columns = [_plain_column(data[c]) for c in OBSERVATION_COLUMNS]
+        names: list[str] = []
+        columns: list[list[Any]] = []
+        for name in OBSERVATION_COLUMNS:
+            values = _plain_column(data[name])
+            if name in _NULLABLE_OBSERVATION_COLUMNS and values.count(None) == len(values):
+                continue
+            names.append(name)
+            columns.append(values)
         pks = np.broadcast_to(np.asarray(sample_pk, dtype=object), (len(data),))
-        return list(zip(*columns, pks.tolist(), strict=True))
+        return ObservationRows((*names, "sample_pk"),
+                               list(zip(*columns, pks.tolist(), strict=True)))
 
     @staticmethod
     def _upsert_patient(conn: Connection, patient_id: str, care_team: str | None,
@@ -818,35 +826,48 @@ def _plain_column(series: pd.Series) -> list[Any]:
 #: still covers every chunk.
 _ROWS_CHUNK = 25_000
 
-#: Columns of a bulk observation insert, in row order.
-OBSERVATION_INSERT_COLUMNS = (*OBSERVATION_COLUMNS, "sample_pk")
+@dataclass(frozen=True)
+class ObservationRows:
+    """Rows of one bulk observation insert and the columns they hold, in row order."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
 
 
-def insert_observations(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Insert observation rows (:data:`OBSERVATION_INSERT_COLUMNS` order) in bulk, inside
-    the caller's transaction (so a sample stays all-or-nothing).
+#: Observation columns a bulk insert may leave out when no row has a value: nullable and
+#: without a default. Binding a NULL per row and column was most of SQLite's insert time:
+#: a 200,000-record VCF has 8 such columns of 22 (1.0 s → 0.5 s; issue #11 item 1).
+_NULLABLE_OBSERVATION_COLUMNS = frozenset(
+    c.name for c in models.observations.columns
+    if c.nullable and c.default is None and c.server_default is None)
+
+
+def insert_observations(conn: Connection, batch: ObservationRows) -> None:
+    """Insert observation rows in bulk, inside the caller's transaction (so a sample stays
+    all-or-nothing).
 
     PostgreSQL: one ``COPY ... FROM STDIN`` through psycopg; SQLite: one driver-level
     ``executemany`` of a prepared INSERT (SQLAlchemy's per-row parameter processing cost
     about 10 µs a row, 2 s for a 200,000-record VCF; issue #11 item 1); other dialects:
     SQLAlchemy Core ``insert`` with many rows.
     """
-    if not rows:
+    if not batch.rows:
         return
-    names = ", ".join(OBSERVATION_INSERT_COLUMNS)
+    names = ", ".join(batch.columns)
     dialect = conn.dialect.name
     if dialect == "postgresql":
         driver = conn.connection.driver_connection
         with driver.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
                 f"COPY observations ({names}) FROM STDIN") as copy:
-            for row in rows:
+            for row in batch.rows:
                 copy.write_row(row)
     elif dialect == "sqlite":
-        marks = ", ".join("?" * len(OBSERVATION_INSERT_COLUMNS))
-        conn.exec_driver_sql(f"INSERT INTO observations ({names}) VALUES ({marks})", rows)
+        marks = ", ".join("?" * len(batch.columns))
+        conn.exec_driver_sql(f"INSERT INTO observations ({names}) VALUES ({marks})",
+                             batch.rows)
     else:
         conn.execute(models.observations.insert(), [
-            dict(zip(OBSERVATION_INSERT_COLUMNS, row, strict=True)) for row in rows])
+            dict(zip(batch.columns, row, strict=True)) for row in batch.rows])
 
 
 def _sample_row(sample: PreparedSample, version: int, now: datetime) -> dict[str, Any]:
