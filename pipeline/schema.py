@@ -90,7 +90,7 @@ def conform_calls(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         values = frame[column]
         if dtype == "object":
-            data[column] = _object_or_none(values)
+            data[column] = none_for_missing(values)
         elif str(values.dtype) == dtype:
             data[column] = values.array
         elif dtype == "float64":
@@ -106,7 +106,7 @@ def conform_calls(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
 
 
-def _object_or_none(values: pd.Series) -> np.ndarray:
+def none_for_missing(values: pd.Series) -> np.ndarray:
     """An object array with every missing value (NaN, NaT, pd.NA, None) as None."""
     out = values.to_numpy(dtype=object)
     missing = pd.isna(out)
