@@ -364,7 +364,12 @@ def _bad(values: pd.Series | np.ndarray, ok: Callable[[Any], bool],
     #11: counts and frequencies are nearly all distinct); only when some value does not
     match is ``ok`` called per value.
     """
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    return _bad_distinct(*pd.factorize(np.asarray(values, dtype=object)), ok, all_good)
+
+
+def _bad_distinct(codes: np.ndarray, uniques: np.ndarray, ok: Callable[[Any], bool],
+                  all_good: re.Pattern[str] | None = None) -> np.ndarray:
+    """:func:`_bad` of values already factorized into ``codes`` and ``uniques``."""
     if not len(codes):
         return np.zeros(0, dtype=bool)
     if all_good is not None and all_match(uniques, all_good):
@@ -551,10 +556,11 @@ def _check_key(col: _Collector, key: str, values: np.ndarray, has_value: np.ndar
     if not present.any():
         return
     vals, recs, alts = values[present], records[present], n_alt[present]
+    codes, uniques = pd.factorize(vals)  # once, for the count and the type checks
     if typ == "String":
-        counts = _per_unique(vals, _count_values(typ))
+        counts = np.fromiter(map(_count_values(typ), uniques), dtype=np.int64,
+                             count=len(uniques))[codes]
     else:  # commas counted with numpy, once per distinct value
-        codes, uniques = pd.factorize(vals)
         counts = (_char_counts(uniques, ",") + 1)[codes]
     if number.isdigit():
         expected = np.full(len(vals), int(number))
@@ -570,7 +576,8 @@ def _check_key(col: _Collector, key: str, values: np.ndarray, has_value: np.ndar
         expected = counts
     col.add(counts != expected, recs, fld, f"Number={number} expects a different count of "
             "values", fatal, vals)
-    col.add(_bad(vals, _value_ok(typ, key), _value_pattern(typ, key)), recs, fld,
+    col.add(_bad_distinct(codes, uniques, _value_ok(typ, key), _value_pattern(typ, key)),
+            recs, fld,
             f"value is not of Type={typ} (or a negative count)", fatal, vals)
 
 

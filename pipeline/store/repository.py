@@ -363,9 +363,10 @@ class Store:
         names: list[str] = []
         columns: list[list[Any]] = []
         for name in OBSERVATION_COLUMNS:
-            values = _plain_column(data[name])
-            if name in _NULLABLE_OBSERVATION_COLUMNS and values.count(None) == len(values):
+            column = data[name]
+            if name in _NULLABLE_OBSERVATION_COLUMNS and column.isna().all():
                 continue
+            values = _plain_column(column)
             names.append(name)
             columns.append(values)
         pks = np.broadcast_to(np.asarray(sample_pk, dtype=object), (len(data),))
@@ -814,6 +815,16 @@ def _plain_column(series: pd.Series) -> list[Any]:
     """A column as plain Python values with None for every missing value (numeric
     columns convert in C; an object column only goes value by value when it holds
     something else than str/int/float/bool/None, e.g. a numpy scalar)."""
+    import numpy as np
+    import pandas as pd
+
+    kind = series.dtype.kind
+    if kind in "iub" and not isinstance(series.dtype, pd.api.extensions.ExtensionDtype):
+        return series.to_numpy().tolist()  # numpy ints/bools: no missing value possible
+    if kind == "f" and not isinstance(series.dtype, pd.api.extensions.ExtensionDtype):
+        floats = series.to_numpy()
+        if not np.isnan(floats).any():
+            return floats.tolist()
     # pandas accepts na_value=None (documented); pandas-stubs 2.3 list only scalar na_values
     values = series.to_numpy(dtype=object, na_value=None).tolist()  # type: ignore[call-overload]
     if series.dtype == object and not set(map(type, values)) <= _PLAIN_TYPES:
