@@ -48,7 +48,7 @@ bench-ci: .venv/.installed
 		tests/benchmarks/test_regression.py
 
 lint: .venv/.installed
-	.venv/bin/ruff check pipeline flows tests
+	.venv/bin/ruff check pipeline flows tests scripts
 	.venv/bin/mypy
 
 # CI gate run by .ci/run before the tests: ruff (style, bugs, imports) including the
@@ -56,7 +56,7 @@ lint: .venv/.installed
 # pandas-stubs of the locked pandas series; config in pyproject.toml, #12 item 6).
 lint-ci: .venv/.installed
 	.venv/bin/ruff --version
-	.venv/bin/ruff check pipeline flows tests
+	.venv/bin/ruff check pipeline flows tests scripts
 	.venv/bin/ruff check pipeline flows tests --select C901 --statistics
 	.venv/bin/mypy --version
 	.venv/bin/mypy

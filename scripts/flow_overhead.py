@@ -10,9 +10,10 @@ SQLite store, outbox and reports folder, and prints the wall times as JSON::
         .venv/bin/python scripts/flow_overhead.py /tmp/op/c500 --mode both
 
 ``--mode flow`` or ``--mode plain`` runs one side only (for paired whole-process timing,
-e.g. alternating ``/usr/bin/time -v ... --mode flow`` and ``... --mode plain`` runs). With ``PREFECT_API_URL`` set the
-server's start is not in the flow's time (a configured server); without it Prefect's
-temporary server is started first and excluded from the flow's time too.
+e.g. alternating ``/usr/bin/time -v ... --mode flow`` and ``... --mode plain`` runs). With
+``PREFECT_API_URL`` set the server's start is not in the flow's time (a configured
+server); without it Prefect's temporary server is started first and excluded from the
+flow's time too.
 """
 
 from __future__ import annotations

@@ -149,3 +149,25 @@ def test_assessments_saved_in_bulk_keep_their_order(store: Store) -> None:
         row = frame.loc[assessment_id]
         assert row["patient_id"] == payload["patient_id"] and row["payload"] == payload
         assert row["status"] == payload["status"]
+
+
+def test_columns_no_row_fills_are_left_out_and_read_back_missing(store: Store) -> None:
+    # The bulk insert leaves out nullable columns that are empty in every row (issue #11
+    # item 1: SQLite bound a NULL per row and column); they must read back missing, and a
+    # column filled in only some rows must keep its values and its gaps.
+    bare = _prepared("S1", patient="P1")
+    bare.observations["gene"] = None
+    bare.observations["alt_reads"] = pd.array([None, None], dtype="Int64")
+    cnv = _prepared("S2", sha="c" * 64, patient="P2")
+    cnv.observations["copy_number"] = [7.5, float("nan")]
+    cnv.observations["mate_chrom"] = [None, "12"]
+    assert store.ingest_sample(bare) == "ingested"  # alone: gene, alt_reads... left out
+    assert store.ingest_samples([cnv]) == ["ingested"]
+    one = store.observations_frame(["P1"])
+    assert one["gene"].isna().all() and one["alt_reads"].isna().all()
+    assert one["copy_number"].isna().all() and one["mate_pos"].isna().all()
+    assert one["vaf"].iloc[0] == pytest.approx(0.012) and one["depth"].tolist() == [2000, 2000]
+    two = store.observations_frame(["P2"])
+    assert two["copy_number"].iloc[0] == 7.5 and pd.isna(two["copy_number"].iloc[1])
+    assert two["mate_chrom"].iloc[0] is None and two["mate_chrom"].iloc[1] == "12"
+    assert two["gene"].tolist() == ["ALK", "ALK"]
