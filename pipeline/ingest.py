@@ -30,7 +30,7 @@ from pipeline.io.profiles import known_profiles, load_profile, search_path
 from pipeline.io.result import DrawLevel
 from pipeline.knowledge import KnowledgeBase
 from pipeline.progress import Progress, resolve
-from pipeline.schema import CALL_COLUMNS, group_positions
+from pipeline.schema import CALL_COLUMNS, group_positions, take_rows
 from pipeline.store.repository import PreparedSample, Store
 
 #: float32 tolerance: htslib stores AF=0.01 as 0.009999999776 (engineering-notes §2.1).
@@ -150,12 +150,13 @@ def detected_mask(calls: pd.DataFrame, lod_vaf: float | np.ndarray,
 
 
 def _content_hash(row: ManifestRow, calls: pd.DataFrame, file_format: str,
-                  level: DrawLevel | None = None) -> str:
+                  level: DrawLevel | None = None, canonical: str | None = None) -> str:
     """SHA-256 of what was delivered for this draw plus the manifest metadata.
 
     VCF: the file's bytes (a multi-sample file is disambiguated by ``vcf_sample``).
     Tables: the rows selected for this ``sample_id`` (a shared table may gain other
-    samples' rows without changing this draw).
+    samples' rows without changing this draw), as their canonical CSV (``canonical`` when
+    the caller has it already, see :func:`_canonical_csvs`).
     """
     digest = hashlib.sha256()
     if file_format == "vcf":
@@ -163,7 +164,8 @@ def _content_hash(row: ManifestRow, calls: pd.DataFrame, file_format: str,
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     else:
-        canonical = calls.reindex(columns=list(CALL_COLUMNS)).to_csv(index=False)
+        if canonical is None:
+            canonical = _canonical_csv(calls)
         digest.update(canonical.encode())
     meta: dict[str, Any] = {
         "patient_id": row.patient_id,
@@ -180,6 +182,39 @@ def _content_hash(row: ManifestRow, calls: pd.DataFrame, file_format: str,
         meta["level"] = [level.value, level.unit, level.lod, level.call]
     digest.update(json.dumps(meta, sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def _canonical_csv(calls: pd.DataFrame) -> str:
+    """The canonical text a table draw's hash covers: its contract columns as CSV."""
+    return calls.reindex(columns=list(CALL_COLUMNS)).to_csv(index=False)
+
+
+def _canonical_csvs(calls: pd.DataFrame, owner: np.ndarray, wanted: np.ndarray
+                    ) -> dict[int, str]:
+    """:func:`_canonical_csv` of each wanted owner's rows, from one ``to_csv`` of them all.
+
+    ``calls`` holds the batch's draws one after another (``owner[i]`` is row i's draw);
+    ``wanted`` flags the draws to serialise (the tables). One ``to_csv`` per draw cost
+    about 1.5 ms (issue #11 item 1: the per-sample fixed cost). A CSV row depends on its
+    own values only, so the whole text split into lines gives each draw's rows exactly as
+    its own ``to_csv`` would; when a value holds a line break (a quoted multi-line cell)
+    the lines cannot be split by row and each draw is serialised on its own.
+    """
+    draws = np.flatnonzero(wanted)
+    rows = np.flatnonzero(wanted[owner]) if len(owner) else np.zeros(0, dtype=np.intp)
+    text = _canonical_csv(calls.take(rows))
+    lines = text.split("\n")
+    if len(lines) != len(rows) + 2:  # header, one line a row, "" after the last newline
+        return {int(j): _canonical_csv(calls.take(np.flatnonzero(owner == j)))
+                for j in draws}
+    header = lines[0]
+    counts = np.bincount(owner[rows], minlength=len(wanted))
+    ends = np.cumsum(counts[draws])
+    out = {}
+    for j, end, count in zip(draws.tolist(), ends.tolist(), counts[draws].tolist(),
+                             strict=True):
+        out[j] = "\n".join([header, *lines[1 + end - count:1 + end]]) + "\n"
+    return out
 
 
 def prepare_sample(row: ManifestRow, settings: Settings, kb: KnowledgeBase) -> PreparedSample:
@@ -231,6 +266,8 @@ def prepare_samples(rows: list[ManifestRow], settings: Settings,
         return [o for o in out if o is not None]
     calls = pd.concat([r.calls for r in ok], ignore_index=True)
     owner = np.repeat(np.arange(len(ok)), [len(r.calls) for r in ok])
+    canonical = _canonical_csvs(calls, owner, np.array([r.file_format != "vcf" for r in ok],
+                                                       dtype=bool))
     calls["_owner"] = owner
     depths = pd.to_numeric(calls["depth"], errors="coerce").to_numpy(dtype="float64",
                                                                      na_value=np.nan)
@@ -257,17 +294,17 @@ def prepare_samples(rows: list[ManifestRow], settings: Settings,
     annotated["category"] = annotated["category"].fillna("other")
     annotated = annotated.drop(columns="_owner")
     positions = group_positions(row_owner)
-    empty = annotated.iloc[0:0]
     for j, k in enumerate(good):
         result, row = ok[j], rows[k]
         lod_vaf, lod_source, median_depth = lods[j]
-        observations = _rows_of(annotated, positions.get(j), empty)
+        observations = take_rows(annotated, positions.get(j))
         level = result.level
         out[k] = PreparedSample(
             sample_id=row.sample_id, patient_id=row.patient_id,
             collection_date=days[k], care_team=row.care_team,
             source_path=str(row.path),
-            content_sha256=_content_hash(given[k], result.calls, result.file_format, level),
+            content_sha256=_content_hash(given[k], result.calls, result.file_format, level,
+                                         canonical.get(j)),
             file_format=result.file_format, vcf_sample=result.vcf_sample,
             caller=result.caller, genome_build=result.genome_build, assay=row.assay,
             lod_vaf=lod_vaf, lod_source=lod_source, tumor_fraction=row.tumor_fraction,
@@ -281,21 +318,6 @@ def prepare_samples(rows: list[ManifestRow], settings: Settings,
     done = [o for o in out if o is not None]
     assert len(done) == len(rows)  # every row ends prepared or rejected
     return done
-
-
-def _rows_of(frame: pd.DataFrame, positions: np.ndarray | None, empty: pd.DataFrame
-             ) -> pd.DataFrame:
-    """One sample's rows of the batch frame, indexed 0..n-1: the frame itself when the
-    sample owns every row in order (a one-file batch), else one ``take`` (the copy and
-    re-index of a 200,000-row frame cost 0.2 s, issue #11 item 1)."""
-    if positions is None:
-        return empty.reset_index(drop=True)
-    if len(positions) == len(frame) and isinstance(frame.index, pd.RangeIndex) and (
-            np.array_equal(positions, np.arange(len(frame)))):
-        return frame
-    rows = frame.take(positions)
-    rows.index = pd.RangeIndex(len(rows))
-    return rows
 
 
 def ingest_rows(rows: list[ManifestRow], store: Store, settings: Settings, kb: KnowledgeBase,

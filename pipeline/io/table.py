@@ -29,7 +29,7 @@ from pipeline.io.build import normalise_build
 from pipeline.io.drawinfo import draw_date, draw_level
 from pipeline.io.profiles import CANONICAL, Profile, known_profiles, load_profile, search_path
 from pipeline.io.result import ReadResult
-from pipeline.schema import conform_calls, group_positions
+from pipeline.schema import conform_calls, group_positions, take_rows
 
 #: Variant types a table row may declare (the contract's five).
 TABLE_VARIANT_TYPES = ("snv", "mnv", "indel", "cnv", "fusion")
@@ -627,8 +627,7 @@ def _validate_group(prof: Profile, chosen: list[tuple[int, Path, pd.DataFrame, s
     conformed = conform_calls(calls)
     for k, (i, _path, selected, build) in enumerate(chosen):
         positions = rows_of.get(k)
-        part = (conformed.take(positions).reset_index(drop=True) if positions is not None
-                else conformed.iloc[0:0])
+        part = take_rows(conformed, positions)
         results[i] = ReadResult(calls=part, genome_build=build, vcf_sample=None,
                                 caller=prof.name, file_format="table",
                                 n_records=len(selected), warnings=[])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -141,3 +142,33 @@ def test_many_rows_share_one_parse(tmp_path: Path, settings, kb, monkeypatch,
     assert all(not isinstance(p, InputError) for p in prepared)
     assert len(calls) == n_files
     assert [len(p.observations) for p in prepared] == [1] * 40
+
+
+@pytest.mark.filterwarnings("ignore:The behavior of DataFrame concatenation:FutureWarning")
+def test_batch_canonical_text_is_each_draws_own() -> None:
+    # The content hash of a table draw covers its canonical CSV; the batch writes one CSV
+    # for all draws and splits it by row (issue #11 item 1). It must give each draw the
+    # very text its own to_csv gives, else stored draws stop re-ingesting as unchanged:
+    # quoted commas and quotes, missing values, floats, an empty draw, and a multi-line
+    # cell (which cannot be split by line, so every draw is written on its own).
+    from pipeline.ingest import _canonical_csv, _canonical_csvs
+    from pipeline.schema import conform_calls
+
+    def draw(rows: list[dict]) -> pd.DataFrame:
+        return conform_calls(pd.DataFrame(rows))
+
+    first = draw([{"record_index": 1, "gene": "ALK", "vaf": 0.1 + 0.2, "pos": 29443613,
+                   "protein_change": 'p.G1202R, "quoted"', "alt_reads": None}])
+    empty = draw([])
+    third = draw([{"record_index": 2, "gene": "MET", "copy_number": 4.2, "vaf": 1e-05},
+                  {"record_index": 3, "gene": None, "vaf": float("nan"), "depth": 3000}])
+    multi = draw([{"record_index": 4, "gene": "KRAS", "annotation": "two\nlines"}])
+    for frames in ([first, empty, third], [first, multi, third], [third]):
+        calls = pd.concat(frames, ignore_index=True)
+        owner = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+        wanted = np.ones(len(frames), dtype=bool)
+        wanted[-1] = len(frames) == 1  # a draw not wanted (a VCF) gets no text
+        texts = _canonical_csvs(calls, owner, wanted)
+        assert sorted(texts) == np.flatnonzero(wanted).tolist()
+        for j, text in texts.items():
+            assert text == _canonical_csv(frames[j])
