@@ -61,14 +61,6 @@ def _upper_str(series: pd.Series) -> pd.Series:
     return _by_unique(text, lambda u: u.astype(str).str.upper().str.strip())
 
 
-def _len(series: pd.Series) -> np.ndarray:
-    return _by_unique(series, lambda u: u.str.len()).to_numpy()
-
-
-def _acgt(series: pd.Series) -> np.ndarray:
-    return _by_unique(series, lambda u: u.str.fullmatch(r"[ACGT]+")).to_numpy(dtype=bool)
-
-
 def _base_at(i: int) -> Callable[[pd.Series], pd.Series]:
     """The i-th character of each string of a Series (for :func:`_by_unique`)."""
     return lambda u: u.str[i]
@@ -88,7 +80,19 @@ class _Alleles(NamedTuple):
 
     @classmethod
     def of(cls, ref: pd.Series, alt: pd.Series) -> _Alleles:
-        return cls(ref, alt, _len(ref), _len(alt), _acgt(ref), _acgt(alt))
+        ref_len, ref_acgt = _len_and_acgt(ref)
+        alt_len, alt_acgt = _len_and_acgt(alt)
+        return cls(ref, alt, ref_len, alt_len, ref_acgt, alt_acgt)
+
+
+def _len_and_acgt(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Length of each string and whether it is plain ``[ACGT]+``, from one
+    factorization (per distinct value: alleles repeat, issue #11)."""
+    codes, uniques = pd.factorize(series, use_na_sentinel=False)
+    distinct = pd.Series(np.asarray(uniques, dtype=object), dtype="object")
+    lengths = np.asarray(distinct.str.len())
+    acgt = np.asarray(distinct.str.fullmatch(r"[ACGT]+"))
+    return lengths[codes], acgt[codes].astype(bool)
 
 
 class _Upper:
@@ -299,20 +303,31 @@ class Recognizer:
         if not sub.any():
             return np.zeros(n, dtype=bool)
         rows = np.flatnonzero(sub)
+        targets = self.data.codon_positions[build]
+        target_pos = targets["pos"].to_numpy(dtype="int64")
         pieces = []
         max_len = int(lens[rows].max())
         for i in range(max_len):  # loop over MNV offsets (a handful), vectorised over rows
             r = rows[lens[rows] > i]
+            # Only bases at a codon position can join below (issue #11 item 1: a
+            # 200,000-record VCF has a handful): the same inner join, on fewer rows.
+            base_pos = pos[r].astype("int64") + i
+            at_codon = np.isin(base_pos, target_pos)
+            r, base_pos = r[at_codon], base_pos[at_codon]
+            if not len(r):
+                continue
             # (the i-th base of each distinct allele: SNV alleles repeat, issue #11)
             rbi = _by_unique(ref.iloc[r], _base_at(i)).to_numpy(dtype=str)
             abi = _by_unique(alt.iloc[r], _base_at(i)).to_numpy(dtype=str)
             keep = rbi != abi
             pieces.append(pd.DataFrame({
                 "row": r[keep], "chrom_norm": chrom_norm.to_numpy()[r][keep],
-                "pos": pos[r][keep].astype("int64") + i, "refb": rbi[keep], "altb": abi[keep],
+                "pos": base_pos[keep], "refb": rbi[keep], "altb": abi[keep],
             }))
+        if not pieces:
+            return np.zeros(n, dtype=bool)
         bases = pd.concat(pieces, ignore_index=True)
-        hits = bases.merge(self.data.codon_positions[build], on=["chrom_norm", "pos"])
+        hits = bases.merge(targets, on=["chrom_norm", "pos"])
         if hits.empty:
             return np.zeros(n, dtype=bool)
         codons = self.data.codons
