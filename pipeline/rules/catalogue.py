@@ -1182,7 +1182,6 @@ def rule_r2(ctx: LineContext) -> list[Alert]:
     arrays = ctx.observation_arrays
     keys = np.asarray(arrays["marker_key"])
     new_keys = set(keys[new_detections(ctx, _category_is(ctx, "alk_resistance"))])
-    # The usual case first, on arrays: no draw holds two ALK calls with a new one (#11).
     on_alk = np.flatnonzero((np.asarray(arrays["category"]) == "alk_resistance")
                             & np.asarray(arrays["detected"]).astype(bool)
                             & (np.asarray(arrays["role"]) == "on_treatment"))
@@ -1190,16 +1189,15 @@ def rule_r2(ctx: LineContext) -> list[Alert]:
     for sample, key in zip(np.asarray(arrays["sample_id"])[on_alk], keys[on_alk],
                            strict=True):
         per_draw.setdefault(sample, set()).add(key)
-    if not any(len(k) >= 2 and k & new_keys for k in per_draw.values()):
+    # Draws with >= 2 distinct (non-missing, as groupby's nunique counts) ALK markers, one
+    # of them new: decided once, here, from the line arrays (#11 item 2).
+    multi = [s for s, k in per_draw.items()
+             if sum(not pd.isna(x) for x in k) >= 2 and k & new_keys]
+    if not multi:
         return []
     obs = ctx.observations
     alk = obs[(obs["category"] == "alk_resistance") & obs["detected"]
               & (obs["role"] == "on_treatment")]
-    counts = alk.groupby("sample_id")["marker_key"].nunique()
-    multi = [s for s in counts[counts >= 2].index
-             if new_keys & set(alk[alk["sample_id"] == s]["marker_key"])]
-    if not multi:
-        return []
     rows = alk[alk["sample_id"].isin(multi)].sort_values(["collection_date", "marker_key"])
     first = rows[rows["sample_id"] == rows["sample_id"].iloc[0]]
     actions = ["Phasing (same-read evidence) is needed to call compound vs polyclonal: "
