@@ -127,7 +127,7 @@ def evaluate_cohort(
     cohort = CohortLines(kin.draws, obs if len(obs) else None, LINE_GATES)
     obs_by = _ObservationsBySample(obs)
     config_version = settings.version_label()  # hashes the settings: once, not per patient
-    kept_by = _DrawsByPatient(kept)
+    kept_by = _ByPatient(kept)
 
     future = _future_events(samples, therapies, cutoff)
     out = []
@@ -148,7 +148,7 @@ def evaluate_cohort(
 
 def _assess(patient: str, as_of: date, line: RowLike | None,
             cohort: CohortLines, obs_by: _ObservationsBySample,
-            kept_by: _DrawsByPatient,
+            kept_by: _ByPatient,
             settings: Settings, kb: KnowledgeBaseLike | None,
             config_version: str, future_event: date | None = None) -> Assessment:
     therapy = None
@@ -319,19 +319,20 @@ def _unlined_draws(patient_draws: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-class _DrawsByPatient:
-    """Each patient's draws dated by ``as_of`` (unlined draws, the no-clock date), grouped
-    on first use: most evaluations never need them (#11 item 2)."""
+class _ByPatient:
+    """A cohort frame's rows of one patient (an empty frame for none), grouped on first
+    use: most evaluations never ask (#11 item 2). Draws dated by ``as_of`` (unlined draws,
+    the no-clock date) and observations (:class:`_ObservationsBySample`) both use it."""
 
-    def __init__(self, kept: pd.DataFrame) -> None:
-        self._kept = kept
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self._frame = frame
         self._by_patient: dict[str, pd.DataFrame] | None = None
 
     def get(self, patient: str) -> pd.DataFrame:
         if self._by_patient is None:
-            self._by_patient = {str(k): g for k, g in self._kept.groupby("patient_id",
-                                                                         sort=False)}
-        return self._by_patient.get(patient, self._kept.iloc[0:0])
+            self._by_patient = {str(k): g for k, g in self._frame.groupby("patient_id",
+                                                                          sort=False)}
+        return self._by_patient.get(patient, self._frame.iloc[0:0])
 
 
 class _ObservationsBySample:
@@ -340,7 +341,7 @@ class _ObservationsBySample:
 
     def __init__(self, obs: pd.DataFrame) -> None:
         self._obs = obs
-        self._by_patient: dict[str, pd.DataFrame] | None = None
+        self._by_patient = _ByPatient(obs)
 
     def given(self, patient: str, parts: LineParts | None,
               draws: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -354,12 +355,9 @@ class _ObservationsBySample:
         return None
 
     def for_draws(self, patient: str, draws: pd.DataFrame) -> pd.DataFrame:
-        if self._by_patient is None:
-            self._by_patient = {str(k): g for k, g in self._obs.groupby("patient_id", sort=False)}
         pobs = self._by_patient.get(patient)
         # A provisional reference is listed twice in ``draws`` (reference and on-treatment).
-        parts = [] if pobs is None else [
-            pobs[pobs["sample_id"] == s] for s in dict.fromkeys(draws["sample_id"])]
+        parts = [pobs[pobs["sample_id"] == s] for s in dict.fromkeys(draws["sample_id"])]
         parts = [p for p in parts if len(p)]
         obs = pd.concat(parts, ignore_index=True) if parts else self._empty()
         return obs.merge(draws[["sample_id", "day", "role"]].drop_duplicates("sample_id"),
