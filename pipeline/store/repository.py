@@ -273,9 +273,7 @@ class Store:
                              .values(is_current=False, superseded_at=now))
             rows = [_sample_row(sample, 1 if cur is None else cur.version + 1, now)
                     for sample, cur in writes]
-            result = conn.execute(t.insert().returning(t.c.id, t.c.sample_id,
-                                                       sort_by_parameter_order=True), rows)
-            pks = [int(r.id) for r in result]
+            pks = _insert_ids(conn, t, rows)
             frames = [sample.observations for sample, _ in writes]
             lengths = [len(f) for f in frames]
             if sum(lengths):
@@ -498,25 +496,8 @@ class Store:
             "reevaluate_on": (None if payload.get("reevaluate_on") is None
                               else date.fromisoformat(str(payload["reevaluate_on"]))),
         } for payload, pks in items]
-        table = models.assessments
         with self.engine.begin() as conn:
-            if conn.dialect.name == "sqlite":
-                # SQLAlchemy cannot order a multi-row RETURNING on SQLite and sends one
-                # INSERT per row (10,000 statements for a cohort; #11 item 2). One
-                # executemany instead. SQLite's write lock is held from the first insert to
-                # the commit, and a new rowid is the largest so far plus one: the rows just
-                # inserted are the len(rows) largest ids, in items order.
-                conn.execute(table.insert(), rows)
-                ids = sorted(int(i) for i in conn.execute(
-                    sa.select(table.c.id).order_by(table.c.id.desc()).limit(len(rows))
-                ).scalars())
-            else:
-                stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
-                ids = [int(i) for i in conn.execute(stmt, rows).scalars().all()]
-        if len(ids) != len(rows):
-            raise StoreError(f"insert into assessments returned {len(ids)} ids for "
-                             f"{len(rows)} rows")
-        return ids
+            return _insert_ids(conn, models.assessments, rows)
 
     # ------------------------------------------------------------------ work queue
     def mark_pending(self, patient_ids: Iterable[str], reason: str,
@@ -798,6 +779,30 @@ def _coerce_dates(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 #: Bound parameters per ``IN (...)`` query (SQLite allows 32,766, PostgreSQL 65,535).
 _IN_CHUNK = 30_000
+
+
+def _insert_ids(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` into ``table`` (inside the caller's transaction); their primary keys,
+    in ``rows`` order.
+
+    PostgreSQL: one multi-row ``INSERT ... RETURNING`` ordered by parameter. SQLite:
+    SQLAlchemy cannot order a multi-row RETURNING there and sends one INSERT per row
+    (10,000 statements for a cohort's assessments; #11 items 1-2), so one executemany
+    instead: SQLite's write lock is held from the first insert to the commit, and a new
+    rowid is the largest so far plus one, so the rows just inserted hold the ``len(rows)``
+    largest ids, in ``rows`` order.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.execute(table.insert(), rows)
+        ids = sorted(int(i) for i in conn.execute(
+            sa.select(table.c.id).order_by(table.c.id.desc()).limit(len(rows))).scalars())
+    else:
+        stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+        ids = [int(i) for i in conn.execute(stmt, rows).scalars().all()]
+    if len(ids) != len(rows):
+        raise StoreError(f"insert into {table.name} returned {len(ids)} ids for "
+                         f"{len(rows)} rows")
+    return ids
 
 
 def _inserted_id(result: sa.CursorResult[Any], table: str) -> int:
