@@ -452,11 +452,18 @@ def _cell_values(cells: np.ndarray, n_fields: np.ndarray, width: int) -> list[np
     return out
 
 
-def _per_unique(values: np.ndarray, fn: Callable[[Any], Any], dtype: str = "int64"
-                ) -> np.ndarray:
+def per_unique(values: np.ndarray, fn: Callable[[Any], Any], dtype: Any = "int64"
+               ) -> np.ndarray:
+    """``fn`` of each value as an array of ``dtype``, called once per distinct value."""
     codes, uniques = pd.factorize(values)
     out = np.fromiter((fn(u) for u in uniques), dtype=dtype, count=len(uniques))
     return out[codes]
+
+
+def matching(values: np.ndarray, pattern: re.Pattern[str]) -> np.ndarray:
+    """Boolean mask of the values ``pattern`` matches (per distinct value; one C regex
+    search when all match, :func:`_bad`)."""
+    return ~_bad(values, _matcher(pattern), pattern)
 
 
 def _matcher(pattern: re.Pattern[str]) -> Callable[[str], bool]:
@@ -650,14 +657,14 @@ def check_body(hdr: HeaderInfo, sample: str | None, read_info: Iterable[str],
             "record skipped", False, alt)
     col.add(_bad(alt, _matcher(_ALT_FULL)) & ~ambiguous, records, "ALT",
             "not a base string, '*', '.', <SYMBOLIC> or breakend allele", True, alt)
-    n_alt = _per_unique(alt, lambda a: 0 if a == "." else a.count(",") + 1)
+    n_alt = per_unique(alt, lambda a: 0 if a == "." else a.count(",") + 1)
     multi = n_alt > 1
     same = ref == alt
     if multi.any():
         same[multi] = [r.upper() in a.upper().split(",") for r, a in
                        zip(ref[multi], alt[multi], strict=True)]
     if (~multi).any():
-        same[~multi] |= _per_unique(ref[~multi], str.upper, "object") == _per_unique(
+        same[~multi] |= per_unique(ref[~multi], str.upper, "object") == per_unique(
             alt[~multi], str.upper, "object")
     col.add(same, records, "ALT", "an ALT allele equals REF", True, alt)
     col.add(_bad(ids, lambda i: i == "." or (re.match(r"^[^\s;]+(?:;[^\s;]+)*$", i)
@@ -762,12 +769,12 @@ def _check_samples(col: _Collector, table: np.ndarray, records: np.ndarray, hdr:
                     col.add(_bad(values, _matcher(_GT_FULL)), records[rows],
                             f"FORMAT/GT ({where})",
                             "not a genotype (allele indexes joined by / or |)", fatal, values)
-                    top = _per_unique(values, lambda g: max(
+                    top = per_unique(values, lambda g: max(
                         (int(x) for x in re.findall(r"\d+", g)), default=0))
                     alts = n_alt[rows]
                     col.add((top > alts) & (alts > 0), records[rows], f"FORMAT/GT ({where})",
                             "allele index beyond the ALT alleles", fatal, values)
-                    ploidy = _per_unique(values, lambda g: g.count("/") + g.count("|") + 1)
+                    ploidy = per_unique(values, lambda g: g.count("/") + g.count("|") + 1)
                     continue
                 if not key_re.match(key):
                     continue
@@ -784,7 +791,7 @@ def _check_samples(col: _Collector, table: np.ndarray, records: np.ndarray, hdr:
 
 def _check_order(col: _Collector, chrom: np.ndarray, position: np.ndarray, ref: np.ndarray,
                  alt: np.ndarray, records: np.ndarray) -> None:
-    contig = _per_unique(chrom, lambda c: c.strip("<>"), "object")
+    contig = per_unique(chrom, lambda c: c.strip("<>"), "object")
     same = np.r_[False, contig[1:] == contig[:-1]]
     col.add(same & np.r_[False, position[1:] < position[:-1]], records, "POS",
             "records not sorted by position (read anyway)", False,
@@ -796,7 +803,7 @@ def _check_order(col: _Collector, chrom: np.ndarray, position: np.ndarray, ref: 
             False, chrom)
     # Duplicates after trimming the bases REF and ALT share (the same variant written twice,
     # or inside a multi-allelic record): counted twice otherwise. SNVs need no trimming.
-    simple = (_per_unique(ref, len) == 1) & (_per_unique(alt, len) == 1) & ~np.isnan(position)
+    simple = (per_unique(ref, len) == 1) & (per_unique(alt, len) == 1) & ~np.isnan(position)
     keys = pd.DataFrame({"record": records[simple], "chrom": contig[simple],
                          "pos": position[simple], "ref": ref[simple], "alt": alt[simple]})
     extra = []

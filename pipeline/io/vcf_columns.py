@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.io.vcf_checks import HeaderInfo, all_match, split_fields
+from pipeline.io.vcf_checks import HeaderInfo, matching, per_unique, split_fields
 
 #: FORMAT keys the column path handles (the first steps of the VAF chain, depth, genotype).
 PLAIN_FORMAT = frozenset({"GT", "AD", "AF", "DP"})
@@ -63,20 +63,6 @@ def _float_or_nan(value: str) -> float:
         return float(value)
     except ValueError:
         return float("nan")
-
-
-def _per_unique(values: np.ndarray, fn: Any, dtype: Any) -> np.ndarray:
-    codes, uniques = pd.factorize(values)
-    out = np.array([fn(u) for u in uniques], dtype=dtype)
-    return out[codes] if len(codes) else np.zeros(0, dtype=dtype)
-
-
-def _matches(values: np.ndarray, pattern: re.Pattern[str]) -> np.ndarray:
-    codes, uniques = pd.factorize(values)
-    if all_match(uniques, pattern):  # the common case, decided by one C regex search
-        return np.ones(len(values), dtype=bool)
-    good = np.array([pattern.match(u) is not None for u in uniques], dtype=bool)
-    return good[codes] if len(codes) else np.zeros(0, dtype=bool)
 
 
 def _eligible(hdr: HeaderInfo, sample: str | None, read_info: Iterable[str],
@@ -145,8 +131,8 @@ def column_calls(hdr: HeaderInfo, sample: str | None, read_info: Iterable[str],
               for key in PLAIN_FORMAT}
     # Multi-allelic, symbolic, breakend, no-call or lower-case alleles and POS written
     # other than as plain digits go to the record extractor.
-    plain = (_matches(table[:, 3], _UPPER_BASES) & _matches(table[:, 4], _UPPER_BASES)
-             & _matches(table[:, 1], _COUNT))
+    plain = (matching(table[:, 3], _UPPER_BASES) & matching(table[:, 4], _UPPER_BASES)
+             & matching(table[:, 1], _COUNT))
     fallbacks = hdr.info_keys & read_info & _INFO_FALLBACKS
     columns, plain = _vaf_columns(table, values, plain, fallbacks)
     return ColumnCalls(plain=plain, columns=columns)
@@ -156,7 +142,7 @@ def _counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(int64 counts, present mask, parseable mask) of '.' or whole non-negative numbers."""
     present = values != "."
     ok = np.ones(len(values), dtype=bool)
-    ok[present] = _matches(values[present], _COUNT)
+    ok[present] = matching(values[present], _COUNT)
     counts = np.zeros(len(values), dtype=np.int64)
     counts[present & ok] = values[present & ok].astype(np.int64)
     return counts, present & ok, ok
@@ -172,7 +158,7 @@ def _vaf_columns(table: np.ndarray, values: dict[str, np.ndarray], plain: np.nda
     ad_cells = values["AD"]
     ad_usable = ad_cells != "."
     ad_ok = np.ones(n, dtype=bool)
-    ad_ok[ad_usable] = _matches(ad_cells[ad_usable], _AD_PAIR)
+    ad_ok[ad_usable] = matching(ad_cells[ad_usable], _AD_PAIR)
     ad_usable &= ad_ok
     ad = np.zeros((n, 2), dtype=np.int64)
     if ad_usable.any():
@@ -187,7 +173,7 @@ def _vaf_columns(table: np.ndarray, values: dict[str, np.ndarray], plain: np.nda
     af_cells = values["AF"]
     has_af = af_cells != "."
     vaf = np.full(n, np.nan)
-    af = _per_unique(af_cells[has_af], _float_or_nan, np.float64)
+    af = per_unique(af_cells[has_af], _float_or_nan, np.float64)
     vaf[has_af] = af.astype(np.float32).astype(np.float64)  # htslib keeps float32
     plain &= ~(has_af & ~np.isfinite(vaf))  # unparseable, several values, NaN, infinite
     from_ad = ~has_af & ad_usable & (ad_sum > 0)
@@ -225,8 +211,8 @@ def _assemble(table: np.ndarray, values: dict[str, np.ndarray], vaf: np.ndarray,
               has_depth: np.ndarray, record_index: np.ndarray) -> dict[str, Any]:
     n = len(table)
     ref, alt = table[:, 3], table[:, 4]
-    ref_len = _per_unique(ref, len, np.int64)
-    alt_len = _per_unique(alt, len, np.int64)
+    ref_len = per_unique(ref, len, np.int64)
+    alt_len = per_unique(alt, len, np.int64)
     # Object arrays filled by assignment: np.where's string arrays cast to object cost
     # 20 ms per 200,000 records (issue #11 item 1).
     vtype = np.full(n, "indel", dtype=object)
@@ -248,11 +234,11 @@ def _assemble(table: np.ndarray, values: dict[str, np.ndarray], vaf: np.ndarray,
         "vaf_source": vaf_source,
         "alt_reads": _nullable(ad[:, 1], ad_usable),
         "depth": _nullable(depth, has_depth),
-        "filter": _per_unique(table[:, 6], _filter_text, object),
+        "filter": per_unique(table[:, 6], _filter_text, object),
         "copy_number": none,
         "cnv_kind": none,
         "mate_chrom": none,
         "mate_pos": none,
         "annotation": none,
-        "gt_ref": _per_unique(values["GT"], _gt_is_ref, bool),
+        "gt_ref": per_unique(values["GT"], _gt_is_ref, bool),
     }
